@@ -1,0 +1,41 @@
+# The two commands a new user needs: `make demo` and `make test`. Both install what they need.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+EMBER := $(BUILD_DIR)/bin/ember
+
+.PHONY: all deps build test unit demo bench bench-quick format tidy clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The whole suite: unit, privileged (root, namespaces, cgroups) and e2e tests.
+test: build
+	@bash scripts/run-tests.sh $(BUILD_DIR)
+
+unit: build
+	@ctest --test-dir $(BUILD_DIR) -L unit --output-on-failure -j $(JOBS)
+
+demo: build
+	@bash scripts/demo.sh $(EMBER)
+
+bench: build
+	@bash bench/run.sh $(EMBER)
+
+bench-quick: build
+	@bash bench/run.sh $(EMBER) --quick
+
+format:
+	@clang-format -i $$(git ls-files '*.cc' '*.h' '*.c')
+
+tidy: build
+	@run-clang-tidy -p $(BUILD_DIR) -quiet src/ 2>/dev/null || clang-tidy -p $(BUILD_DIR) $$(git ls-files 'src/*.cc')
+
+clean:
+	@rm -rf $(BUILD_DIR)

@@ -1,0 +1,29 @@
+// The CLI is a set of subcommands, one file each. A command registers itself on the root app
+// and reports its exit status through `*exit_code`; errors become one line on stderr.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "base/error.h"
+
+namespace ember::cli {
+
+struct GlobalOptions {
+  std::string data_dir;   // --data-dir / EMBER_DATA_DIR, default /var/lib/ember
+  std::string run_dir;    // --run-dir / EMBER_RUN_DIR, default /run/ember (mounts, locks)
+  std::string log_level;  // --log-level / EMBER_LOG, default warn
+};
+
+// Exit codes of ember's own commands (not `ember run`, which follows docker: 125/126/127).
+// Each kind of failure has its own code so scripts can tell them apart.
+int ExitCodeFor(const Error& error);
+
+// Prints "ember: <message>" to stderr and returns ExitCodeFor(error).
+int ReportError(const Error& error);
+
+void RegisterRunCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
+void RegisterDoctorCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+
+}  // namespace ember::cli

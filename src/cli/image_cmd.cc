@@ -1,0 +1,12 @@
+// Placeholder until the image command lands.
+#include "cli/command.h"
+
+namespace ember::cli {
+
+void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code) {
+  (void)app;
+  (void)global;
+  (void)exit_code;
+}
+
+}  // namespace ember::cli

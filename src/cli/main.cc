@@ -1,0 +1,79 @@
+// ember: the command-line entry point. Parses global options, then hands off to a subcommand.
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/log.h"
+#include "cli/command.h"
+
+namespace ember::cli {
+
+int ExitCodeFor(const Error& error) {
+  switch (error.code()) {
+    case ErrorCode::kInvalidArgument: return 2;
+    case ErrorCode::kNotFound: return 3;
+    case ErrorCode::kBusy:
+    case ErrorCode::kAlreadyExists: return 4;
+    case ErrorCode::kPermissionDenied: return 5;
+    case ErrorCode::kCorrupt: return 6;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kUnsupported: return 7;
+    case ErrorCode::kResourceExhausted: return 8;
+    case ErrorCode::kTimeout: return 9;
+    default: return 1;
+  }
+}
+
+int ReportError(const Error& error) {
+  std::fprintf(stderr, "ember: %s\n", error.ToString().c_str());
+  return ExitCodeFor(error);
+}
+
+namespace {
+
+std::string FromEnv(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+}  // namespace
+}  // namespace ember::cli
+
+int main(int argc, char** argv) {
+  using namespace ember::cli;
+  CLI::App app{
+      "ember: a serverless sandbox runtime. Runs commands and functions in isolated sandboxes\n"
+      "on shared read-only images with a private in-memory writable layer.",
+      "ember"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("ember ") + EMBER_VERSION);
+  GlobalOptions global{FromEnv("EMBER_DATA_DIR", "/var/lib/ember"),
+                       FromEnv("EMBER_RUN_DIR", "/run/ember"), FromEnv("EMBER_LOG", "warn")};
+  app.add_option("--data-dir", global.data_dir,
+                 "where images and state are stored (env EMBER_DATA_DIR)")
+      ->capture_default_str();
+  app.add_option("--run-dir", global.run_dir,
+                 "where mounts and runtime locks live (env EMBER_RUN_DIR)")
+      ->capture_default_str();
+  app.add_option("--log-level", global.log_level,
+                 "trace, debug, info, warn, error or off (env EMBER_LOG)")
+      ->capture_default_str();
+  app.parse_complete_callback([&global] {
+    if (auto status = ember::log::Init(global.log_level); !status) {
+      throw CLI::ValidationError("--log-level", status.error().message());
+    }
+  });
+
+  int exit_code = 0;
+  RegisterRunCommand(app, global, &exit_code);
+  RegisterImageCommands(app, global, &exit_code);
+  RegisterDoctorCommand(app, global, &exit_code);
+
+  // CLI11 reports usage errors with exceptions; this is the edge where they become exit codes.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  return exit_code;
+}
