@@ -1,0 +1,256 @@
+#include "sandbox/cgroup/pool.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+namespace ember::cgroup {
+namespace {
+
+constexpr std::string_view kV2Controllers = "+memory +cpu +pids";
+
+// Enables memory, cpu and pids for the children of a v2 cgroup, unless they already are (a
+// read is cheaper than a write that makes the kernel walk the subtree).
+Status EnableV2Controllers(const std::string& dir) {
+  std::string path = dir + "/cgroup.subtree_control";
+  EMBER_ASSIGN_OR_RETURN(std::string enabled, ReadFile(path));
+  std::istringstream in(enabled);
+  std::set<std::string> words;
+  for (std::string w; in >> w;) words.insert(w.front() == '+' ? w.substr(1) : w);
+  if (words.count("memory") && words.count("cpu") && words.count("pids")) return Ok();
+  return WriteControlFile(path, kV2Controllers);
+}
+
+Status ValidateName(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.rfind("cgroup.", 0) == 0) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "invalid cgroup pool name '" + name + "': use one path component");
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<Pool> Pool::Open(const Hierarchy& hierarchy, PoolOptions options) {
+  EMBER_TRY(ValidateName(options.name));
+  if (options.lock_dir.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "cgroup pool: no lock directory given");
+  }
+  EMBER_TRY_CTX(MakeDirs(options.lock_dir, 0700), "open cgroup pool");
+  Pool pool(hierarchy, std::move(options));
+  const std::string& name = pool.options_.name;
+  for (const std::string& root : hierarchy.Roots()) {
+    if (hierarchy.version == Version::kV2) {
+      // A v2 cgroup can only enable what its parent enabled for it, so the root comes first.
+      EMBER_TRY_CTX(EnableV2Controllers(root), "open cgroup pool " + name);
+    }
+    std::string parent = root + "/" + name;
+    if (!PathExists(parent)) {
+      EMBER_TRY_CTX(MakeCgroupDir(parent, pool.options_.after_mkdir), "open cgroup pool");
+    }
+    if (hierarchy.version == Version::kV2) {
+      EMBER_TRY_CTX(EnableV2Controllers(parent), "open cgroup pool " + name);
+    }
+  }
+  // The parent has the same optional files as its slots; one probe serves every Apply.
+  pool.features_ = ProbeLimitFeatures(hierarchy.version,
+                                      hierarchy.RootFor(Controller::kMemory) + "/" + name);
+  return pool;
+}
+
+std::string Pool::LockPath(const std::string& slot) const {
+  return options_.lock_dir + "/" + slot + ".lock";
+}
+
+Result<std::vector<std::string>> Pool::Slots() const {
+  std::string parent = hierarchy_.RootFor(Controller::kMemory) + "/" + options_.name;
+  EMBER_ASSIGN_OR_RETURN(auto entries, ListDirectory(parent));
+  std::vector<std::pair<long, std::string>> numbered;
+  for (auto& e : entries) {
+    long n = SlotNumber(e);
+    if (n >= 0) numbered.emplace_back(n, std::move(e));
+  }
+  std::sort(numbered.begin(), numbered.end());
+  std::vector<std::string> slots;
+  for (auto& [n, s] : numbered) slots.push_back(std::move(s));
+  return slots;
+}
+
+Result<size_t> Pool::CountFree() const {
+  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+  size_t free = 0;
+  for (const auto& slot : slots) {
+    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    if (lock) {
+      ++free;
+    } else if (lock.error().code() != ErrorCode::kBusy) {
+      return Fail(std::move(lock).error());
+    }
+  }
+  return free;
+}
+
+Result<std::pair<std::string, FileLock>> Pool::CreateSlot() {
+  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+  std::set<long> taken;
+  for (const auto& s : slots) taken.insert(SlotNumber(s));
+  for (long n = 0;; ++n) {
+    if (taken.count(n)) continue;
+    std::string slot = SlotName(n);
+    // Another process creating a slot at the same moment holds this number's lock: try the next.
+    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    if (!lock) {
+      if (lock.error().code() == ErrorCode::kBusy) continue;
+      return Fail(std::move(lock).error().Context("create cgroup slot"));
+    }
+    // Recorded first, so a crash between the mkdirs below leaves a slot marked for reset.
+    EMBER_TRY(WriteSlotState(*lock, LockPath(slot), kStateCreating));
+    SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+    for (const std::string& dir : dirs.Distinct()) {
+      EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
+    }
+    return std::pair<std::string, FileLock>(slot, std::move(*lock));
+  }
+}
+
+Status Pool::RecoverIfStale(const std::string& slot, const FileLock& lock, bool* was_stale) {
+  std::string path = LockPath(slot);
+  EMBER_ASSIGN_OR_RETURN(std::string state, ReadSlotState(lock, path));
+  *was_stale = state != kStateFree;
+  if (!*was_stale) return Ok();
+  spdlog::info("cgroup slot {}/{} was left '{}' by a process that is gone: resetting it",
+               options_.name, slot, state.empty() ? "unknown" : state);
+  SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+  // A crash during creation may have left some hierarchies without the directory.
+  for (const std::string& dir : dirs.Distinct()) EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
+  EMBER_TRY_CTX(ResetSlot(dirs, hierarchy_.version, Suffix(slot), options_.release_timeout),
+                "reset stale cgroup slot " + slot);
+  return WriteSlotState(lock, path, kStateFree);
+}
+
+Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
+  Lease lease;
+  lease.slot_ = slot;
+  lease.lock_path_ = LockPath(slot);
+  lease.suffix_ = Suffix(slot);
+  lease.version_ = hierarchy_.version;
+  lease.dirs_ = DirsOf(hierarchy_, options_.name, slot);
+  lease.features_ = features_;
+  lease.release_timeout_ = options_.release_timeout;
+  lease.lock_ = std::move(lock);
+  // From here on the lease owns the lock; an error below releases the slot through ~Lease.
+  EMBER_TRY(WriteSlotState(lease.lock_, lease.lock_path_, "claimed " + std::to_string(::getpid())));
+  const std::string& mem = lease.dirs_.memory;
+  if (lease.version_ == Version::kV1) {
+    EMBER_TRY_CTX(WriteControlFile(mem + "/memory.max_usage_in_bytes", "0"), "claim " + slot);
+  } else {
+    int fd = ::open(mem.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return FailErrno("claim " + slot + ": open " + mem);
+    lease.v2_dir_.reset(fd);
+    // memory.peak resets per open file (6.12+); older kernels reject the write, and the peak
+    // then covers the cgroup's whole life.
+    int peak = ::open((mem + "/memory.peak").c_str(), O_RDWR | O_CLOEXEC);
+    if (peak >= 0) {
+      lease.peak_fd_.reset(peak);
+      (void)!::write(peak, "reset", 5);
+    }
+  }
+  EMBER_ASSIGN_OR_RETURN(lease.oom_kills_at_claim_, ReadOomKills(lease.dirs_, lease.version_));
+  return lease;
+}
+
+Result<Lease> Pool::Claim() {
+  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+  for (const std::string& slot : slots) {
+    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    if (!lock) {
+      if (lock.error().code() == ErrorCode::kBusy) continue;
+      return Fail(std::move(lock).error().Context("claim cgroup slot"));
+    }
+    bool stale = false;
+    auto recovered = RecoverIfStale(slot, *lock, &stale);
+    if (!recovered) {
+      // A slot that cannot be emptied (a process stuck in the kernel) is skipped, not fatal.
+      spdlog::warn("cgroup pool {}: skipping slot {}: {}", options_.name, slot,
+                   recovered.error().ToString());
+      continue;
+    }
+    return MakeLease(slot, std::move(*lock));
+  }
+  spdlog::debug("cgroup pool {} was empty: creating a slot on the hot path", options_.name);
+  EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
+  return MakeLease(created.first, std::move(created.second));
+}
+
+Result<size_t> Pool::Fill() {
+  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+  size_t free = 0;
+  for (const std::string& slot : slots) {
+    if (free >= options_.target_free) return 0;
+    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    if (!lock) {
+      if (lock.error().code() == ErrorCode::kBusy) continue;
+      return Fail(std::move(lock).error().Context("fill cgroup pool"));
+    }
+    bool stale = false;
+    if (RecoverIfStale(slot, *lock, &stale)) ++free;
+  }
+  size_t made = 0;
+  for (; free + made < options_.target_free; ++made) {
+    EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
+    EMBER_TRY(WriteSlotState(created.second, LockPath(created.first), kStateFree));
+  }
+  return made;
+}
+
+Result<size_t> Pool::CleanupStale() {
+  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+  size_t reset = 0;
+  Status first_error = Ok();
+  for (const std::string& slot : slots) {
+    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    if (!lock) {
+      if (lock.error().code() == ErrorCode::kBusy) continue;  // a live lease
+      return Fail(std::move(lock).error().Context("clean up cgroup pool"));
+    }
+    bool stale = false;
+    auto recovered = RecoverIfStale(slot, *lock, &stale);
+    if (!recovered && first_error) first_error = Fail(std::move(recovered).error());
+    if (recovered && stale) ++reset;
+  }
+  EMBER_TRY(first_error);
+  return reset;
+}
+
+Status Pool::Destroy() {
+  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+  std::string busy;
+  for (const std::string& slot : slots) {
+    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    if (!lock) {
+      if (lock.error().code() != ErrorCode::kBusy) return Fail(std::move(lock).error());
+      busy += " " + slot;
+      continue;
+    }
+    SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+    EMBER_TRY_CTX(EmptySlot(dirs, hierarchy_.version, Suffix(slot), options_.release_timeout),
+                  "destroy cgroup pool " + options_.name);
+    for (const std::string& dir : dirs.Distinct()) EMBER_TRY(RemoveCgroupDir(dir));
+    ::unlink(LockPath(slot).c_str());
+  }
+  if (!busy.empty()) {
+    return Fail(ErrorCode::kBusy, "destroy cgroup pool " + options_.name +
+                                      ": slots in use by a live lease:" + busy);
+  }
+  for (const std::string& root : hierarchy_.Roots()) {
+    EMBER_TRY(RemoveCgroupDir(root + "/" + options_.name));
+  }
+  return Ok();
+}
+
+}  // namespace ember::cgroup

@@ -1,0 +1,74 @@
+// Operations on one pooled cgroup ("slot"), shared by Pool and Lease: naming, creation, emptying
+// and scrubbing, and the small state record kept in the slot's lock file.
+//
+// The lock file <lock_dir>/<slot>.lock is both the claim (an exclusive flock, held for a lease's
+// life and dropped by the kernel when its holder dies) and a one-word record of the slot's
+// state: "free" once a slot was emptied and scrubbed, "claimed <pid>" while a lease holds it,
+// "creating" while its directories are being made. A lock that can be taken over anything but
+// "free" therefore means its last holder crashed, and the slot is reset before reuse.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "sandbox/cgroup/hierarchy.h"
+#include "sandbox/cgroup/limits.h"
+
+namespace ember::cgroup {
+
+inline constexpr std::string_view kSlotPrefix = "pool-";
+inline constexpr std::string_view kStateFree = "free";
+inline constexpr std::string_view kStateCreating = "creating";
+
+// "pool-7" -> 7; -1 for names that are not slots (control files, foreign directories).
+long SlotNumber(std::string_view name);
+std::string SlotName(long number);
+
+// The slot directories of `slot` under pool `name`.
+SlotDirs DirsOf(const Hierarchy& hierarchy, const std::string& name, const std::string& slot);
+
+// The lock file's state record.
+Result<std::string> ReadSlotState(const FileLock& lock, const std::string& lock_path);
+Status WriteSlotState(const FileLock& lock, const std::string& lock_path, std::string_view state);
+
+// Called after each directory the pool makes; tests use it to emulate cgroupfs, which fills a
+// new directory with its control files.
+using MkdirHook = std::function<Status(const std::string& dir)>;
+
+// mkdir that accepts an existing directory (completing a slot a crashed creator left half-made).
+Status MakeCgroupDir(const std::string& dir, const MkdirHook& hook);
+// rmdir of a cgroup, retried while the kernel still reports it busy (tasks that were just killed
+// leave a populated cgroup for a moment). Outside cgroupfs (a fixture tree) the files go too.
+Status RemoveCgroupDir(const std::string& dir);
+
+// The pids listed in `dir`/cgroup.procs.
+Result<std::vector<pid_t>> ListProcs(const std::string& dir);
+
+// Kills everything in the slot and waits (at most `timeout`) until every cgroup.procs is empty.
+// Only the slot's own processes are signalled: v2 uses cgroup.kill; otherwise each pid is
+// pinned with a pidfd and signalled only if /proc/<pid>/cgroup still places it in the slot, so a
+// recycled pid can never be hit. `suffix` is "/<name>/<slot>".
+Status EmptySlot(const SlotDirs& dirs, Version version, const std::string& suffix,
+                 std::chrono::milliseconds timeout);
+
+// Returns charged memory (page cache, kernel objects) so it does not count against the next
+// user: v1 memory.force_empty; v2 memory.reclaim of memory.current when the kernel has it.
+Status ScrubMemory(const SlotDirs& dirs, Version version);
+
+// EmptySlot + ScrubMemory: what a released or stale slot goes through before reuse.
+Status ResetSlot(const SlotDirs& dirs, Version version, const std::string& suffix,
+                 std::chrono::milliseconds timeout);
+
+// "key N" lines (memory.oom_control, memory.events): the value of `key`.
+Result<uint64_t> ReadKeyedCounter(const std::string& path, std::string_view key);
+// OOM kills counted by the slot's memory cgroup since it was created.
+Result<uint64_t> ReadOomKills(const SlotDirs& dirs, Version version);
+
+}  // namespace ember::cgroup
