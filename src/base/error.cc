@@ -51,6 +51,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kTimeout: return "timeout";
     case ErrorCode::kUnsupported: return "unsupported";
     case ErrorCode::kIo: return "io";
+    case ErrorCode::kExecFailed: return "exec_failed";
   }
   return "unknown";
 }

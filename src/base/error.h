@@ -25,6 +25,7 @@ enum class ErrorCode {
   kTimeout,
   kUnsupported,
   kIo,
+  kExecFailed,        // a sandboxed command could not be executed (errno says why)
 };
 
 std::string_view ErrorCodeName(ErrorCode code);

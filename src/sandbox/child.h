@@ -1,0 +1,80 @@
+// The part of sandbox creation that runs in the child between clone and exec. Everything it
+// needs is computed by the parent into a ChildPlan first, because this code must not allocate or
+// take locks (the parent may be multi-threaded, e.g. the daemon). A failure is reported to the
+// parent as {stage, errno, step} over the sync socket, and the child exits.
+//
+// EnterSandbox is separate from the exec so that a process ember did not exec (a fork-boot
+// template's child, a restored process) can be put into a sandbox by the same steps.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sandbox/mount_plan.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/spec.h"
+
+namespace ember::sandbox {
+
+enum class ChildStage : uint32_t {
+  kWaitParent = 1,
+  kSetIds,
+  kUnshareCgroup,
+  kMountPrivate,
+  kMount,          // `step` is the index of the failed MountPlan step
+  kSendLayer,
+  kPivotRoot,
+  kHostname,
+  kLoopback,
+  kRlimit,         // `step` is the index into rlimits
+  kUser,
+  kWorkdir,
+  kCapabilities,
+  kSeccomp,
+  kExec,
+};
+
+const char* ChildStageName(ChildStage stage);
+
+// The report a failing child sends before exiting. A successful exec closes the socket instead.
+struct ChildReport {
+  ChildStage stage;
+  int32_t error;   // errno
+  uint32_t step;
+};
+
+struct ChildPlan {
+  MountPlan mounts;
+  std::string hostname;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  bool loopback_up = true;
+  std::vector<Rlimit> rlimits;
+  std::string workdir;
+  const BpfProgram* seccomp = nullptr;
+  int cap_last_cap = 40;
+
+  // exec: the paths to try in order (argv[0] resolved against PATH by the parent, since the
+  // child cannot allocate) and NULL-terminated argv/envp arrays pointing into the strings below.
+  std::vector<std::string> exec_candidates;
+  std::vector<std::string> argv_storage;
+  std::vector<std::string> envp_storage;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+};
+
+// Builds the plan for a spec. `staging` is an existing empty directory on the host.
+ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
+                         const BpfProgram* seccomp, int cap_last_cap);
+
+// Waits for the parent's go byte, then performs every isolation step up to (not including) the
+// exec. Returns true on success; on failure fills *report.
+bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexcept;
+
+// EnterSandbox, then exec. Never returns: on failure reports and _exits(125).
+[[noreturn]] void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept;
+
+}  // namespace ember::sandbox

@@ -1,0 +1,187 @@
+#include "sandbox/mount_plan.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace ember::sandbox {
+
+const std::vector<std::string>& MaskedProcFiles() {
+  static const std::vector<std::string> files = {
+      "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+      "/proc/sched_debug", "/proc/sysrq-trigger", "/proc/kallsyms", "/proc/kpagecount",
+      "/proc/kpageflags", "/proc/kpagecgroup", "/proc/config.gz"};
+  return files;
+}
+
+const std::vector<std::string>& MaskedProcDirs() {
+  static const std::vector<std::string> dirs = {"/proc/acpi", "/proc/scsi", "/proc/driver"};
+  return dirs;
+}
+
+const std::vector<std::string>& ReadOnlyProcPaths() {
+  static const std::vector<std::string> paths = {"/proc/sys", "/proc/bus", "/proc/fs",
+                                                 "/proc/irq", "/proc/asound"};
+  return paths;
+}
+
+namespace {
+
+constexpr unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+class PlanBuilder {
+ public:
+  explicit PlanBuilder(MountPlan* plan) : plan_(plan) {}
+  void Mount(std::string source, std::string target, std::string fstype, unsigned long flags,
+             std::string data = "") {
+    plan_->steps.push_back({MountOp::kMount, std::move(source), std::move(target),
+                            std::move(fstype), flags, std::move(data)});
+  }
+  void Mkdir(std::string target, mode_t mode = 0755) {
+    plan_->steps.push_back({MountOp::kMkdir, "", std::move(target), "", 0, "", mode});
+  }
+  void Touch(std::string target) {
+    plan_->steps.push_back({MountOp::kTouch, "", std::move(target), "", 0, "", 0644});
+  }
+  void Symlink(std::string link_target, std::string path) {
+    plan_->steps.push_back({MountOp::kSymlink, std::move(link_target), std::move(path), ""});
+  }
+  void BindOptional(std::string source, std::string target, unsigned long extra = 0) {
+    plan_->steps.push_back(
+        {MountOp::kBindOptional, std::move(source), std::move(target), "", MS_BIND | extra});
+  }
+  void MaskDir(std::string target) {
+    plan_->steps.push_back({MountOp::kMaskDir, "tmpfs", std::move(target), "tmpfs",
+                            MS_RDONLY | kNoSuidDevExec, "size=0"});
+  }
+  void RemountReadOnly(std::string target, unsigned long locked_flags) {
+    plan_->steps.push_back({MountOp::kRemountReadOnly, "", std::move(target), "", locked_flags});
+  }
+
+ private:
+  MountPlan* plan_;
+};
+
+std::string Join(const std::vector<std::string>& parts, char sep) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += sep;
+    out += p;
+  }
+  return out;
+}
+
+}  // namespace
+
+MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging) {
+  MountPlan plan;
+  plan.staging = staging;
+  plan.root = staging + "/root";
+  const std::string& root = plan.root;
+  PlanBuilder b(&plan);
+
+  // The private writable layer: one size-capped tmpfs holding upper and work.
+  b.Mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=0755,size=" + std::to_string(spec.tmpfs_size));
+  b.Mkdir(staging + "/upper");
+  b.Mkdir(staging + "/work");
+  b.Mkdir(root);
+  b.Mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV,
+          "lowerdir=" + Join(spec.lower_dirs, ':') + ",upperdir=" + staging +
+              "/upper,workdir=" + staging + "/work");
+
+  // /proc of the sandbox's own pid namespace, with the host's sensitive files masked.
+  b.Mkdir(root + "/proc", 0555);
+  b.Mount("proc", root + "/proc", "proc", kNoSuidDevExec);
+  for (const auto& file : MaskedProcFiles()) b.BindOptional("/dev/null", root + file);
+  for (const auto& dir : MaskedProcDirs()) b.MaskDir(root + dir);
+  for (const auto& path : ReadOnlyProcPaths()) {
+    b.BindOptional(root + path, root + path, MS_REC);
+    b.RemountReadOnly(root + path, kNoSuidDevExec);
+  }
+
+  // A minimal /dev: device nodes cannot be created in a user namespace, so the host's harmless
+  // ones are bind-mounted onto empty files.
+  b.Mkdir(root + "/dev");
+  b.Mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+  for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
+    b.Touch(root + "/dev/" + dev);
+    b.BindOptional(std::string("/dev/") + dev, root + "/dev/" + dev);
+  }
+  b.Mkdir(root + "/dev/pts");
+  b.Mount("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620");
+  b.Symlink("pts/ptmx", root + "/dev/ptmx");
+  b.Mkdir(root + "/dev/shm", 01777);
+  b.Mount("shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+          "mode=1777,size=" + std::to_string(spec.tmp_size));
+  b.Symlink("/proc/self/fd", root + "/dev/fd");
+  b.Symlink("/proc/self/fd/0", root + "/dev/stdin");
+  b.Symlink("/proc/self/fd/1", root + "/dev/stdout");
+  b.Symlink("/proc/self/fd/2", root + "/dev/stderr");
+  b.RemountReadOnly(root + "/dev", MS_NOSUID | MS_NOEXEC);
+
+  b.Mkdir(root + "/tmp", 01777);
+  b.Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=1777,size=" + std::to_string(spec.tmp_size));
+
+  return plan;
+}
+
+namespace {
+
+int ApplyStep(const MountStep& s) noexcept {
+  const char* target = s.target.c_str();
+  switch (s.op) {
+    case MountOp::kMount:
+    case MountOp::kMaskDir:
+      if (::mount(s.source.c_str(), target, s.fstype.c_str(), s.flags,
+                  s.data.empty() ? nullptr : s.data.c_str()) != 0) {
+        // Masked /proc directories are optional: the host kernel may not have them.
+        return s.op == MountOp::kMaskDir && errno == ENOENT ? 0 : errno;
+      }
+      return 0;
+    case MountOp::kMkdir:
+      if (::mkdir(target, s.mode) != 0 && errno != EEXIST) return errno;
+      return 0;
+    case MountOp::kTouch: {
+      int fd = ::open(target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, s.mode);
+      if (fd < 0) return errno == EEXIST ? 0 : errno;
+      ::close(fd);
+      return 0;
+    }
+    case MountOp::kSymlink:
+      if (::symlink(s.source.c_str(), target) != 0 && errno != EEXIST) return errno;
+      return 0;
+    case MountOp::kBindOptional:
+      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) {
+        return errno == ENOENT ? 0 : errno;
+      }
+      return 0;
+    case MountOp::kRemountReadOnly:
+      if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | s.flags,
+                  nullptr) != 0) {
+        return errno == ENOENT || errno == EINVAL ? 0 : errno;
+      }
+      return 0;
+  }
+  return EINVAL;
+}
+
+}  // namespace
+
+int ApplyMountPlan(const MountPlan& plan, size_t* failed_step) noexcept {
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    int err = ApplyStep(plan.steps[i]);
+    if (err != 0) {
+      *failed_step = i;
+      return err;
+    }
+  }
+  return 0;
+}
+
+}  // namespace ember::sandbox

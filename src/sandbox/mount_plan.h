@@ -1,0 +1,62 @@
+// The rootfs of a sandbox as a list of mount steps, computed up front (pure, unit-tested) and
+// applied in the child by ApplyMountPlan, which allocates nothing.
+//
+// Layout, built inside the child's private mount namespace on a staging directory that every
+// sandbox shares (each mounts over it in its own namespace, so nothing shows on the host):
+//   <staging>            tmpfs, size-capped: the sandbox's whole private writable layer
+//   <staging>/upper      overlay upper dir   (RunD's read/write split: image below, tmpfs above)
+//   <staging>/work       overlay work dir
+//   <staging>/root       overlay of lower_dirs + upper; becomes "/" after pivot_root
+//   root/proc            fresh procfs of the sandbox's pid namespace, with masked paths
+//   root/dev             tmpfs with bind-mounted null, zero, full, random, urandom, tty,
+//                        a private devpts instance and /dev/shm; read-only after population
+//   root/tmp             its own size-capped tmpfs
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "sandbox/spec.h"
+
+namespace ember::sandbox {
+
+enum class MountOp {
+  kMount,        // mount(source, target, fstype, flags, data)
+  kMkdir,        // mkdir(target, mode); EEXIST is fine
+  kTouch,        // create an empty file at target (a bind-mount point); EEXIST is fine
+  kSymlink,      // symlink(source, target); EEXIST is fine
+  kBindOptional, // bind source onto target; skipped when either is missing (masks, devices)
+  kMaskDir,      // an empty read-only tmpfs over target; skipped when target is missing
+  kRemountReadOnly,  // bind-remount target read-only, keeping the locked flags in `flags`
+};
+
+struct MountStep {
+  MountOp op;
+  std::string source;
+  std::string target;
+  std::string fstype;
+  unsigned long flags = 0;
+  std::string data;
+  mode_t mode = 0755;
+};
+
+struct MountPlan {
+  std::string staging;  // where the tmpfs goes; the caller guarantees the directory exists
+  std::string root;     // staging + "/root": the new root
+  std::vector<MountStep> steps;
+};
+
+// Paths under /proc that are hidden (a bind of /dev/null or an empty read-only tmpfs) or made
+// read-only, as in the OCI runtime defaults.
+const std::vector<std::string>& MaskedProcFiles();
+const std::vector<std::string>& MaskedProcDirs();
+const std::vector<std::string>& ReadOnlyProcPaths();
+
+MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging);
+
+// Applies the steps in order. Allocation-free; on failure returns errno and sets *failed_step.
+int ApplyMountPlan(const MountPlan& plan, size_t* failed_step) noexcept;
+
+}  // namespace ember::sandbox

@@ -1,0 +1,140 @@
+#include "sandbox/mount_plan.h"
+
+#include <sys/mount.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace ember::sandbox {
+namespace {
+
+SandboxSpec TestSpec() {
+  SandboxSpec spec;
+  spec.id = "sb-test";
+  spec.lower_dirs = {"/run/ember/images/abc@100000"};
+  spec.tmpfs_size = 32ULL << 20;
+  spec.tmp_size = 16ULL << 20;
+  spec.argv = {"/bin/true"};
+  return spec;
+}
+
+const MountStep* Find(const MountPlan& plan, MountOp op, const std::string& target) {
+  for (const auto& s : plan.steps) {
+    if (s.op == op && s.target == target) return &s;
+  }
+  return nullptr;
+}
+
+size_t IndexOf(const MountPlan& plan, MountOp op, const std::string& target) {
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (plan.steps[i].op == op && plan.steps[i].target == target) return i;
+  }
+  return plan.steps.size();
+}
+
+TEST(MountPlanTest, WritableLayerIsASizeCappedTmpfsUnderTheOverlay) {
+  MountPlan plan = BuildMountPlan(TestSpec(), "/stage");
+  EXPECT_EQ(plan.root, "/stage/root");
+  ASSERT_FALSE(plan.steps.empty());
+  const MountStep& first = plan.steps.front();
+  EXPECT_EQ(first.fstype, "tmpfs");
+  EXPECT_EQ(first.target, "/stage");
+  EXPECT_NE(first.data.find("size=33554432"), std::string::npos) << first.data;
+  const MountStep* overlay = Find(plan, MountOp::kMount, "/stage/root");
+  ASSERT_NE(overlay, nullptr);
+  EXPECT_EQ(overlay->fstype, "overlay");
+  EXPECT_EQ(overlay->data,
+            "lowerdir=/run/ember/images/abc@100000,upperdir=/stage/upper,workdir=/stage/work");
+  EXPECT_TRUE(overlay->flags & MS_NOSUID);
+}
+
+TEST(MountPlanTest, SeveralLowerDirsAreStackedTopFirst) {
+  SandboxSpec spec = TestSpec();
+  spec.lower_dirs = {"/layer/top", "/layer/image"};
+  MountPlan plan = BuildMountPlan(spec, "/s");
+  const MountStep* overlay = Find(plan, MountOp::kMount, "/s/root");
+  ASSERT_NE(overlay, nullptr);
+  EXPECT_EQ(overlay->data.rfind("lowerdir=/layer/top:/layer/image,", 0), 0u) << overlay->data;
+}
+
+TEST(MountPlanTest, ProcIsMountedBeforeItsMasks) {
+  MountPlan plan = BuildMountPlan(TestSpec(), "/s");
+  size_t proc = IndexOf(plan, MountOp::kMount, "/s/root/proc");
+  ASSERT_LT(proc, plan.steps.size());
+  for (const auto& file : MaskedProcFiles()) {
+    size_t mask = IndexOf(plan, MountOp::kBindOptional, "/s/root" + file);
+    ASSERT_LT(mask, plan.steps.size()) << file;
+    EXPECT_GT(mask, proc);
+    EXPECT_EQ(plan.steps[mask].source, "/dev/null");
+  }
+  for (const auto& path : ReadOnlyProcPaths()) {
+    size_t ro = IndexOf(plan, MountOp::kRemountReadOnly, "/s/root" + path);
+    ASSERT_LT(ro, plan.steps.size()) << path;
+    EXPECT_TRUE(plan.steps[ro].flags & MS_NOSUID);
+    EXPECT_TRUE(plan.steps[ro].flags & MS_NOEXEC);
+  }
+  for (const auto& dir : MaskedProcDirs()) {
+    const MountStep* mask = Find(plan, MountOp::kMaskDir, "/s/root" + dir);
+    ASSERT_NE(mask, nullptr) << dir;
+    EXPECT_TRUE(mask->flags & MS_RDONLY);
+  }
+  // /proc/kcore and /proc/sysrq-trigger are the ones every escape guide tries first.
+  auto& files = MaskedProcFiles();
+  EXPECT_NE(std::find(files.begin(), files.end(), "/proc/kcore"), files.end());
+  EXPECT_NE(std::find(files.begin(), files.end(), "/proc/sysrq-trigger"), files.end());
+}
+
+TEST(MountPlanTest, DevHoldsOnlyTheMinimalDevicesAndEndsReadOnly) {
+  MountPlan plan = BuildMountPlan(TestSpec(), "/s");
+  std::vector<std::string> bound;
+  for (const auto& s : plan.steps) {
+    if (s.op == MountOp::kBindOptional && s.target.rfind("/s/root/dev/", 0) == 0) {
+      bound.push_back(s.source);
+    }
+  }
+  EXPECT_EQ(bound, (std::vector<std::string>{"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                                             "/dev/urandom", "/dev/tty"}));
+  const MountStep* pts = Find(plan, MountOp::kMount, "/s/root/dev/pts");
+  ASSERT_NE(pts, nullptr);
+  EXPECT_NE(pts->data.find("newinstance"), std::string::npos);
+  size_t ro = IndexOf(plan, MountOp::kRemountReadOnly, "/s/root/dev");
+  size_t shm = IndexOf(plan, MountOp::kMount, "/s/root/dev/shm");
+  ASSERT_LT(ro, plan.steps.size());
+  EXPECT_GT(ro, shm);
+}
+
+TEST(MountPlanTest, TmpIsItsOwnSizeCappedTmpfs) {
+  MountPlan plan = BuildMountPlan(TestSpec(), "/s");
+  const MountStep* tmp = Find(plan, MountOp::kMount, "/s/root/tmp");
+  ASSERT_NE(tmp, nullptr);
+  EXPECT_EQ(tmp->fstype, "tmpfs");
+  EXPECT_NE(tmp->data.find("size=16777216"), std::string::npos);
+  EXPECT_NE(tmp->data.find("mode=1777"), std::string::npos);
+}
+
+TEST(SpecTest, ValidateNamesTheProblem) {
+  SandboxSpec spec = TestSpec();
+  EXPECT_TRUE(Validate(spec));
+  auto bad = spec;
+  bad.argv.clear();
+  EXPECT_NE(Validate(bad).error().message().find("no command"), std::string::npos);
+  bad = spec;
+  bad.ids.host_base = 0;
+  EXPECT_NE(Validate(bad).error().message().find("host root"), std::string::npos);
+  bad = spec;
+  bad.uid = 70000;
+  EXPECT_NE(Validate(bad).error().message().find("outside"), std::string::npos);
+  bad = spec;
+  bad.workdir = "relative";
+  EXPECT_NE(Validate(bad).error().message().find("absolute"), std::string::npos);
+  bad = spec;
+  bad.lower_dirs = {"/a:b"};
+  EXPECT_FALSE(Validate(bad));
+  bad = spec;
+  bad.env = {"NOVALUE"};
+  EXPECT_FALSE(Validate(bad));
+}
+
+}  // namespace
+}  // namespace ember::sandbox

@@ -1,0 +1,89 @@
+// A running sandbox, seen from the host: its init process (pid 1 of its namespaces, held by a
+// pidfd), its cgroup lease and its writable layer. Start() clones the child into fresh user,
+// pid, mount, ipc, uts, net and cgroup namespaces, maps its ids, puts it in its cgroup before it
+// runs any code of its own, and returns once the command has been exec'ed (or with the step
+// that failed). Destroying a Sandbox kills its whole process tree, which takes its namespaces
+// and mounts with it, and returns its cgroup to the pool.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "base/child_process.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
+#include "sandbox/cgroup/pool.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/spec.h"
+
+namespace ember::sandbox {
+
+// Where the time of a start went, for `-v` and benchmarks.
+struct StartTimings {
+  std::chrono::microseconds plan{0};
+  std::chrono::microseconds clone{0};
+  std::chrono::microseconds id_map_and_cgroup{0};
+  std::chrono::microseconds child_setup{0};  // mounts, pivot_root … up to the exec
+  std::chrono::microseconds total{0};
+};
+
+struct LayerUsage {
+  uint64_t size_bytes = 0;
+  uint64_t used_bytes = 0;
+  bool full = false;  // no room left for one more block or inode
+};
+
+struct StartOptions {
+  std::string staging_dir;  // existing empty directory, shared by all sandboxes of a run dir
+  const BpfProgram* seccomp = nullptr;  // must outlive Start()
+};
+
+class Sandbox {
+ public:
+  static Result<Sandbox> Start(const SandboxSpec& spec, cgroup::Lease cgroup,
+                               const StartOptions& options);
+
+  Sandbox(Sandbox&&) noexcept = default;
+  Sandbox& operator=(Sandbox&&) noexcept = default;
+  ~Sandbox();
+
+  const std::string& id() const { return id_; }
+  pid_t pid() const { return init_.pid(); }
+  int pidfd() const { return init_.pidfd(); }
+  const StartTimings& timings() const { return timings_; }
+  cgroup::Lease& cgroup() { return cgroup_; }
+
+  Status Signal(int sig) const { return init_.Signal(sig); }
+  Result<ExitStatus> Wait() { return init_.Wait(); }
+  Result<std::optional<ExitStatus>> WaitFor(std::chrono::milliseconds timeout) {
+    return init_.WaitFor(timeout);
+  }
+  // Usage of the private writable layer (valid even after the sandbox exited).
+  Result<LayerUsage> WritableLayer() const;
+
+  // Kills what is left, reaps, and returns the cgroup to the pool.
+  Status Destroy();
+
+ private:
+  Sandbox(std::string id, ChildProcess init, cgroup::Lease cgroup, UniqueFd layer)
+      : id_(std::move(id)), init_(std::move(init)), cgroup_(std::move(cgroup)),
+        layer_(std::move(layer)) {}
+
+  std::string id_;
+  ChildProcess init_;
+  cgroup::Lease cgroup_;
+  UniqueFd layer_;
+  StartTimings timings_;
+};
+
+// Writes uid_map and gid_map of a child in a new user namespace: its ids 0..count-1 become
+// host_base.. on the host. The child has not run any code of its own yet.
+Status WriteIdMaps(pid_t pid, const IdRange& ids);
+
+// A fresh sandbox id: "sb-" + 12 hex digits.
+std::string NewSandboxId();
+
+}  // namespace ember::sandbox
