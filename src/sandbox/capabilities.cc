@@ -1,0 +1,56 @@
+#include "sandbox/capabilities.h"
+
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "base/fs.h"
+
+namespace ember::sandbox {
+
+Result<int> ReadCapLastCap(const std::string& proc_root) {
+  const std::string path = proc_root + "/sys/kernel/cap_last_cap";
+  EMBER_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  char* end = nullptr;
+  long value = std::strtol(text.c_str(), &end, 10);
+  if (end == text.c_str() || value < 0 || value > 63) {
+    return Fail(ErrorCode::kCorrupt, path + ": not a capability number: '" + text + "'");
+  }
+  return static_cast<int>(value);
+}
+
+int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids) noexcept {
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
+
+  // NO_SETUID_FIXUP stays off (locked): the kernel's clearing of caps on a uid change is wanted.
+  constexpr unsigned long kSecurebits =
+      SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
+      SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+  if (::prctl(PR_SET_SECUREBITS, kSecurebits, 0, 0, 0) != 0) return errno;
+
+  for (int cap = 0; cap <= cap_last_cap; ++cap) {
+    // EINVAL: a number this kernel does not know (cap_last_cap from another kernel); harmless.
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+  }
+
+  if (ids != nullptr) {
+    if (ids->clear_groups && ::syscall(SYS_setgroups, 0, nullptr) != 0) return errno;
+    // Raw syscalls: glibc's setres[ug]id broadcasts to all threads through signals (setxid),
+    // which is not async-signal-safe to rely on in a child of clone.
+    if (::syscall(SYS_setresgid, ids->gid, ids->gid, ids->gid) != 0) return errno;
+    if (::syscall(SYS_setresuid, ids->uid, ids->uid, ids->uid) != 0) return errno;
+  }
+
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  return 0;
+}
+
+}  // namespace ember::sandbox
