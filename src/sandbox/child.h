@@ -26,11 +26,11 @@ enum class ChildStage : uint32_t {
   kMountPrivate,
   kMount,          // `step` is the index of the failed MountPlan step
   kSendLayer,
+  kStdio,
   kPivotRoot,
   kHostname,
   kLoopback,
   kRlimit,         // `step` is the index into rlimits
-  kUser,
   kWorkdir,
   kCapabilities,
   kSeccomp,
@@ -56,6 +56,7 @@ struct ChildPlan {
   std::string workdir;
   const BpfProgram* seccomp = nullptr;
   int cap_last_cap = 40;
+  int stdio[3] = {0, 1, 2};  // fds of the parent that become the sandbox's 0, 1, 2
 
   // exec: the paths to try in order (argv[0] resolved against PATH by the parent, since the
   // child cannot allocate) and NULL-terminated argv/envp arrays pointing into the strings below.
@@ -68,7 +69,7 @@ struct ChildPlan {
 
 // Builds the plan for a spec. `staging` is an existing empty directory on the host.
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
-                         const BpfProgram* seccomp, int cap_last_cap);
+                         const BpfProgram* seccomp, int cap_last_cap, const int stdio[3]);
 
 // Waits for the parent's go byte, then performs every isolation step up to (not including) the
 // exec. Returns true on success; on failure fills *report.

@@ -39,6 +39,7 @@ struct LayerUsage {
 struct StartOptions {
   std::string staging_dir;  // existing empty directory, shared by all sandboxes of a run dir
   const BpfProgram* seccomp = nullptr;  // must outlive Start()
+  int stdio[3] = {0, 1, 2};  // the caller's fds that become the sandbox's stdin/out/err
 };
 
 class Sandbox {

@@ -1,0 +1,233 @@
+#include "sandbox/child.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "sandbox/capabilities.h"
+#include "sys/syscalls.h"
+
+namespace ember::sandbox {
+
+const char* ChildStageName(ChildStage stage) {
+  switch (stage) {
+    case ChildStage::kWaitParent: return "wait for parent";
+    case ChildStage::kSetIds: return "become root of the user namespace";
+    case ChildStage::kUnshareCgroup: return "unshare cgroup namespace";
+    case ChildStage::kMountPrivate: return "make mounts private";
+    case ChildStage::kMount: return "mount";
+    case ChildStage::kSendLayer: return "send writable layer to parent";
+    case ChildStage::kStdio: return "set up stdin/stdout/stderr";
+    case ChildStage::kPivotRoot: return "pivot_root";
+    case ChildStage::kHostname: return "sethostname";
+    case ChildStage::kLoopback: return "bring up loopback";
+    case ChildStage::kRlimit: return "setrlimit";
+    case ChildStage::kWorkdir: return "chdir to workdir";
+    case ChildStage::kCapabilities: return "switch user and drop capabilities";
+    case ChildStage::kSeccomp: return "install seccomp filter";
+    case ChildStage::kExec: return "exec";
+  }
+  return "unknown stage";
+}
+
+namespace {
+
+std::string EnvValue(const std::vector<std::string>& env, const std::string& key) {
+  for (const auto& kv : env) {
+    if (kv.compare(0, key.size() + 1, key + "=") == 0) return kv.substr(key.size() + 1);
+  }
+  return "";
+}
+
+}  // namespace
+
+ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
+                         const BpfProgram* seccomp, int cap_last_cap, const int stdio[3]) {
+  ChildPlan plan;
+  plan.mounts = BuildMountPlan(spec, staging);
+  plan.hostname = spec.hostname.empty() ? spec.id : spec.hostname;
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  plan.loopback_up = spec.network == NetworkMode::kLoopback;
+  plan.rlimits = spec.rlimits;
+  plan.workdir = spec.workdir.empty() ? "/" : spec.workdir;
+  plan.seccomp = seccomp;
+  plan.cap_last_cap = cap_last_cap;
+  for (int i = 0; i < 3; ++i) plan.stdio[i] = stdio[i];
+
+  const std::string& command = spec.argv.at(0);
+  if (command.find('/') != std::string::npos) {
+    plan.exec_candidates.push_back(command);
+  } else {
+    std::string path = EnvValue(spec.env, "PATH");
+    if (path.empty()) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    size_t start = 0;
+    while (start <= path.size()) {
+      size_t end = path.find(':', start);
+      if (end == std::string::npos) end = path.size();
+      std::string dir = path.substr(start, end - start);
+      plan.exec_candidates.push_back((dir.empty() ? "." : dir) + "/" + command);
+      start = end + 1;
+    }
+  }
+  plan.argv_storage = spec.argv;
+  plan.envp_storage = spec.env;
+  for (auto& a : plan.argv_storage) plan.argv.push_back(a.data());
+  plan.argv.push_back(nullptr);
+  for (auto& e : plan.envp_storage) plan.envp.push_back(e.data());
+  plan.envp.push_back(nullptr);
+  return plan;
+}
+
+namespace {
+
+bool Failed(ChildReport* report, ChildStage stage, int err, uint32_t step = 0) {
+  report->stage = stage;
+  report->error = err;
+  report->step = step;
+  return false;
+}
+
+// Sends an fd of the writable layer's tmpfs to the parent, so it can tell (fstatfs) whether the
+// layer filled up after the sandbox is gone.
+int SendLayerFd(int sync_fd, const char* staging) noexcept {
+  int layer = ::open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (layer < 0) return errno;
+  ChildReport hello{ChildStage::kSendLayer, 0, 0};
+  struct iovec iov = {&hello, sizeof hello};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &layer, sizeof layer);
+  int err = ::sendmsg(sync_fd, &msg, MSG_NOSIGNAL) < 0 ? errno : 0;
+  ::close(layer);
+  return err;
+}
+
+// Makes the plan's stdio fds the process's 0, 1 and 2. Sources are first moved above 2 so that
+// one dup2 cannot clobber another's source.
+int InstallStdio(const int stdio[3]) noexcept {
+  int moved[3];
+  for (int i = 0; i < 3; ++i) {
+    moved[i] = stdio[i] == i ? i : ::fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
+    if (moved[i] < 0) return errno;
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (moved[i] != i && ::dup2(moved[i], i) < 0) return errno;
+  }
+  return 0;
+}
+
+int BringUpLoopback() noexcept {
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return errno;
+  struct ifreq ifr = {};
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+  int err = ::ioctl(sock, SIOCSIFFLAGS, &ifr) != 0 ? errno : 0;
+  ::close(sock);
+  return err;
+}
+
+}  // namespace
+
+bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexcept {
+  // The parent writes our id maps and puts us in our cgroup, then sends one byte. EOF means the
+  // parent gave up (or died): exit quietly.
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(sync_fd, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) return Failed(report, ChildStage::kWaitParent, n == 0 ? EPIPE : errno);
+
+  // Until now we kept the host credentials (unmapped here); become the namespace's root so that
+  // files we create belong to it.
+  if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) {
+    return Failed(report, ChildStage::kSetIds, errno);
+  }
+  if (::setgroups(0, nullptr) != 0) return Failed(report, ChildStage::kSetIds, errno);
+  // Only now, inside our cgroup, so that the cgroup namespace is rooted there.
+  if (::unshare(CLONE_NEWCGROUP) != 0) return Failed(report, ChildStage::kUnshareCgroup, errno);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return Failed(report, ChildStage::kMountPrivate, errno);
+  }
+  size_t failed_step = 0;
+  if (int err = ApplyMountPlan(plan.mounts, &failed_step); err != 0) {
+    return Failed(report, ChildStage::kMount, err, static_cast<uint32_t>(failed_step));
+  }
+  if (int err = SendLayerFd(sync_fd, plan.mounts.staging.c_str()); err != 0) {
+    return Failed(report, ChildStage::kSendLayer, err);
+  }
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
+  // the sandbox's tree, with no path back to the host's.
+  if (::chdir(plan.mounts.root.c_str()) != 0 || sys::PivotRoot(".", ".") != 0 ||
+      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
+    return Failed(report, ChildStage::kPivotRoot, errno);
+  }
+  if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
+    return Failed(report, ChildStage::kHostname, errno);
+  }
+  if (plan.loopback_up) {
+    if (int err = BringUpLoopback(); err != 0) return Failed(report, ChildStage::kLoopback, err);
+  }
+  for (size_t i = 0; i < plan.rlimits.size(); ++i) {
+    struct rlimit limit = {plan.rlimits[i].soft, plan.rlimits[i].hard};
+    if (::setrlimit(plan.rlimits[i].resource, &limit) != 0) {
+      return Failed(report, ChildStage::kRlimit, errno, static_cast<uint32_t>(i));
+    }
+  }
+  IdSwitch ids{plan.uid, plan.gid, /*clear_groups=*/false};
+  if (int err = DropAllCapabilities(plan.cap_last_cap, &ids); err != 0) {
+    return Failed(report, ChildStage::kCapabilities, err);
+  }
+  // As the sandbox's user, so that permissions are checked as that user.
+  if (::chdir(plan.workdir.c_str()) != 0) return Failed(report, ChildStage::kWorkdir, errno);
+  if (int err = InstallStdio(plan.stdio); err != 0) return Failed(report, ChildStage::kStdio, err);
+  // The parent-death signal is cleared by credential changes, so it is set after the last one.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (plan.seccomp != nullptr) {
+    if (int err = InstallSeccomp(*plan.seccomp); err != 0) {
+      return Failed(report, ChildStage::kSeccomp, err);
+    }
+  }
+  return true;
+}
+
+void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept {
+  ChildReport report{};
+  if (EnterSandbox(plan, sync_fd, &report)) {
+    // The parent blocks the signals it forwards; a blocked mask would survive the exec.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Like execvp: remember EACCES from a candidate, but keep looking after ENOENT.
+    int err = ENOENT;
+    for (const auto& candidate : plan.exec_candidates) {
+      ::execve(candidate.c_str(), plan.argv.data(), plan.envp.data());
+      if (errno != ENOENT && errno != ENOTDIR) err = errno;
+    }
+    report = {ChildStage::kExec, err, 0};
+  }
+  (void)!::send(sync_fd, &report, sizeof report, MSG_NOSIGNAL);
+  ::_exit(125);
+}
+
+}  // namespace ember::sandbox

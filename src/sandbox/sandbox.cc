@@ -1,0 +1,191 @@
+#include "sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "base/fs.h"
+#include "sandbox/capabilities.h"
+#include "sandbox/child.h"
+#include "sys/syscalls.h"
+
+namespace ember::sandbox {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::chrono::microseconds Since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+}
+
+int CapLastCap() {
+  static const int value = [] {
+    auto last = ReadCapLastCap();
+    return last ? *last : 40;
+  }();
+  return value;
+}
+
+// Receives one ChildReport, with the fd passed alongside it if any. Returns 0 bytes on EOF.
+Result<ssize_t> ReceiveReport(int sock, ChildReport* report, UniqueFd* passed_fd) {
+  struct iovec iov = {report, sizeof *report};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return FailErrno("read sandbox setup report");
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      passed_fd->reset(fd);
+    }
+  }
+  if (n != 0 && n != static_cast<ssize_t>(sizeof *report)) {
+    return Fail(ErrorCode::kInternal, "short sandbox setup report");
+  }
+  return n;
+}
+
+// Turns a child's failure report into an error that names the step and the object.
+Error ReportToError(const ChildReport& report, const ChildPlan& plan) {
+  std::string what = ChildStageName(report.stage);
+  if (report.stage == ChildStage::kMount && report.step < plan.mounts.steps.size()) {
+    const MountStep& step = plan.mounts.steps[report.step];
+    what = (step.fstype.empty() ? std::string("prepare") : "mount " + step.fstype) + " on " +
+           step.target;
+    if (step.fstype == "overlay") what += " (" + step.data + ")";
+  } else if (report.stage == ChildStage::kExec) {
+    std::string reason = report.error == ENOENT ? "command not found in the image"
+                         : report.error == EACCES ? "not executable"
+                                                  : "cannot execute";
+    return Error(ErrorCode::kExecFailed, "exec " + plan.argv_storage.at(0) + ": " + reason,
+                 report.error);
+  } else if (report.stage == ChildStage::kWorkdir) {
+    what = "chdir to workdir " + plan.workdir;
+  }
+  return Error::Errno(what, report.error);
+}
+
+}  // namespace
+
+std::string NewSandboxId() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "sb-%012llx",
+                static_cast<unsigned long long>(rng() & 0xffffffffffffULL));
+  return buf;
+}
+
+Status WriteIdMaps(pid_t pid, const IdRange& ids) {
+  std::string map = "0 " + std::to_string(ids.host_base) + " " + std::to_string(ids.count);
+  std::string proc = "/proc/" + std::to_string(pid);
+  EMBER_TRY_CTX(WriteControlFile(proc + "/uid_map", map), "map sandbox uids");
+  EMBER_TRY_CTX(WriteControlFile(proc + "/gid_map", map), "map sandbox gids");
+  return Ok();
+}
+
+Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
+                               const StartOptions& options) {
+  auto start = Clock::now();
+  EMBER_TRY(Validate(spec));
+  StartTimings timings;
+  ChildPlan plan = BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(),
+                                  options.stdio);
+  timings.plan = Since(start);
+
+  int socks[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) != 0) {
+    return FailErrno("socketpair for sandbox " + spec.id);
+  }
+  UniqueFd parent_sock(socks[0]), child_sock(socks[1]);
+
+  auto clone_start = Clock::now();
+  int pidfd = -1;
+  struct clone_args args {};
+  args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  if (int cgroup_fd = cgroup.v2_dir_fd(); cgroup_fd >= 0) {
+    // v2: the kernel places the child in its cgroup atomically with its creation.
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+  }
+  long pid = sys::Clone3(&args);
+  if (pid < 0) return FailErrno("clone3 sandbox " + spec.id + " into new namespaces");
+  if (pid == 0) {
+    parent_sock.reset();
+    RunSandboxChild(plan, child_sock.get());
+  }
+  child_sock.reset();
+  ChildProcess init(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  timings.clone = Since(clone_start);
+
+  auto map_start = Clock::now();
+  EMBER_TRY_CTX(WriteIdMaps(init.pid(), spec.ids), "start sandbox " + spec.id);
+  if (cgroup.v2_dir_fd() < 0) {
+    EMBER_TRY_CTX(cgroup.Attach(init.pid()), "start sandbox " + spec.id);
+  }
+  const char go = 1;
+  if (::write(parent_sock.get(), &go, 1) != 1) {
+    return FailErrno("start sandbox " + spec.id + ": release child");
+  }
+  timings.id_map_and_cgroup = Since(map_start);
+
+  // The child first passes an fd of its writable layer, then either execs (EOF on the
+  // socket, which is close-on-exec) or reports the step that failed.
+  auto setup_start = Clock::now();
+  UniqueFd layer;
+  for (;;) {
+    ChildReport report{};
+    UniqueFd passed;
+    EMBER_ASSIGN_OR_RETURN(ssize_t n, ReceiveReport(parent_sock.get(), &report, &passed));
+    if (n == 0) break;
+    if (report.stage == ChildStage::kSendLayer && report.error == 0) {
+      layer = std::move(passed);
+      continue;
+    }
+    return Fail(ReportToError(report, plan).Context("start sandbox " + spec.id));
+  }
+  timings.child_setup = Since(setup_start);
+  timings.total = Since(start);
+  Sandbox sandbox(spec.id, std::move(init), std::move(cgroup), std::move(layer));
+  sandbox.timings_ = timings;
+  return sandbox;
+}
+
+Sandbox::~Sandbox() { (void)Destroy(); }
+
+Result<LayerUsage> Sandbox::WritableLayer() const {
+  if (!layer_) return Fail(ErrorCode::kUnavailable, "sandbox " + id_ + " has no writable layer");
+  struct statfs st {};
+  if (::fstatfs(layer_.get(), &st) != 0) return FailErrno("statfs writable layer of " + id_);
+  LayerUsage usage;
+  usage.size_bytes = st.f_blocks * st.f_bsize;
+  usage.used_bytes = (st.f_blocks - st.f_bfree) * st.f_bsize;
+  usage.full = st.f_bavail == 0 || (st.f_files > 0 && st.f_ffree == 0);
+  return usage;
+}
+
+Status Sandbox::Destroy() {
+  // Killing pid 1 of the namespace makes the kernel kill every other process in it; the mount
+  // namespace, and with it the overlay and tmpfs, goes away with the last of them.
+  init_.KillAndReap();
+  layer_.reset();
+  return cgroup_.Release();
+}
+
+}  // namespace ember::sandbox
