@@ -426,6 +426,13 @@ def spawn_and_time(tool: Tool, argv: list[str]) -> tuple[float, int, str, str]:
         out, err = proc.communicate()
         return float("nan"), -1, out.decode(errors="replace"), "timed out after " \
             f"{PER_RUN_TIMEOUT_S:.0f}s; " + err.decode(errors="replace")
+    except BaseException:  # SIGTERM/Ctrl-C mid-run: take the child down with us
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
     return (t1 - t0) / 1e6, proc.returncode, out.decode(errors="replace"), \
         err.decode(errors="replace")
 
@@ -692,6 +699,9 @@ def main() -> int:
     ap.add_argument("--warmups", type=int, default=WARMUPS)
     ap.add_argument("--tools", help="comma-separated subset, e.g. ember,crun")
     ap.add_argument("--scenarios", help="comma-separated subset of true,python-light,python-heavy")
+    ap.add_argument("--cgroup-parent", help="cgroup under which the OCI runtimes put containers "
+                    "(default /ember-bench/<pid>; removed at exit)")
+    ap.add_argument("--ember-error", help="report ember as unable to run, with this reason")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--write-docs", action="store_true",
                     help=f"replace the text between the markers in {DOCS.relative_to(REPO)}")
@@ -711,7 +721,9 @@ def main() -> int:
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ember-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    cgroup_parent = f"/ember-bench/{os.getpid()}"
+    cgroup_parent = args.cgroup_parent or f"/ember-bench/{os.getpid()}"
+    # bench/run.sh stops the script with SIGTERM: unwind so the finally blocks clean up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tools: list[Tool] = [
         Ember(os.path.realpath(args.ember) if os.path.exists(args.ember) else args.ember,
@@ -732,6 +744,11 @@ def main() -> int:
 
     tool_errors = {}
     for t in tools:
+        if isinstance(t, Ember) and args.ember_error:
+            t.error = args.ember_error
+            tool_errors[t.name] = t.error
+            print(f"{t.name}: cannot run: {t.error}", file=sys.stderr)
+            continue
         try:
             t.setup()
         except (ToolError, OSError, subprocess.SubprocessError) as e:
