@@ -519,6 +519,9 @@ class Runner:
         if self.verbose:
             print(file=sys.stderr)
         result = {}
+        for t in self.tools:  # tools that could not start at all keep their place, as failed
+            if t.error is not None and (scenario["python"] or not t.python_only):
+                result[t.name] = {"error": t.error, "n": 0}
         for t in tools:
             if t.name in errors:
                 result[t.name] = {"error": errors[t.name], "n": len(samples[t.name])}
@@ -582,6 +585,35 @@ def markdown(results: dict) -> str:
         f"load average {m['loadavg_at_start']:.2f} at start.",
         "",
     ]
+    versions = "; ".join(f"{k}: {v}" for k, v in m.get("versions", {}).items())
+    if versions:
+        lines += [f"Versions: {versions}.", ""]
+    # Summary: median (median / ember's median) per tool and scenario.
+    present = [sc for sc in SCENARIOS if sc["name"] in results["scenarios"]]
+    names: list[str] = []
+    for sc in present:
+        names += [n for n in results["scenarios"][sc["name"]] if n not in names]
+    if present and names:
+        lines.append("Median start → exit in ms (median / ember's median):")
+        lines.append("")
+        lines.append("| tool | " + " | ".join(sc["title"] for sc in present) + " |")
+        lines.append("| --- |" + " ---: |" * len(present))
+        for name in names:
+            cells = []
+            for sc in present:
+                per_tool = results["scenarios"][sc["name"]]
+                r = per_tool.get(name)
+                ember = per_tool.get("ember", {}).get("median_ms")
+                if r is None:
+                    cells.append("")
+                elif "error" in r:
+                    cells.append("failed")
+                elif ember and name != "ember":
+                    cells.append(f"{fmt_ms(r['median_ms'])} ({r['median_ms'] / ember:.2f}×)")
+                else:
+                    cells.append(fmt_ms(r["median_ms"]))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     for sc in SCENARIOS:
         per_tool = results["scenarios"].get(sc["name"])
         if per_tool is None:
@@ -593,15 +625,16 @@ def markdown(results: dict) -> str:
         ember = per_tool.get("ember", {}).get("median_ms")
         for name, r in per_tool.items():
             if "error" in r:
-                lines.append(f"| {name} | {r['n']} | – | – | – | failed: "
-                             f"{_one_line(r['error'])} |")
+                why = ("could not run (see below)" if name in results.get("tool_errors", {})
+                       else _one_line(r["error"]))
+                lines.append(f"| {name} | {r['n']} | – | – | – | failed: {why} |")
                 continue
             if name == "ember":
                 ratio = "1.00×"
             elif ember:
                 ratio = f"{r['median_ms'] / ember:.2f}×"
             else:
-                ratio = "ember pending"
+                ratio = "–"
             lines.append(f"| {name} | {r['n']} | {fmt_ms(r['min_ms'])} | "
                          f"{fmt_ms(r['median_ms'])} | {fmt_ms(r['p99_ms'])} | {ratio} |")
         lines.append("")
@@ -760,7 +793,7 @@ def main() -> int:
     results = {
         "benchmark": "run-vs-peers",
         "timestamp": started.strftime("%Y-%m-%d %H:%M:%S"),
-        "mode": "quick" if args.quick else "full",
+        "mode": "custom" if args.iterations else ("quick" if args.quick else "full"),
         "iterations": iterations,
         "warmups": args.warmups,
         "memory_limit": MEMORY_FLAG,
