@@ -53,6 +53,8 @@ class StagingDir {
   ~StagingDir() { Remove(); }
 
   const std::string& path() const { return path_; }
+  // The fd holding the staging lock: a child that inherits it keeps the dir from being collected.
+  int lock_fd() const { return lock_.get(); }
   void Remove();
 
  private:
