@@ -73,7 +73,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    if (code == 0) return 0;
+    // `ember run` reserves its small exit codes for the command: its usage errors are 125.
+    bool in_run = false;
+    for (const auto* sub : app.get_subcommands()) in_run |= sub->get_name() == "run";
+    return in_run ? 125 : 2;
   }
   return exit_code;
 }

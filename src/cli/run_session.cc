@@ -1,0 +1,178 @@
+#include "cli/run_session.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/units.h"
+#include "image/mount.h"
+#include "image/store.h"
+#include "sandbox/cgroup/hierarchy.h"
+#include "sandbox/cgroup/pool.h"
+#include "sandbox/seccomp.h"
+
+namespace ember::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string CgroupName() {
+  const char* name = std::getenv("EMBER_CGROUP_NAME");
+  return name != nullptr && *name != '\0' ? name : "ember";
+}
+
+// Everything a sandbox holds on the host, acquired in order and released in reverse.
+struct Acquired {
+  image::MountLease image;
+  sandbox::BpfProgram seccomp;
+  std::optional<sandbox::Sandbox> sandbox;
+};
+
+Result<Acquired> Acquire(const RunRequest& request) {
+  EMBER_TRY(MakeDirs(request.run_dir + "/staging"));
+  EMBER_ASSIGN_OR_RETURN(auto store, image::Store::Open(request.data_dir));
+  (void)image::CleanupStaleMounts(request.run_dir);
+  EMBER_ASSIGN_OR_RETURN(auto record, store.Get(request.image));
+  EMBER_ASSIGN_OR_RETURN(auto lease,
+                         image::AcquireMount(record, request.spec.ids, request.run_dir));
+  EMBER_ASSIGN_OR_RETURN(auto hierarchy, cgroup::DetectHierarchy());
+  cgroup::PoolOptions pool_options;
+  pool_options.name = CgroupName();
+  pool_options.lock_dir = request.run_dir + "/cgroups";
+  EMBER_ASSIGN_OR_RETURN(auto pool, cgroup::Pool::Open(hierarchy, pool_options));
+  EMBER_ASSIGN_OR_RETURN(auto cgroup, pool.Claim());
+  EMBER_TRY_CTX(cgroup.Apply(request.spec.limits), "apply limits of " + request.spec.id);
+  EMBER_ASSIGN_OR_RETURN(auto seccomp, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
+                                                             request.run_dir + "/seccomp"));
+  Acquired acquired{std::move(lease), std::move(seccomp), std::nullopt};
+  sandbox::SandboxSpec spec = request.spec;
+  spec.lower_dirs = {acquired.image.lower_dir()};
+  sandbox::StartOptions options{request.run_dir + "/staging", &acquired.seccomp};
+  EMBER_ASSIGN_OR_RETURN(auto started, sandbox::Sandbox::Start(spec, std::move(cgroup), options));
+  acquired.sandbox.emplace(std::move(started));
+  return acquired;
+}
+
+// Signals ember forwards to the sandbox instead of dying from them.
+sigset_t ForwardedSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  return set;
+}
+
+struct Outcome {
+  ExitStatus status;
+  bool timed_out = false;
+};
+
+// Waits for the sandbox's init to exit, forwarding signals and enforcing the timeout.
+Result<Outcome> Supervise(sandbox::Sandbox& sandbox, int signal_fd,
+                          std::optional<std::chrono::milliseconds> timeout) {
+  auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
+  Outcome outcome;
+  int interrupts = 0;
+  for (;;) {
+    int wait_ms = -1;
+    if (timeout && !outcome.timed_out) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      wait_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    struct pollfd fds[2] = {{sandbox.pidfd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    int n = ::poll(fds, 2, wait_ms);
+    if (n < 0 && errno != EINTR) return FailErrno("poll sandbox " + sandbox.id());
+    if (n == 0) {
+      outcome.timed_out = true;
+      EMBER_TRY(sandbox.Signal(SIGKILL));
+      continue;
+    }
+    if (fds[1].revents & POLLIN) {
+      struct signalfd_siginfo info {};
+      if (::read(signal_fd, &info, sizeof info) == sizeof info) {
+        // A second Ctrl-C means "stop now", even if the command ignores SIGINT.
+        int sig = static_cast<int>(info.ssi_signo);
+        if (sig == SIGINT && ++interrupts > 1) sig = SIGKILL;
+        (void)sandbox.Signal(sig);
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      EMBER_ASSIGN_OR_RETURN(outcome.status, sandbox.Wait());
+      return outcome;
+    }
+  }
+}
+
+void PrintTimings(const sandbox::Sandbox& sandbox) {
+  const auto& t = sandbox.timings();
+  std::fprintf(stderr,
+               "ember: sandbox %s pid %d started in %ldus (plan %ld, clone %ld, "
+               "idmap+cgroup %ld, setup+exec %ld)\n",
+               sandbox.id().c_str(), sandbox.pid(), static_cast<long>(t.total.count()),
+               static_cast<long>(t.plan.count()), static_cast<long>(t.clone.count()),
+               static_cast<long>(t.id_map_and_cgroup.count()),
+               static_cast<long>(t.child_setup.count()));
+}
+
+int ExitCodeForStartError(const Error& error) {
+  if (error.code() != ErrorCode::kExecFailed) return kRunEmberError;
+  return error.sys_errno() == ENOENT ? kRunNotFound : kRunNotExecutable;
+}
+
+}  // namespace
+
+int RunInSandbox(const RunRequest& request) {
+  // Block the forwarded signals before the sandbox exists, so none is lost in between; the
+  // child unblocks nothing itself, so the mask is restored for it by the exec (see child.cc).
+  sigset_t forwarded = ForwardedSignals();
+  sigset_t previous;
+  ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
+  int signal_fd = ::signalfd(-1, &forwarded, SFD_CLOEXEC);
+
+  auto acquired = Acquire(request);
+  if (!acquired) {
+    std::fprintf(stderr, "ember: %s\n", acquired.error().ToString().c_str());
+    return ExitCodeForStartError(acquired.error());
+  }
+  sandbox::Sandbox& sandbox = *acquired->sandbox;
+  if (request.verbose) PrintTimings(sandbox);
+
+  auto outcome = Supervise(sandbox, signal_fd, request.timeout);
+  ::close(signal_fd);
+  if (!outcome) {
+    std::fprintf(stderr, "ember: %s\n", outcome.error().ToString().c_str());
+    return kRunEmberError;
+  }
+  int code = outcome->status.ShellCode();
+  auto oom_kills = sandbox.cgroup().OomKills();
+  auto layer = sandbox.WritableLayer();
+  if (outcome->timed_out) {
+    std::fprintf(stderr, "ember: %s timed out after %s and was killed\n", sandbox.id().c_str(),
+                 FormatDuration(*request.timeout).c_str());
+    code = kRunTimedOut;
+  } else if (oom_kills && *oom_kills > 0) {
+    std::fprintf(stderr,
+                 "ember: %s ran out of memory: the OOM killer stopped %s (memory limit %s)\n",
+                 sandbox.id().c_str(),
+                 outcome->status.signaled ? "the command" : "a process of the command",
+                 FormatSize(*request.spec.limits.memory_bytes).c_str());
+  }
+  if (layer && layer->full) {
+    std::fprintf(stderr,
+                 "ember: %s filled its writable layer (%s, --tmpfs-size): writes failed with "
+                 "ENOSPC\n",
+                 sandbox.id().c_str(), FormatSize(request.spec.tmpfs_size).c_str());
+  }
+  if (auto destroyed = sandbox.Destroy(); !destroyed) {
+    spdlog::warn("teardown of {}: {}", sandbox.id(), destroyed.error().ToString());
+  }
+  ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+  return code;
+}
+
+}  // namespace ember::cli

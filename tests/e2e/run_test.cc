@@ -1,0 +1,132 @@
+// `ember run` as a user runs it: the real binary, a busybox image imported into a private data
+// dir, and after every test a check that no mount, cgroup process or file was left behind.
+#include <gtest/gtest.h>
+
+#include "util/fixtures.h"
+
+namespace ember {
+namespace {
+
+using testing::EmberEnv;
+using testing::RunResult;
+
+class RunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EMBER_REQUIRE_PRIVILEGES();
+    env_.emplace();
+    env_->ImportBusyboxImage("busybox");
+  }
+  void TearDown() override {
+    if (env_) EXPECT_EQ(env_->Leaks(), "");
+  }
+  RunResult Run(std::vector<std::string> args, const std::string& input = "") {
+    std::vector<std::string> full = {"run", "--image", "busybox"};
+    full.insert(full.end(), args.begin(), args.end());
+    return env_->Ember(full, input);
+  }
+  std::optional<EmberEnv> env_;
+};
+
+TEST_F(RunTest, StreamsStdioAndExitsWithTheCommandsStatus) {
+  auto echo = Run({"--", "echo", "hello"});
+  EXPECT_EQ(echo.exit_code, 0) << echo.err;
+  EXPECT_EQ(echo.out, "hello\n");
+  auto cat = Run({"--", "cat"}, "from stdin\n");
+  EXPECT_EQ(cat.out, "from stdin\n");
+  auto code = Run({"--", "sh", "-c", "echo err >&2; exit 3"});
+  EXPECT_EQ(code.exit_code, 3);
+  EXPECT_EQ(code.err, "err\n");
+}
+
+TEST_F(RunTest, SignalDeathIs128PlusTheSignal) {
+  // pid 1 cannot be killed from inside its namespace, so a child shell kills itself and its
+  // parent passes the status on.
+  auto r = Run({"--", "sh", "-c", "sh -c 'kill -KILL $$'; exit $?"});
+  EXPECT_EQ(r.exit_code, 137) << r.err;
+}
+
+TEST_F(RunTest, MissingAndNonExecutableCommandsAre127And126) {
+  auto missing = Run({"--", "no-such-command"});
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_NE(missing.err.find("no-such-command"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("not found"), std::string::npos) << missing.err;
+  auto not_exec = Run({"--", "/etc/passwd"});
+  EXPECT_EQ(not_exec.exit_code, 126) << not_exec.err;
+}
+
+TEST_F(RunTest, EnvWorkdirUserAndHostname) {
+  auto r = Run({"--env", "GREETING=hi there", "-w", "/tmp", "--user", "1000:1000", "--hostname",
+                "box1", "--", "sh", "-c", "echo $GREETING; pwd; id -u; hostname"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "hi there\n/tmp\n1000\nbox1\n");
+}
+
+TEST_F(RunTest, ImageFilesBelongToTheSandboxRoot) {
+  auto r = Run({"--", "stat", "-c", "%u:%g %n", "/bin/busybox", "/home/user"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "0:0 /bin/busybox\n1000:1000 /home/user\n");
+}
+
+TEST_F(RunTest, BadLimitsAreRejectedNamingTheFlag) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string expected;
+  } cases[] = {
+      {{"--memory", "0"}, "--memory"},      {{"--memory", "12Q"}, "--memory"},
+      {{"--cpus", "-1"}, "cpus"},           {{"--cpus", "lots"}, "cpus"},
+      {{"--pids", "0"}, "--pids"},          {{"--net", "host"}, "--net"},
+      {{"--tmpfs-size", "x"}, "--tmpfs-size"}, {{"--timeout", "soon"}, "--timeout"},
+      {{"--env", "NOEQUALS"}, "--env"},     {{"--user", "root"}, "--user"},
+  };
+  for (const auto& c : cases) {
+    auto args = c.flags;
+    args.insert(args.end(), {"--", "true"});
+    auto r = Run(args);
+    EXPECT_EQ(r.exit_code, 125) << c.flags[0] << " " << c.flags[1] << ": " << r.err;
+    EXPECT_NE(r.err.find(c.expected), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  }
+}
+
+TEST_F(RunTest, MissingImageAndUnwritableDataDirAreClearErrors) {
+  auto missing = env_->Ember({"run", "--image", "nope", "--", "true"});
+  EXPECT_EQ(missing.exit_code, 125);
+  EXPECT_NE(missing.err.find("nope"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("not found"), std::string::npos) << missing.err;
+  auto r = testing::RunCommand({testing::EmberBinary(), "--data-dir", "/proc/ember-data",
+                                "--run-dir", env_->run_dir(), "run", "--", "true"});
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("/proc/ember-data"), std::string::npos) << r.err;
+}
+
+TEST_F(RunTest, TimeoutKillsAndExits124WithAReason) {
+  auto r = Run({"--timeout", "500ms", "--", "sleep", "30"});
+  EXPECT_EQ(r.exit_code, 124);
+  EXPECT_NE(r.err.find("timed out after 500ms"), std::string::npos) << r.err;
+}
+
+TEST_F(RunTest, OomKillIsReportedWith137) {
+  auto r = Run({"--memory", "16M", "--", "sh", "-c",
+                "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo ${#x}"});
+  EXPECT_EQ(r.exit_code, 137) << r.err;
+  EXPECT_NE(r.err.find("out of memory"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("16M"), std::string::npos) << r.err;
+}
+
+TEST_F(RunTest, FullWritableLayerIsReported) {
+  auto r = Run({"--tmpfs-size", "4M", "--", "dd", "if=/dev/zero", "of=/fill", "bs=1M",
+                "count=10"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("No space left"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("filled its writable layer (4M"), std::string::npos) << r.err;
+}
+
+TEST_F(RunTest, EachRunStartsFromAnEmptyWritableLayer) {
+  EXPECT_EQ(Run({"--", "sh", "-c", "echo x > /etc/marker"}).exit_code, 0);
+  auto r = Run({"--", "cat", "/etc/marker"});
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace ember
