@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,7 +86,7 @@ class PoolGuard {
 // cgroup first — the same order the launcher uses.
 class Child {
  public:
-  explicit Child(std::function<int()> body) {
+  explicit Child(const std::function<int()>& body) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return;
     pid_ = ::fork();
@@ -134,8 +134,8 @@ class OrphanReaper {
   ~OrphanReaper() {
     for (int i = 0; i < 200; ++i) {
       pid_t p = ::waitpid(-1, nullptr, WNOHANG);
-      if (p < 0) break;                     // ECHILD: none left
-      if (p == 0) ::usleep(10000);          // some still dying
+      if (p < 0) break;             // ECHILD: none left
+      if (p == 0) ::usleep(10000);  // some still dying
     }
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   }
@@ -161,7 +161,8 @@ TEST(CgroupPoolReal, FillCreatesSlotsAndClaimCreatesNone) {
   auto made = guard.pool().Fill();
   ASSERT_TRUE(made) << made.error().ToString();
   EXPECT_EQ(*made, 3u);
-  for (const auto& root : guard.hierarchy().Roots()) EXPECT_EQ(guard.SlotDirCount(root), 3u) << root;
+  for (const auto& root : guard.hierarchy().Roots())
+    EXPECT_EQ(guard.SlotDirCount(root), 3u) << root;
   {
     auto lease = guard.pool().Claim();
     ASSERT_TRUE(lease) << lease.error().ToString();
@@ -190,7 +191,8 @@ TEST(CgroupPoolReal, AttachApplyAndReleaseKillsLeftovers) {
   EXPECT_TRUE(ProcsContain(d.cpu, child.pid()));
   EXPECT_TRUE(ProcsContain(d.pids, child.pid()));
   std::string where = Read("/proc/" + std::to_string(child.pid()) + "/cgroup");
-  EXPECT_NE(where.find("/" + guard.options().name + "/" + lease->slot()), std::string::npos) << where;
+  EXPECT_NE(where.find("/" + guard.options().name + "/" + lease->slot()), std::string::npos)
+      << where;
 
   ASSERT_TRUE(lease->Apply({64ULL << 20, 0.5, 32}));
   if (guard.hierarchy().version == Version::kV1) {

@@ -113,7 +113,8 @@ Result<Hierarchy> DecideHierarchy(const std::vector<CgroupMount>& mounts,
     for (const std::string& c : m.controllers) h.v1_mounts.emplace(c, m.mount_point);
   }
   if (!has_v1 && h.v2_root.empty()) {
-    return Fail(ErrorCode::kUnavailable, "no cgroup filesystem is mounted (neither cgroup nor cgroup2)");
+    return Fail(ErrorCode::kUnavailable,
+                "no cgroup filesystem is mounted (neither cgroup nor cgroup2)");
   }
   h.layout = !has_v1 ? "v2" : h.v2_root.empty() ? "v1" : "hybrid";
   for (std::string_view word : Split(v2_controllers, ' ')) {
@@ -141,14 +142,13 @@ Result<Hierarchy> DecideHierarchy(const std::vector<CgroupMount>& mounts,
   if (!missing.empty()) {
     std::string where = "not mounted as a cgroup v1 hierarchy";
     if (!h.v2_root.empty()) where += " and not in " + h.v2_root + "/cgroup.controllers";
-    return Fail(ErrorCode::kUnavailable, "cgroup controller" +
-                                             std::string(missing.size() > 1 ? "s " : " ") +
-                                             join(missing) + " missing (" + h.layout +
-                                             " layout): " + where);
+    return Fail(ErrorCode::kUnavailable,
+                "cgroup controller" + std::string(missing.size() > 1 ? "s " : " ") + join(missing) +
+                    " missing (" + h.layout + " layout): " + where);
   }
   if (!on_v1.empty() && !on_v2.empty()) {
-    return Fail(ErrorCode::kUnsupported, "cgroup controllers are split between v1 (" +
-                                             join(on_v1) + ") and v2 (" + join(on_v2) +
+    return Fail(ErrorCode::kUnsupported, "cgroup controllers are split between v1 (" + join(on_v1) +
+                                             ") and v2 (" + join(on_v2) +
                                              "); ember needs memory, cpu and pids in one version");
   }
   h.version = on_v2.empty() ? Version::kV1 : Version::kV2;

@@ -28,12 +28,12 @@ inline constexpr std::array<Controller, 3> kControllers = {Controller::kMemory, 
 std::string_view ControllerName(Controller controller);
 
 struct Hierarchy {
-  std::string layout;  // "v1" | "v2" | "hybrid": what is mounted, not what ember uses
+  std::string layout;              // "v1" | "v2" | "hybrid": what is mounted, not what ember uses
   Version version = Version::kV1;  // what ember uses
   // Every v1 controller found, by name, with its mount point. Co-mounted controllers (e.g.
   // "cpu,cpuacct") share one mount point.
   std::map<std::string, std::string> v1_mounts;
-  std::string v2_root;  // the cgroup2 mount point, "" when there is none
+  std::string v2_root;                      // the cgroup2 mount point, "" when there is none
   std::vector<std::string> v2_controllers;  // the v2 root's cgroup.controllers
 
   // The hierarchy root a controller lives under, for the version ember uses.

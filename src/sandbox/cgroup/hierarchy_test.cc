@@ -65,7 +65,8 @@ TEST(CgroupHierarchy, ThisHostIsHybridAndUsesV1) {
 }
 
 TEST(CgroupHierarchy, PureV2UsesTheUnifiedRoot) {
-  auto h = DecideHierarchy(ParseCgroupMounts(kPureV2), "cpuset cpu io memory hugetlb pids rdma misc\n");
+  auto h =
+      DecideHierarchy(ParseCgroupMounts(kPureV2), "cpuset cpu io memory hugetlb pids rdma misc\n");
   ASSERT_TRUE(h) << h.error().ToString();
   EXPECT_EQ(h->layout, "v2");
   EXPECT_EQ(h->version, Version::kV2);
@@ -85,9 +86,10 @@ TEST(CgroupHierarchy, PureV1WithCoMountedCpu) {
 
 TEST(CgroupHierarchy, HybridWithControllersOnlyInV2UsesV2) {
   // A hybrid host whose v1 mounts carry none of ember's controllers.
-  std::string text = "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
-                     "41 31 0:35 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio\n"
-                     "42 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+  std::string text =
+      "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
+      "41 31 0:35 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio\n"
+      "42 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
   auto h = DecideHierarchy(ParseCgroupMounts(text), "cpu memory pids");
   ASSERT_TRUE(h) << h.error().ToString();
   EXPECT_EQ(h->layout, "hybrid");
@@ -112,9 +114,10 @@ TEST(CgroupHierarchy, MissingControllerIsNamed) {
 }
 
 TEST(CgroupHierarchy, SplitBetweenVersionsIsRefused) {
-  std::string text = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
-                     "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
-                     "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+  std::string text =
+      "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+      "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+      "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
   auto h = DecideHierarchy(ParseCgroupMounts(text), "pids hugetlb");
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().code(), ErrorCode::kUnsupported);

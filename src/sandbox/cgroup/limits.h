@@ -19,8 +19,8 @@ inline constexpr uint64_t kMinCpuQuotaUs = 1000;
 
 // Optional control files, which depend on kernel configuration (swap accounting) and version.
 struct LimitFeatures {
-  bool v1_memsw = false;      // memory.memsw.limit_in_bytes exists
-  bool v2_swap_max = false;   // memory.swap.max exists
+  bool v1_memsw = false;     // memory.memsw.limit_in_bytes exists
+  bool v2_swap_max = false;  // memory.swap.max exists
 };
 
 struct ControlWrite {

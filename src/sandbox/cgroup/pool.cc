@@ -58,8 +58,8 @@ Result<Pool> Pool::Open(const Hierarchy& hierarchy, PoolOptions options) {
     }
   }
   // The parent has the same optional files as its slots; one probe serves every Apply.
-  pool.features_ = ProbeLimitFeatures(hierarchy.version,
-                                      hierarchy.RootFor(Controller::kMemory) + "/" + name);
+  pool.features_ =
+      ProbeLimitFeatures(hierarchy.version, hierarchy.RootFor(Controller::kMemory) + "/" + name);
   return pool;
 }
 
@@ -127,7 +127,8 @@ Status Pool::RecoverIfStale(const std::string& slot, const FileLock& lock, bool*
                options_.name, slot, state.empty() ? "unknown" : state);
   SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
   // A crash during creation may have left some hierarchies without the directory.
-  for (const std::string& dir : dirs.Distinct()) EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
+  for (const std::string& dir : dirs.Distinct())
+    EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
   EMBER_TRY_CTX(ResetSlot(dirs, hierarchy_.version, Suffix(slot), options_.release_timeout),
                 "reset stale cgroup slot " + slot);
   return WriteSlotState(lock, path, kStateFree);
@@ -220,8 +221,11 @@ Result<size_t> Pool::CleanupStale() {
     }
     bool stale = false;
     auto recovered = RecoverIfStale(slot, *lock, &stale);
-    if (!recovered && first_error) first_error = Fail(std::move(recovered).error());
-    if (recovered && stale) ++reset;
+    if (recovered) {
+      reset += stale ? 1 : 0;
+    } else if (first_error) {
+      first_error = Fail(std::move(recovered).error());  // keep going: reset what can be reset
+    }
   }
   EMBER_TRY(first_error);
   return reset;
@@ -244,8 +248,8 @@ Status Pool::Destroy() {
     ::unlink(LockPath(slot).c_str());
   }
   if (!busy.empty()) {
-    return Fail(ErrorCode::kBusy, "destroy cgroup pool " + options_.name +
-                                      ": slots in use by a live lease:" + busy);
+    return Fail(ErrorCode::kBusy,
+                "destroy cgroup pool " + options_.name + ": slots in use by a live lease:" + busy);
   }
   for (const std::string& root : hierarchy_.Roots()) {
     EMBER_TRY(RemoveCgroupDir(root + "/" + options_.name));

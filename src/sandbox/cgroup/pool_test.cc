@@ -66,17 +66,23 @@ class CgroupFixture : public ::testing::TestWithParam<Version> {
     EMBER_TRY(put("cgroup.procs", ""));
     if (v2()) {
       for (auto [f, v] : std::vector<std::pair<std::string, std::string>>{
-               {"cgroup.subtree_control", ""}, {"cgroup.kill", ""}, {"memory.max", "max\n"},
-               {"memory.swap.max", "max\n"}, {"memory.peak", "0\n"}, {"memory.current", "0\n"},
+               {"cgroup.subtree_control", ""},
+               {"cgroup.kill", ""},
+               {"memory.max", "max\n"},
+               {"memory.swap.max", "max\n"},
+               {"memory.peak", "0\n"},
+               {"memory.current", "0\n"},
                {"memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"},
-               {"cpu.max", "max 100000\n"}, {"pids.max", "max\n"}}) {
+               {"cpu.max", "max 100000\n"},
+               {"pids.max", "max\n"}}) {
         EMBER_TRY(put(f, v));
       }
     } else if (dir.find("/memory/") != std::string::npos) {
       for (auto [f, v] : std::vector<std::pair<std::string, std::string>>{
                {"memory.limit_in_bytes", "9223372036854771712\n"},
                {"memory.memsw.limit_in_bytes", "9223372036854771712\n"},
-               {"memory.max_usage_in_bytes", "123\n"}, {"memory.force_empty", ""},
+               {"memory.max_usage_in_bytes", "123\n"},
+               {"memory.force_empty", ""},
                {"memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"}}) {
         EMBER_TRY(put(f, v));
       }
@@ -219,7 +225,8 @@ TEST_P(CgroupFixture, ApplyWritesLimitsAndResetsUnsetOnes) {
   EXPECT_EQ(Read(d.pids + "/pids.max"), "64");
   ASSERT_TRUE(lease->Apply({}));
   EXPECT_EQ(Read(d.pids + "/pids.max"), "max");
-  EXPECT_EQ(Read(d.memory + (v2() ? "/memory.max" : "/memory.limit_in_bytes")), v2() ? "max" : "-1");
+  EXPECT_EQ(Read(d.memory + (v2() ? "/memory.max" : "/memory.limit_in_bytes")),
+            v2() ? "max" : "-1");
 }
 
 TEST_P(CgroupFixture, AttachWritesEveryHierarchyAndReleaseNeverKillsOutsiders) {
@@ -319,7 +326,8 @@ TEST_P(CgroupFixture, RejectsBadOptions) {
 
 INSTANTIATE_TEST_SUITE_P(Versions, CgroupFixture, ::testing::Values(Version::kV1, Version::kV2),
                          [](const auto& info) {
-                           return info.param == Version::kV1 ? std::string("V1") : std::string("V2");
+                           return info.param == Version::kV1 ? std::string("V1")
+                                                             : std::string("V2");
                          });
 
 }  // namespace

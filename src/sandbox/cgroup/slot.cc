@@ -170,7 +170,8 @@ Result<uint64_t> ReadKeyedCounter(const std::string& path, std::string_view key)
 }
 
 Result<uint64_t> ReadOomKills(const SlotDirs& dirs, Version version) {
-  if (version == Version::kV1) return ReadKeyedCounter(dirs.memory + "/memory.oom_control", "oom_kill");
+  if (version == Version::kV1)
+    return ReadKeyedCounter(dirs.memory + "/memory.oom_control", "oom_kill");
   return ReadKeyedCounter(dirs.memory + "/memory.events", "oom_kill");
 }
 
