@@ -123,7 +123,7 @@ if [[ -z $image_file ]]; then
   if [[ -z $ember_image_error ]]; then
     if inspect=$("$ember" image inspect python3.11 2>"$work/inspect.err"); then
       image_file=$(printf '%s' "$inspect" | "$python" -c \
-        'import json, sys; print(json.load(sys.stdin)["blob_path"])' 2>/dev/null) || true
+        'import json, sys; r = json.load(sys.stdin); print(r.get("blob") or r["blob_path"])' 2>/dev/null) || true
       [[ -n $image_file ]] || ember_image_error="cannot read blob_path from: $(printf '%s' "$inspect" | head -c 300)"
     else
       ember_image_error=$(tail -3 "$work/inspect.err")
