@@ -582,7 +582,8 @@ def markdown(results: dict) -> str:
         f"Run {results['timestamp']} ({results['mode']}: {results['warmups']} warm-ups, "
         f"{results['iterations']} interleaved rounds). Machine: {m['os']}, kernel {m['kernel']}, "
         f"{m['cpus']} × {m['cpu_model']}, {m['memory_gib']} GiB, cgroups {m['cgroups']}; "
-        f"load average {m['loadavg_at_start']:.2f} at start.",
+        f"load average {m['loadavg_at_start']:.2f} at start, "
+        f"{m.get('loadavg_at_end', float('nan')):.2f} at end.",
         "",
     ]
     versions = "; ".join(f"{k}: {v}" for k, v in m.get("versions", {}).items())
@@ -822,6 +823,7 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     results["elapsed_s"] = round((dt.datetime.now() - started).total_seconds(), 1)
+    results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
     results["target"] = check_target(results)
     out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
