@@ -2,10 +2,10 @@
 // and scrubbing, and the small state record kept in the slot's lock file.
 //
 // The lock file <lock_dir>/<slot>.lock is both the claim (an exclusive flock, held for a lease's
-// life and dropped by the kernel when its holder dies) and a one-word record of the slot's
-// state: "free" once a slot was emptied and scrubbed, "claimed <pid>" while a lease holds it,
-// "creating" while its directories are being made. A lock that can be taken over anything but
-// "free" therefore means its last holder crashed, and the slot is reset before reuse.
+// life and dropped by the kernel when its holder dies) and a record of the slot's state, one
+// space-padded line: "free" once a slot was emptied and scrubbed, "claimed <pid>" while a lease
+// holds it, "creating" while its directories are being made. A lock that can be taken over anything
+// but "free" therefore means its last holder crashed, and the slot is reset before reuse.
 #pragma once
 
 #include <sys/types.h>
@@ -26,6 +26,8 @@ namespace ember::cgroup {
 inline constexpr std::string_view kSlotPrefix = "pool-";
 inline constexpr std::string_view kStateFree = "free";
 inline constexpr std::string_view kStateCreating = "creating";
+// The record is padded with spaces to this size, newline included.
+inline constexpr size_t kStateRecordSize = 32;
 
 // "pool-7" -> 7; -1 for names that are not slots (control files, foreign directories).
 long SlotNumber(std::string_view name);
