@@ -1,0 +1,603 @@
+#include "sys/kernel_probe.h"
+
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/prctl.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "base/child_process.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "sandbox/cgroup/hierarchy.h"
+#include "sys/syscalls.h"
+
+namespace ember::sys {
+namespace {
+
+// What a probe child sends back: an errno (0 = the feature works) and a line of detail.
+struct ChildReport {
+  int err = ECHILD;
+  char detail[240] = "probe child died before reporting";
+};
+
+// Runs fn(report) in a forked child, so namespace, mount and seccomp changes die with it. The
+// child only formats into a fixed buffer and makes syscalls.
+template <typename F>
+ChildReport RunInChild(F&& fn) {
+  ChildReport report;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    report.err = errno;
+    std::snprintf(report.detail, sizeof report.detail, "pipe2: %s", strerrorname_np(errno));
+    return report;
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    ChildReport r;
+    r.err = 0;
+    r.detail[0] = '\0';
+    fn(r);
+    (void)!::write(fds[1], &r, sizeof r);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  if (pid < 0) {
+    report.err = errno;
+    std::snprintf(report.detail, sizeof report.detail, "fork: %s", strerrorname_np(errno));
+  } else {
+    // A probe that hangs (a mount stuck in the kernel) must not hang ember: 5 s, then SIGKILL.
+    struct pollfd pfd {fds[0], POLLIN, 0};
+    int ready;
+    do {
+      ready = ::poll(&pfd, 1, 5000);
+    } while (ready < 0 && errno == EINTR);
+    ChildReport got;
+    if (ready == 1 && ::read(fds[0], &got, sizeof got) == sizeof got) {
+      report = got;
+    } else if (ready == 0) {
+      ::kill(pid, SIGKILL);
+      report.err = ETIMEDOUT;
+      std::snprintf(report.detail, sizeof report.detail, "probe child timed out after 5 s");
+    }
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(fds[0]);
+  return report;
+}
+
+// Records a failed step in the child's report; returns false so callers can `return Step(...)`.
+bool Step(ChildReport& r, bool ok, const char* what) {
+  if (ok) return true;
+  r.err = errno;
+  std::snprintf(r.detail, sizeof r.detail, "%s: %s", what, strerrorname_np(errno));
+  return false;
+}
+
+bool WriteSmallFile(const char* path, const char* text) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = ::write(fd, text, std::strlen(text));
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return n == static_cast<ssize_t>(std::strlen(text));
+}
+
+// Maps the calling process's own uid/gid 0 into its fresh user namespace (allowed for one's own
+// ids without privileges in the parent namespace).
+bool MapSelfAsRoot(ChildReport& r) {
+  return Step(r, WriteSmallFile("/proc/self/setgroups", "deny"), "write setgroups") &&
+         Step(r, WriteSmallFile("/proc/self/uid_map", "0 0 1"), "write uid_map") &&
+         Step(r, WriteSmallFile("/proc/self/gid_map", "0 0 1"), "write gid_map");
+}
+
+FeatureResult Make(std::string_view name, bool required, const ChildReport& r,
+                   std::string ok_detail, std::string fallback) {
+  bool ok = r.err == 0;
+  return {std::string(name), ok, required, ok ? std::move(ok_detail) : std::string(r.detail),
+          ok ? "" : std::move(fallback)};
+}
+
+std::optional<uint64_t> ReadNumber(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text) return std::nullopt;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text->c_str(), &end, 10);
+  if (end == text->c_str()) return std::nullopt;
+  return v;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Scratch space for the probes that need files: a temp dir with an EROFS image of one file.
+struct Scratch {
+  std::string dir;
+  std::string image;  // "" if mkfs.erofs is missing or failed
+  std::string image_error;
+  ~Scratch() {
+    if (!dir.empty()) (void)RemoveTree(dir);
+  }
+};
+
+void PrepareScratch(Scratch& s) {
+  char templ[] = "/tmp/ember-probe-XXXXXX";
+  if (::mkdtemp(templ) == nullptr) {
+    s.image_error = "mkdtemp: " + std::string(strerrorname_np(errno));
+    return;
+  }
+  s.dir = templ;
+  for (const char* sub : {"/src", "/mnt", "/ovl"}) ::mkdir((s.dir + sub).c_str(), 0755);
+  if (!WriteFileAtomic(s.dir + "/src/hello", "ember\n")) return;
+  auto made = RunTool({"mkfs.erofs", "--quiet", s.dir + "/image.erofs", s.dir + "/src"});
+  if (made) {
+    s.image = s.dir + "/image.erofs";
+  } else {
+    s.image_error = made.error().ToString();
+  }
+}
+
+FeatureResult ProbeUserNamespaces() {
+  auto r = RunInChild([](ChildReport& r) { Step(r, ::unshare(CLONE_NEWUSER) == 0, "unshare(CLONE_NEWUSER)"); });
+  return Make(feature::kUserNamespaces, true, r, "created a user namespace", "");
+}
+
+FeatureResult ProbeOverlay(const Scratch& s) {
+  std::string base = s.dir + "/ovl";
+  auto r = RunInChild([&base](ChildReport& r) {
+    if (!Step(r, ::unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0, "unshare(user|mnt)") ||
+        !MapSelfAsRoot(r) ||
+        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
+              "make / private") ||
+        !Step(r, ::mount("tmpfs", base.c_str(), "tmpfs", 0, "size=1m") == 0, "mount tmpfs")) {
+      return;
+    }
+    for (const char* d : {"/l", "/u", "/w", "/m"}) ::mkdir((base + d).c_str(), 0755);
+    std::string opts = "lowerdir=" + base + "/l,upperdir=" + base + "/u,workdir=" + base + "/w";
+    Step(r, ::mount("overlay", (base + "/m").c_str(), "overlay", 0, opts.c_str()) == 0,
+         "mount overlay in a user namespace");
+  });
+  return Make(feature::kOverlayInUserns, true, r, "mounted overlay (tmpfs upper) in a user namespace", "");
+}
+
+FeatureResult ProbeErofs(const Scratch& s) {
+  bool loop = PathExists("/dev/loop-control");
+  std::string fallback = loop ? "mount images through a loop device (slower: ~150 µs per mount)"
+                              : "no loop devices either: images are mounted as plain directories";
+  if (s.image.empty()) {
+    return {std::string(feature::kErofsFileBacked), false, false,
+            "could not build a test image: " + s.image_error + " (package erofs-utils)", fallback};
+  }
+  std::string image = s.image, mnt = s.dir + "/mnt";
+  auto r = RunInChild([&](ChildReport& r) {
+    if (!Step(r, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)") ||
+        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private")) {
+      return;
+    }
+    Step(r, ::mount(image.c_str(), mnt.c_str(), "erofs", MS_RDONLY, nullptr) == 0,
+         "mount EROFS from a regular file");
+  });
+  return Make(feature::kErofsFileBacked, false, r, "mounted an EROFS image file without a loop device", fallback);
+}
+
+// Opens a user namespace mapping 0..65535 to 100000.. (held by a short-lived grandchild).
+int OpenMappedUserns(ChildReport& r) {
+  int ready[2], hold[2];
+  if (!Step(r, ::pipe(ready) == 0 && ::pipe(hold) == 0, "pipe")) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(hold[1]);  // else the read below never sees EOF
+    char c = ::unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(hold[0], &c, 1);
+    ::_exit(0);
+  }
+  char c = 'n';
+  int fd = -1;
+  if (pid > 0 && ::read(ready[0], &c, 1) == 1 && c == 'y') {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/uid_map", pid);
+    bool mapped = Step(r, WriteSmallFile(path, "0 100000 65536"), "write uid_map of helper");
+    std::snprintf(path, sizeof path, "/proc/%d/gid_map", pid);
+    mapped = mapped && Step(r, WriteSmallFile(path, "0 100000 65536"), "write gid_map of helper");
+    std::snprintf(path, sizeof path, "/proc/%d/ns/user", pid);
+    if (mapped) {
+      fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      Step(r, fd >= 0, "open helper's user namespace");
+    }
+  } else {
+    Step(r, false, "helper: unshare(CLONE_NEWUSER)");
+  }
+  ::close(hold[1]);
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
+  for (int f : {ready[0], ready[1], hold[0]}) ::close(f);
+  return fd;
+}
+
+FeatureResult ProbeIdmap(const Scratch& s, bool erofs_ok) {
+  std::string image = erofs_ok ? s.image : "", mnt = s.dir + "/mnt";
+  auto r = RunInChild([&](ChildReport& r) {
+    if (!Step(r, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)") ||
+        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private")) {
+      return;
+    }
+    // On EROFS when it mounts (what ember idmaps); otherwise a tmpfs says whether idmap exists.
+    if (image.empty()) {
+      if (!Step(r, ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") == 0, "mount tmpfs")) return;
+      int fd = ::open((mnt + "/hello").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+      if (!Step(r, fd >= 0, "create test file")) return;
+      ::close(fd);
+    } else if (!Step(r, ::mount(image.c_str(), mnt.c_str(), "erofs", MS_RDONLY, nullptr) == 0,
+                     "mount EROFS")) {
+      return;
+    }
+    int userns = OpenMappedUserns(r);
+    if (userns < 0) return;
+    int tree = sys::OpenTree(AT_FDCWD, mnt.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (!Step(r, tree >= 0, "open_tree(OPEN_TREE_CLONE)")) return;
+    struct mount_attr attr {};
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = static_cast<uint64_t>(userns);
+    if (!Step(r, sys::MountSetattr(tree, "", AT_EMPTY_PATH, &attr) == 0,
+              image.empty() ? "mount_setattr(MOUNT_ATTR_IDMAP) on tmpfs"
+                            : "mount_setattr(MOUNT_ATTR_IDMAP) on EROFS")) {
+      return;
+    }
+    struct stat st {};
+    if (!Step(r, ::fstatat(tree, "hello", &st, 0) == 0, "stat through the idmapped mount")) return;
+    if (st.st_uid != 100000) {
+      r.err = EINVAL;
+      std::snprintf(r.detail, sizeof r.detail, "idmapped file shows uid %u, expected 100000",
+                    st.st_uid);
+    }
+  });
+  return Make(feature::kIdmappedMounts, false, r,
+              erofs_ok ? "idmapped an EROFS mount (uid 0 shown as 100000)"
+                       : "idmapped a tmpfs mount (EROFS itself did not mount)",
+              "image files appear owned by nobody (65534) inside sandboxes");
+}
+
+FeatureResult ProbeCgroups(KernelFeatures& out) {
+  FeatureResult f{std::string(feature::kCgroups), false, true, "", ""};
+  auto mounts = cgroup::ParseCgroupMounts(ReadFile("/proc/self/mountinfo").value_or(""));
+  bool v1 = false, v2 = false;
+  for (const auto& m : mounts) (m.version == cgroup::Version::kV1 ? v1 : v2) = true;
+  out.cgroup_layout = v1 && v2 ? "hybrid" : v1 ? "v1" : v2 ? "v2" : "none";
+  auto hierarchy = cgroup::DetectHierarchy();
+  if (!hierarchy) {
+    f.detail = out.cgroup_layout + ": " + hierarchy.error().ToString();
+    return f;
+  }
+  out.cgroup_version = static_cast<int>(hierarchy->version);
+  std::string where;
+  for (cgroup::Controller c : cgroup::kControllers) {
+    std::string name(cgroup::ControllerName(c));
+    std::string root = hierarchy->RootFor(c);
+    out.cgroup_controllers[name] = (out.cgroup_version == 1 ? "v1 " : "v2 ") + root;
+    where += (where.empty() ? "" : ", ") + name + (out.cgroup_version == 1 ? " (v1)" : " (v2)");
+  }
+  f.ok = true;
+  f.detail = out.cgroup_layout + " layout, ember uses v" + std::to_string(out.cgroup_version) +
+             ": " + where;
+  if (out.cgroup_layout == "hybrid" && !hierarchy->v2_root.empty()) {
+    std::string held;
+    for (const auto& c : hierarchy->v2_controllers) held += (held.empty() ? "" : ",") + c;
+    f.detail += "; cgroup2 at " + hierarchy->v2_root + " holds " + (held.empty() ? "nothing" : held);
+  }
+  return f;
+}
+
+FeatureResult ProbeCloneIntoCgroup(const KernelFeatures& k) {
+  const std::string fallback = "attach by writing cgroup.procs before the child runs";
+  auto hierarchy = cgroup::DetectHierarchy();
+  std::string v2_root = hierarchy ? hierarchy->v2_root : "";
+  if (v2_root.empty()) {
+    return {std::string(feature::kCloneIntoCgroup), false, false, "no cgroup2 mount", fallback};
+  }
+  // The kernel feature is tried against our own v2 cgroup even on a hybrid host, but it is only
+  // usable when ember's controllers live in v2.
+  std::string own = "/";
+  std::istringstream lines(ReadFile("/proc/self/cgroup").value_or(""));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("0::", 0) == 0) own = line.substr(3);
+  }
+  auto dir = OpenFile(v2_root + own, O_RDONLY | O_DIRECTORY);
+  ChildReport r;
+  if (!dir) {
+    r.err = dir.error().sys_errno();
+    std::snprintf(r.detail, sizeof r.detail, "%s", dir.error().ToString().c_str());
+  } else {
+    struct clone_args args {};
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<uint64_t>(dir->get());
+    long pid = sys::Clone3(&args);
+    if (pid == 0) ::_exit(0);
+    if (pid < 0) {
+      Step(r, false, "clone3(CLONE_INTO_CGROUP)");
+    } else {
+      ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+      r.err = 0;
+    }
+  }
+  FeatureResult f = Make(feature::kCloneIntoCgroup, false, r, "clone3 with CLONE_INTO_CGROUP works", fallback);
+  if (f.ok && k.cgroup_version != 2) {
+    f.ok = false;
+    f.detail = "the kernel supports it, but ember uses cgroup v1 here (it only applies to v2)";
+    f.fallback = fallback;
+  }
+  return f;
+}
+
+FeatureResult ProbeTimeNamespaces() {
+  auto r = RunInChild([](ChildReport& r) { Step(r, ::unshare(CLONE_NEWTIME) == 0, "unshare(CLONE_NEWTIME)"); });
+  return Make(feature::kTimeNamespaces, false, r, "unshare(CLONE_NEWTIME) works",
+              "restored instances share the host's monotonic and boot clocks");
+}
+
+FeatureResult ProbePidfd() {
+  ChildReport r;
+  int fd = sys::PidfdOpen(::getpid());
+  if (Step(r, fd >= 0, "pidfd_open")) r.err = 0;
+  if (fd >= 0) ::close(fd);
+  return Make(feature::kPidfd, true, r, "pidfd_open works", "");
+}
+
+FeatureResult ProbeSeccomp() {
+  std::string avail = Trim(ReadFile("/proc/sys/kernel/seccomp/actions_avail").value_or("?"));
+  auto r = RunInChild([](ChildReport& r) {
+    sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    sock_fprog prog{1, &allow};
+    if (Step(r, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "prctl(PR_SET_NO_NEW_PRIVS)")) {
+      Step(r, ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0,
+           "seccomp(SECCOMP_SET_MODE_FILTER)");
+    }
+  });
+  return Make(feature::kSeccomp, true, r, "installed a filter; actions: " + avail, "");
+}
+
+FeatureResult ProbeRseq() {
+  // With a null area and length 0 a kernel that has rseq answers EINVAL; one without, ENOSYS.
+  ChildReport r;
+  errno = 0;
+  long rc = ::syscall(SYS_rseq, nullptr, 0, 0, 0);
+  r.err = rc != 0 && errno == ENOSYS ? ENOSYS : 0;
+  std::snprintf(r.detail, sizeof r.detail, "rseq: ENOSYS");
+  return Make(feature::kRseq, false, r, "rseq syscall present",
+              "snapshots restore without rseq registration (glibc runs without it)");
+}
+
+FeatureResult ProbePrSetMmMap() {
+  auto r = RunInChild([](ChildReport& r) {
+    char stat[1024] = {};
+    int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (!Step(r, fd >= 0 && ::read(fd, stat, sizeof stat - 1) > 0, "read /proc/self/stat")) return;
+    ::close(fd);
+    unsigned long long f[53] = {};  // f[i] = field i (1-based), from field 3 on
+    const char* p = std::strrchr(stat, ')');
+    for (int i = 3; p != nullptr && i <= 52; ++i) {
+      p = std::strchr(p, ' ');
+      if (p == nullptr) break;
+      ++p;
+      f[i] = std::strtoull(p, nullptr, 10);
+    }
+    static uint64_t auxv[128];
+    fd = ::open("/proc/self/auxv", O_RDONLY | O_CLOEXEC);
+    ssize_t auxv_len = fd >= 0 ? ::read(fd, auxv, sizeof auxv) : -1;
+    if (fd >= 0) ::close(fd);
+    if (!Step(r, auxv_len > 0, "read /proc/self/auxv")) return;
+    prctl_mm_map map{};
+    map.start_code = f[26], map.end_code = f[27], map.start_stack = f[28];
+    map.start_data = f[45], map.end_data = f[46], map.start_brk = f[47];
+    map.brk = static_cast<uint64_t>(::syscall(SYS_brk, 0));
+    map.arg_start = f[48], map.arg_end = f[49], map.env_start = f[50], map.env_end = f[51];
+    map.auxv = reinterpret_cast<__u64*>(auxv);
+    map.auxv_size = static_cast<uint32_t>(auxv_len);
+    map.exe_fd = static_cast<uint32_t>(-1);
+    unsigned int size = 0;
+    if (!Step(r, ::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size, 0, 0) == 0, "PR_SET_MM_MAP_SIZE")) return;
+    if (size != sizeof map) {
+      r.err = EINVAL;
+      std::snprintf(r.detail, sizeof r.detail, "kernel's prctl_mm_map is %u bytes, ember's %zu",
+                    size, sizeof map);
+      return;
+    }
+    Step(r, ::prctl(PR_SET_MM, PR_SET_MM_MAP, &map, sizeof map, 0) == 0,
+         "prctl(PR_SET_MM, PR_SET_MM_MAP) with the current layout");
+  });
+  return Make(feature::kPrSetMmMap, false, r, "PR_SET_MM_MAP with exe_fd=-1 works",
+              "snapshot restore unavailable: cold and warm boot fall back to plain boot");
+}
+
+void ProbeValues(KernelFeatures& k) {
+  auto number = [&k](std::string_view name, const std::string& path, uint64_t min_ok,
+                     std::string ok_text, std::string fallback) {
+    auto v = ReadNumber(path);
+    if (v) k.values[std::string(name)] = *v;
+    bool ok = v && *v >= min_ok;
+    std::string detail = v ? std::to_string(*v) + " " + ok_text : "cannot read " + path;
+    k.features.push_back({std::string(name), ok, false, detail, ok ? "" : fallback});
+  };
+  number(feature::kPidMax, "/proc/sys/kernel/pid_max", 32768, "(each sandbox has its own pid namespace)",
+         "fewer concurrent processes; raise with sysctl kernel.pid_max");
+  struct rlimit rl {};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  k.values["nofile_soft"] = rl.rlim_cur;
+  k.values["nofile_hard"] = rl.rlim_max;
+  bool nofile_ok = rl.rlim_max >= 4096;
+  k.features.push_back({std::string(feature::kNofile), nofile_ok, false,
+                        "soft " + std::to_string(rl.rlim_cur) + ", hard " + std::to_string(rl.rlim_max),
+                        nofile_ok ? "" : "fewer open sandboxes per ember process"});
+  number(feature::kMaxUserNamespaces, "/proc/sys/user/max_user_namespaces", 1024,
+         "(one per sandbox)", "at most that many sandboxes at once");
+  if (auto last = ReadNumber("/proc/sys/kernel/cap_last_cap")) k.values["cap_last_cap"] = *last;
+}
+
+}  // namespace
+
+const FeatureResult* KernelFeatures::Find(std::string_view name) const {
+  for (const auto& f : features) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+uint64_t KernelFeatures::Value(std::string_view name, uint64_t fallback) const {
+  auto it = values.find(std::string(name));
+  return it == values.end() ? fallback : it->second;
+}
+
+std::vector<const FeatureResult*> KernelFeatures::MissingRequired() const {
+  std::vector<const FeatureResult*> missing;
+  for (const auto& f : features) {
+    if (f.required && !f.ok) missing.push_back(&f);
+  }
+  return missing;
+}
+
+Result<ProbeKey> CurrentProbeKey() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return FailErrno("uname");
+  EMBER_ASSIGN_OR_RETURN(std::string boot_id, ReadFile("/proc/sys/kernel/random/boot_id"));
+  return ProbeKey{u.release, Trim(boot_id)};
+}
+
+KernelFeatures ProbeKernel() {
+  auto start = std::chrono::steady_clock::now();
+  KernelFeatures k;
+  if (auto key = CurrentProbeKey()) k.key = *key;
+  Scratch scratch;
+  PrepareScratch(scratch);
+  k.features.push_back(ProbeUserNamespaces());
+  k.features.push_back(ProbeOverlay(scratch));
+  k.features.push_back(ProbeErofs(scratch));
+  k.features.push_back(ProbeIdmap(scratch, k.features.back().ok));
+  k.features.push_back(ProbeCgroups(k));
+  k.features.push_back(ProbeCloneIntoCgroup(k));
+  k.features.push_back(ProbeTimeNamespaces());
+  k.features.push_back(ProbePidfd());
+  k.features.push_back(ProbeSeccomp());
+  k.features.push_back(ProbeRseq());
+  k.features.push_back(ProbePrSetMmMap());
+  ProbeValues(k);
+  k.probe_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return k;
+}
+
+std::string SerializeFeatures(const KernelFeatures& k) {
+  nlohmann::json j;
+  j["format"] = kProbeFormat;
+  j["release"] = k.key.release;
+  j["boot_id"] = k.key.boot_id;
+  j["probe_ms"] = k.probe_ms;
+  j["cgroup"] = {{"layout", k.cgroup_layout}, {"version", k.cgroup_version},
+                 {"controllers", k.cgroup_controllers}};
+  j["values"] = k.values;
+  j["features"] = nlohmann::json::array();
+  for (const auto& f : k.features) {
+    j["features"].push_back({{"name", f.name}, {"ok", f.ok}, {"required", f.required},
+                             {"detail", f.detail}, {"fallback", f.fallback}});
+  }
+  return j.dump(2) + "\n";
+}
+
+Result<KernelFeatures> ParseFeatures(std::string_view text) {
+  // nlohmann throws on type mismatches; this is the edge where that becomes an Error.
+  try {
+    auto j = nlohmann::json::parse(text);
+    if (j.at("format").get<int>() != kProbeFormat) {
+      return Fail(ErrorCode::kCorrupt, "probe cache format " + j.at("format").dump());
+    }
+    KernelFeatures k;
+    k.key = {j.at("release").get<std::string>(), j.at("boot_id").get<std::string>()};
+    k.probe_ms = j.at("probe_ms").get<double>();
+    const auto& cg = j.at("cgroup");
+    k.cgroup_layout = cg.at("layout").get<std::string>();
+    k.cgroup_version = cg.at("version").get<int>();
+    k.cgroup_controllers = cg.at("controllers").get<std::map<std::string, std::string>>();
+    k.values = j.at("values").get<std::map<std::string, uint64_t>>();
+    for (const auto& f : j.at("features")) {
+      k.features.push_back({f.at("name").get<std::string>(), f.at("ok").get<bool>(),
+                            f.at("required").get<bool>(), f.at("detail").get<std::string>(),
+                            f.at("fallback").get<std::string>()});
+    }
+    if (k.features.empty()) return Fail(ErrorCode::kCorrupt, "probe cache lists no features");
+    return k;
+  } catch (const nlohmann::json::exception& e) {
+    return Fail(ErrorCode::kCorrupt, std::string("probe cache: ") + e.what());
+  }
+}
+
+std::string ProbeCachePath(const std::string& run_dir) { return run_dir + "/kernel-probe.json"; }
+
+Result<KernelFeatures> LoadProbeCache(const std::string& path, const ProbeKey& key) {
+  EMBER_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  EMBER_ASSIGN_OR_RETURN(KernelFeatures k, ParseFeatures(text));
+  if (!(k.key == key)) {
+    return Fail(ErrorCode::kNotFound, path + " is for kernel " + k.key.release + " boot " +
+                                          k.key.boot_id + ", not this boot");
+  }
+  return k;
+}
+
+namespace {
+
+std::mutex g_probe_mutex;
+// Guarded by g_probe_mutex. Set once by Probe; only Reprobe (ember doctor) replaces it.
+std::optional<KernelFeatures> g_probed;
+
+const KernelFeatures& StoreProbe(const std::string& run_dir, KernelFeatures k, bool write) {
+  if (write) {
+    auto status = MakeDirs(run_dir);
+    if (status) status = WriteFileAtomic(ProbeCachePath(run_dir), SerializeFeatures(k));
+    if (!status) spdlog::warn("kernel probe cache not written: {}", status.error().ToString());
+  }
+  g_probed = std::move(k);
+  return *g_probed;
+}
+
+}  // namespace
+
+const KernelFeatures& Probe(const std::string& run_dir) {
+  std::lock_guard lock(g_probe_mutex);
+  if (g_probed) return *g_probed;
+  auto key = CurrentProbeKey();
+  if (key) {
+    auto cached = LoadProbeCache(ProbeCachePath(run_dir), *key);
+    if (cached) return StoreProbe(run_dir, std::move(*cached), false);
+    if (cached.error().code() != ErrorCode::kNotFound || PathExists(ProbeCachePath(run_dir))) {
+      spdlog::info("re-probing the kernel: {}", cached.error().ToString());
+    }
+  }
+  return StoreProbe(run_dir, ProbeKernel(), true);
+}
+
+const KernelFeatures& Reprobe(const std::string& run_dir) {
+  std::lock_guard lock(g_probe_mutex);
+  return StoreProbe(run_dir, ProbeKernel(), true);
+}
+
+}  // namespace ember::sys
