@@ -155,11 +155,14 @@ Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
     lease.v2_dir_.reset(fd);
     // memory.peak resets per open file (6.12+); older kernels reject the write, and the peak
     // then covers the cgroup's whole life.
-    int peak = ::open((mem + "/memory.peak").c_str(), O_RDWR | O_CLOEXEC);
+    std::string peak_path = mem + "/memory.peak";
+    int peak = ::open(peak_path.c_str(), O_RDWR | O_CLOEXEC);
     if (peak >= 0) {
-      lease.peak_fd_.reset(peak);
       (void)!::write(peak, "reset", 5);
+    } else {
+      peak = ::open(peak_path.c_str(), O_RDONLY | O_CLOEXEC);  // read-only before 6.12
     }
+    lease.peak_fd_.reset(peak);
   }
   EMBER_ASSIGN_OR_RETURN(lease.oom_kills_at_claim_, ReadOomKills(lease.dirs_, lease.version_));
   return lease;
