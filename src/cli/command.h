@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 
@@ -13,7 +14,14 @@ struct GlobalOptions {
   std::string data_dir;   // --data-dir / EMBER_DATA_DIR, default /var/lib/ember
   std::string run_dir;    // --run-dir / EMBER_RUN_DIR, default /run/ember (mounts, locks)
   std::string log_level;  // --log-level / EMBER_LOG, default warn
+  // The command `ember run` sandboxes, split off the arguments before parsing so that its own
+  // options never reach ember's parser (SplitRunCommand).
+  std::vector<std::string> run_command;
 };
+
+// Removes `ember run`'s command (everything after `--`, or from the first non-option after
+// `run`) from `args` and returns it; returns {} when the arguments are not a run.
+std::vector<std::string> SplitRunCommand(const CLI::App& app, std::vector<std::string>* args);
 
 // Exit codes of ember's own commands (not `ember run`, which follows docker: 125/126/127).
 // Each kind of failure has its own code so scripts can tell them apart.

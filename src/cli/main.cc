@@ -54,14 +54,17 @@ int main(int argc, char** argv) {
   app.add_option("--run-dir", global.run_dir,
                  "where mounts and runtime locks live (env EMBER_RUN_DIR)")
       ->capture_default_str();
+  // Logging is set up before parsing (from EMBER_LOG or the default) and again when --log-level
+  // is parsed, so that it is ready before any command runs.
+  (void)ember::log::Init(global.log_level);
   app.add_option("--log-level", global.log_level,
                  "trace, debug, info, warn, error or off (env EMBER_LOG)")
-      ->capture_default_str();
-  app.parse_complete_callback([&global] {
-    if (auto status = ember::log::Init(global.log_level); !status) {
-      throw CLI::ValidationError("--log-level", status.error().message());
-    }
-  });
+      ->capture_default_str()
+      ->each([](const std::string& level) {
+        if (auto status = ember::log::Init(level); !status) {
+          throw CLI::ValidationError("--log-level", status.error().message());
+        }
+      });
 
   int exit_code = 0;
   RegisterRunCommand(app, global, &exit_code);
@@ -69,8 +72,12 @@ int main(int argc, char** argv) {
   RegisterDoctorCommand(app, global, &exit_code);
 
   // CLI11 reports usage errors with exceptions; this is the edge where they become exit codes.
+  std::vector<std::string> args(argv, argv + argc);
+  global.run_command = SplitRunCommand(app, &args);
+  std::vector<const char*> cargs;
+  for (const auto& a : args) cargs.push_back(a.c_str());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     if (code == 0) return 0;

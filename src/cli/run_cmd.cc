@@ -139,15 +139,10 @@ void RegisterRunCommand(CLI::App& app, GlobalOptions& global, int* exit_code) {
                   "host ids the sandbox's ids 0..COUNT-1 map to, as BASE:COUNT")
       ->capture_default_str();
   run->add_flag("-v,--verbose", flags->verbose, "print the sandbox id and start timings");
-  // Everything from the first non-option on is the command, with its own flags untouched.
-  run->prefix_command();
-  run->callback([run, flags, &global, exit_code] {
-    flags->command = run->remaining();
-    if (!flags->command.empty() && flags->command.front() == "--") {
-      flags->command.erase(flags->command.begin());
-    }
+  run->callback([flags, &global, exit_code] {
+    flags->command = global.run_command;
     if (flags->command.empty()) {
-      std::fprintf(stderr, "ember: run: no command given (ember run [OPTIONS] -- COMMAND)\n");
+      std::fprintf(stderr, "ember: run: no command given (ember run [OPTIONS] [--] COMMAND)\n");
       *exit_code = kRunEmberError;
       return;
     }
@@ -159,6 +154,43 @@ void RegisterRunCommand(CLI::App& app, GlobalOptions& global, int* exit_code) {
     }
     *exit_code = RunInSandbox(*request);
   });
+}
+
+namespace {
+
+// Whether `arg` is an option of `app` that takes a separate value ("--memory 1G", not "-v").
+bool TakesSeparateValue(const CLI::App& app, const std::string& arg) {
+  if (arg.find('=') != std::string::npos) return false;
+  const CLI::Option* option = app.get_option_no_throw(arg);
+  return option != nullptr && option->get_items_expected_max() > 0;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitRunCommand(const CLI::App& app, std::vector<std::string>* args) {
+  size_t i = 1;
+  for (; i < args->size(); ++i) {
+    const std::string& arg = (*args)[i];
+    if (arg == "run") break;
+    if (arg.empty() || arg[0] != '-') return {};  // another subcommand
+    if (TakesSeparateValue(app, arg)) ++i;
+  }
+  if (i >= args->size()) return {};
+  const CLI::App* run = nullptr;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    if (sub->get_name() == "run") run = sub;
+  }
+  for (++i; i < args->size(); ++i) {
+    const std::string& arg = (*args)[i];
+    if (arg == "--" || arg.empty() || arg[0] != '-') {
+      size_t first = arg == "--" ? i + 1 : i;
+      std::vector<std::string> command(args->begin() + static_cast<long>(first), args->end());
+      args->resize(i);
+      return command;
+    }
+    if (run != nullptr && TakesSeparateValue(*run, arg)) ++i;
+  }
+  return {};
 }
 
 }  // namespace ember::cli

@@ -240,7 +240,8 @@ Result<MountLease> AcquireMount(const ImageRecord& image, const sandbox::IdRange
 
   UniqueFd mutex;
   for (int attempt = 0;; ++attempt) {
-    EMBER_TRY_CTX(MakeDirs(lease.image_dir_, 0700), context);
+    // 0711: sandbox roots (unprivileged host ids) must traverse to their view, not list.
+    EMBER_TRY_CTX(MakeDirs(lease.image_dir_, 0711), context);
     auto locked = LockPath(lease.image_dir_ + "/mutex", LOCK_EX);
     // The directory can vanish between MakeDirs and open when its last user cleans up.
     if (!locked && locked.error().sys_errno() == ENOENT && attempt < 10) continue;
