@@ -13,6 +13,7 @@
 #include "base/units.h"
 #include "image/mount.h"
 #include "image/store.h"
+#include "sandbox/cgroup/dynmods.h"
 #include "sandbox/cgroup/hierarchy.h"
 #include "sandbox/cgroup/pool.h"
 #include "sandbox/seccomp.h"
@@ -42,6 +43,9 @@ Result<Acquired> Acquire(const RunRequest& request) {
   EMBER_ASSIGN_OR_RETURN(auto lease,
                          image::AcquireMount(record, request.spec.ids, request.run_dir));
   EMBER_ASSIGN_OR_RETURN(auto hierarchy, cgroup::DetectHierarchy());
+  if (auto favored = cgroup::EnsureFavorDynmods(); !favored) {
+    spdlog::warn("cgroup moves stay slow: {}", favored.error().ToString());
+  }
   cgroup::PoolOptions pool_options;
   pool_options.name = CgroupName();
   pool_options.lock_dir = request.run_dir + "/cgroups";
