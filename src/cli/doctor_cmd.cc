@@ -46,15 +46,16 @@ void PrintTable(const sys::KernelFeatures& k) {
   }
   int available = 0;
   for (const auto& f : k.features) available += f.ok ? 1 : 0;
-  std::printf("ember can run here: %d of %zu features available, %d fallback%s in use; "
-              "cgroup %s (ember uses v%d)\n",
-              available, k.features.size(), fallbacks, fallbacks == 1 ? "" : "s",
-              k.cgroup_layout.c_str(), k.cgroup_version);
+  std::printf(
+      "ember can run here: %d of %zu features available, %d fallback%s in use; "
+      "cgroup %s (ember uses v%d)\n",
+      available, k.features.size(), fallbacks, fallbacks == 1 ? "" : "s", k.cgroup_layout.c_str(),
+      k.cgroup_version);
 }
 
 int RunDoctor(const GlobalOptions& global, const DoctorArgs& args) {
-  const sys::KernelFeatures& k = args.cached ? sys::Probe(global.run_dir)
-                                             : sys::Reprobe(global.run_dir);
+  const sys::KernelFeatures& k =
+      args.cached ? sys::Probe(global.run_dir) : sys::Reprobe(global.run_dir);
   auto missing = k.MissingRequired();
   if (args.json) {
     auto j = nlohmann::json::parse(sys::SerializeFeatures(k));
@@ -66,7 +67,7 @@ int RunDoctor(const GlobalOptions& global, const DoctorArgs& args) {
     PrintTable(k);
   }
   if (!missing.empty()) {
-    if (args.json) std::fprintf(stderr, "ember: %s\n", CannotRunLine(missing).c_str());
+    if (args.json) std::fprintf(stderr, "%s\n", CannotRunLine(missing).c_str());
     return 1;
   }
   return 0;

@@ -67,8 +67,7 @@ Result<BpfProgram> CompileSeccomp(SeccompPolicy policy) {
   }
   off_t size = ::lseek(fd.get(), 0, SEEK_END);
   if (size < 0) return FailErrno(what + ": lseek memfd");
-  if (size == 0 || size % sizeof(sock_filter) != 0 ||
-      size / sizeof(sock_filter) > BPF_MAXINSNS) {
+  if (size == 0 || size % sizeof(sock_filter) != 0 || size / sizeof(sock_filter) > BPF_MAXINSNS) {
     return Fail(ErrorCode::kInternal,
                 what + ": libseccomp exported " + std::to_string(size) + " bytes, not a program");
   }
@@ -93,18 +92,22 @@ std::string SerializeBpf(const BpfProgram& program) {
 
 Result<BpfProgram> ParseBpf(std::string_view data, const std::string& expected_hash) {
   auto corrupt = [](const std::string& why) { return Fail(ErrorCode::kCorrupt, why); };
-  if (data.size() < kHeaderSize) return corrupt("truncated header (" + std::to_string(data.size()) + " bytes)");
+  if (data.size() < kHeaderSize)
+    return corrupt("truncated header (" + std::to_string(data.size()) + " bytes)");
   if (std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) return corrupt("bad magic");
-  if (Hex(Get<uint64_t>(data, 8)) != expected_hash) return corrupt("written for another policy key");
+  if (Hex(Get<uint64_t>(data, 8)) != expected_hash)
+    return corrupt("written for another policy key");
   uint32_t count = Get<uint32_t>(data, 16);
-  if (count == 0 || count > BPF_MAXINSNS) return corrupt("bad instruction count " + std::to_string(count));
+  if (count == 0 || count > BPF_MAXINSNS)
+    return corrupt("bad instruction count " + std::to_string(count));
   if ((data.size() - kHeaderSize) % sizeof(sock_filter) != 0 ||
       data.size() != kHeaderSize + size_t{count} * sizeof(sock_filter)) {
     return corrupt("size " + std::to_string(data.size()) + " does not match " +
                    std::to_string(count) + " instructions");
   }
   std::string_view body = data.substr(kHeaderSize);
-  if (XXH64(body.data(), body.size(), 0) != Get<uint64_t>(data, 24)) return corrupt("checksum mismatch");
+  if (XXH64(body.data(), body.size(), 0) != Get<uint64_t>(data, 24))
+    return corrupt("checksum mismatch");
   BpfProgram program;
   program.policy_hash = expected_hash;
   program.instructions.resize(count);

@@ -52,20 +52,39 @@ inline std::optional<uint32_t> EvaluateSeccomp(const std::vector<sock_filter>& p
         break;
       case BPF_ALU:
         switch (BPF_OP(in.code)) {
-          case BPF_ADD: a += src; break;
-          case BPF_SUB: a -= src; break;
-          case BPF_MUL: a *= src; break;
-          case BPF_AND: a &= src; break;
-          case BPF_OR: a |= src; break;
-          case BPF_XOR: a ^= src; break;
-          case BPF_LSH: a = src < 32 ? a << src : 0; break;
-          case BPF_RSH: a = src < 32 ? a >> src : 0; break;
-          case BPF_NEG: a = -a; break;
+          case BPF_ADD:
+            a += src;
+            break;
+          case BPF_SUB:
+            a -= src;
+            break;
+          case BPF_MUL:
+            a *= src;
+            break;
+          case BPF_AND:
+            a &= src;
+            break;
+          case BPF_OR:
+            a |= src;
+            break;
+          case BPF_XOR:
+            a ^= src;
+            break;
+          case BPF_LSH:
+            a = src < 32 ? a << src : 0;
+            break;
+          case BPF_RSH:
+            a = src < 32 ? a >> src : 0;
+            break;
+          case BPF_NEG:
+            a = -a;
+            break;
           case BPF_DIV:
             if (src == 0) return std::nullopt;
             a /= src;
             break;
-          default: return std::nullopt;
+          default:
+            return std::nullopt;
         }
         break;
       case BPF_JMP: {
@@ -76,11 +95,20 @@ inline std::optional<uint32_t> EvaluateSeccomp(const std::vector<sock_filter>& p
         }
         bool taken;
         switch (BPF_OP(in.code)) {
-          case BPF_JEQ: taken = a == src; break;
-          case BPF_JGT: taken = a > src; break;
-          case BPF_JGE: taken = a >= src; break;
-          case BPF_JSET: taken = (a & src) != 0; break;
-          default: return std::nullopt;
+          case BPF_JEQ:
+            taken = a == src;
+            break;
+          case BPF_JGT:
+            taken = a > src;
+            break;
+          case BPF_JGE:
+            taken = a >= src;
+            break;
+          case BPF_JSET:
+            taken = (a & src) != 0;
+            break;
+          default:
+            return std::nullopt;
         }
         const size_t offset = taken ? in.jt : in.jf;
         if (pc + 1 + offset >= n) return std::nullopt;

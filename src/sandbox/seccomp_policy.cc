@@ -15,6 +15,8 @@ namespace {
 // Modelled on Moby's default profile (profiles/seccomp/default.json), narrowed: what a normal
 // glibc program, busybox or CPython needs, and nothing that reaches kernel-wide state. x86_64
 // names only; a name libseccomp cannot resolve fails the compile (so typos cannot hide).
+// Grouped tables read better than one name per line:
+// clang-format off
 constexpr const char* kAllowAlways[] = {
     // files and descriptors
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
@@ -132,6 +134,7 @@ constexpr std::array<uint32_t, 23> kIoctls = {
 // ADDR_NO_RANDOMIZE (would turn ASLR off for everything the sandbox execs).
 constexpr uint32_t kPersonalities[] = {0x0 /* PER_LINUX */, 0x8 /* PER_LINUX32 */,
                                        0x20000 /* UNAME26 */, 0x20008, 0xffffffff /* query */};
+// clang-format on
 
 ArgCheck Low32Eq(unsigned arg, uint64_t value) {
   return {arg, SCMP_CMP_MASKED_EQ, value & 0xffffffffULL, 0xffffffffULL};
@@ -145,7 +148,8 @@ PolicyTable MakeStrict() {
   // clone3 takes its flags in memory, which seccomp cannot read; ENOSYS makes glibc (>= 2.34)
   // fall back to clone, where the flags are checked.
   t.rules.push_back({"clone3", SCMP_ACT_ERRNO(ENOSYS)});
-  for (uint32_t request : kIoctls) t.rules.push_back({"ioctl", SCMP_ACT_ALLOW, {Low32Eq(1, request)}});
+  for (uint32_t request : kIoctls)
+    t.rules.push_back({"ioctl", SCMP_ACT_ALLOW, {Low32Eq(1, request)}});
   for (uint32_t persona : kPersonalities) {
     t.rules.push_back({"personality", SCMP_ACT_ALLOW, {Low32Eq(0, persona)}});
   }
@@ -155,11 +159,13 @@ PolicyTable MakeStrict() {
   t.rules.push_back({"socket", SCMP_ACT_ALLOW, {Low32Eq(0, AF_UNIX)}});
   for (int family : {AF_INET, AF_INET6}) {
     for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
-      t.rules.push_back({"socket", SCMP_ACT_ALLOW,
+      t.rules.push_back({"socket",
+                         SCMP_ACT_ALLOW,
                          {Low32Eq(0, family), {1, SCMP_CMP_MASKED_EQ, uint64_t(type), 0xf}}});
     }
   }
-  t.rules.push_back({"socket", SCMP_ACT_ALLOW, {Low32Eq(0, AF_NETLINK), Low32Eq(2, NETLINK_ROUTE)}});
+  t.rules.push_back(
+      {"socket", SCMP_ACT_ALLOW, {Low32Eq(0, AF_NETLINK), Low32Eq(2, NETLINK_ROUTE)}});
   t.rules.push_back({"socketpair", SCMP_ACT_ALLOW, {Low32Eq(0, AF_UNIX)}});
   for (const char* name : kDenied) t.denied.emplace_back(name);
   return t;
@@ -167,7 +173,8 @@ PolicyTable MakeStrict() {
 
 std::string ActionName(uint32_t action) {
   if (action == SCMP_ACT_ALLOW) return "allow";
-  if ((action & 0xffff0000U) == SCMP_ACT_ERRNO(0)) return "errno(" + std::to_string(action & 0xffff) + ")";
+  if ((action & 0xffff0000U) == SCMP_ACT_ERRNO(0))
+    return "errno(" + std::to_string(action & 0xffff) + ")";
   char buf[32];
   std::snprintf(buf, sizeof buf, "action(0x%x)", action);
   return buf;
@@ -221,9 +228,9 @@ Status ApplyPolicy(const PolicyTable& table, scmp_filter_ctx ctx) {
   };
   // NNP off: ember sets no_new_privs itself in InstallSeccomp, libseccomp never loads this.
   // Optimize level 2: a binary tree of syscall numbers instead of a linear scan.
-  for (const Attr& a : {Attr{SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(kBadArchErrno), "badarch"},
-                        Attr{SCMP_FLTATR_CTL_NNP, 0, "nnp"},
-                        Attr{SCMP_FLTATR_CTL_OPTIMIZE, 2, "optimize"}}) {
+  for (const Attr& a :
+       {Attr{SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(kBadArchErrno), "badarch"},
+        Attr{SCMP_FLTATR_CTL_NNP, 0, "nnp"}, Attr{SCMP_FLTATR_CTL_OPTIMIZE, 2, "optimize"}}) {
     int rc = seccomp_attr_set(ctx, a.attr, a.value);
     if (rc != 0) return FailErrno(std::string("seccomp_attr_set ") + a.name, -rc);
   }

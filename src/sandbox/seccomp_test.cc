@@ -1,6 +1,7 @@
 #include "sandbox/seccomp.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -10,8 +11,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <set>
 
@@ -89,12 +88,14 @@ TEST(SeccompEvalTest, DeniedSyscallsGetEperm) {
 
 TEST(SeccompEvalTest, PlainAllowedSyscallsPass) {
   for (const auto& rule : GetPolicyTable(SeccompPolicy::kStrict).rules) {
-    if (rule.checks.empty()) EXPECT_EQ(Eval(Nr(rule.name)), rule.action) << rule.name;
+    if (rule.checks.empty()) {
+      EXPECT_EQ(Eval(Nr(rule.name)), rule.action) << rule.name;
+    }
   }
 }
 
 TEST(SeccompEvalTest, ForeignArchitecturesGetEnosys) {
-  EXPECT_EQ(Eval(0x40000000 | SYS_getpid), kEnosys);        // x32 ABI number
+  EXPECT_EQ(Eval(0x40000000 | SYS_getpid), kEnosys);  // x32 ABI number
   EXPECT_EQ(Eval(0x40000000 | SYS_mount), kEnosys);
   EXPECT_EQ(Eval(20 /* i386 getpid */, {}, AUDIT_ARCH_I386), kEnosys);
   EXPECT_EQ(Eval(21 /* i386 mount */, {}, AUDIT_ARCH_I386), kEnosys);
@@ -113,10 +114,10 @@ TEST(SeccompEvalTest, IoctlComparesLow32Bits) {
 
 TEST(SeccompEvalTest, CloneWithoutNamespaceFlagsOnly) {
   EXPECT_EQ(Eval(SYS_clone, {SIGCHLD}), kAllow);
-  EXPECT_EQ(Eval(SYS_clone, {CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-                             CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID |
-                             CLONE_CHILD_CLEARTID}),
-            kAllow);
+  EXPECT_EQ(
+      Eval(SYS_clone, {CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                       CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID}),
+      kAllow);
   for (uint64_t ns : {CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUTS,
                       CLONE_NEWIPC, CLONE_NEWCGROUP}) {
     EXPECT_EQ(Eval(SYS_clone, {ns | SIGCHLD}), kEperm) << std::hex << ns;
@@ -151,7 +152,9 @@ class SeccompCacheTest : public ::testing::Test {
     dir_ = templ;
   }
   void TearDown() override { (void)RemoveTree(dir_); }
-  std::string CachePath() const { return dir_ + "/cache/" + PolicyHash(SeccompPolicy::kStrict) + ".bpf"; }
+  std::string CachePath() const {
+    return dir_ + "/cache/" + PolicyHash(SeccompPolicy::kStrict) + ".bpf";
+  }
   std::string dir_;
 };
 
@@ -206,10 +209,10 @@ void Report(int fd, const char* name, long ret, int err) {
   (void)!::write(fd, &o, sizeof o);
 }
 
-#define TRY_SYSCALL(fd, name, expr)          \
-  do {                                       \
-    errno = 0;                               \
-    long ret_ = (long)(expr);                \
+#define TRY_SYSCALL(fd, name, expr)               \
+  do {                                            \
+    errno = 0;                                    \
+    long ret_ = (long)(expr);                     \
     Report(fd, name, ret_, ret_ < 0 ? errno : 0); \
   } while (0)
 

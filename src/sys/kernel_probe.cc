@@ -18,10 +18,9 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "base/child_process.h"
 #include "base/fs.h"
@@ -65,7 +64,9 @@ ChildReport RunInChild(F&& fn) {
     std::snprintf(report.detail, sizeof report.detail, "fork: %s", strerrorname_np(errno));
   } else {
     // A probe that hangs (a mount stuck in the kernel) must not hang ember: 5 s, then SIGKILL.
-    struct pollfd pfd {fds[0], POLLIN, 0};
+    struct pollfd pfd {
+      fds[0], POLLIN, 0
+    };
     int ready;
     do {
       ready = ::poll(&pfd, 1, 5000);
@@ -161,7 +162,8 @@ void PrepareScratch(Scratch& s) {
 }
 
 FeatureResult ProbeUserNamespaces() {
-  auto r = RunInChild([](ChildReport& r) { Step(r, ::unshare(CLONE_NEWUSER) == 0, "unshare(CLONE_NEWUSER)"); });
+  auto r = RunInChild(
+      [](ChildReport& r) { Step(r, ::unshare(CLONE_NEWUSER) == 0, "unshare(CLONE_NEWUSER)"); });
   return Make(feature::kUserNamespaces, true, r, "created a user namespace", "");
 }
 
@@ -180,7 +182,8 @@ FeatureResult ProbeOverlay(const Scratch& s) {
     Step(r, ::mount("overlay", (base + "/m").c_str(), "overlay", 0, opts.c_str()) == 0,
          "mount overlay in a user namespace");
   });
-  return Make(feature::kOverlayInUserns, true, r, "mounted overlay (tmpfs upper) in a user namespace", "");
+  return Make(feature::kOverlayInUserns, true, r,
+              "mounted overlay (tmpfs upper) in a user namespace", "");
 }
 
 FeatureResult ProbeErofs(const Scratch& s) {
@@ -194,13 +197,15 @@ FeatureResult ProbeErofs(const Scratch& s) {
   std::string image = s.image, mnt = s.dir + "/mnt";
   auto r = RunInChild([&](ChildReport& r) {
     if (!Step(r, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)") ||
-        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private")) {
+        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
+              "make / private")) {
       return;
     }
     Step(r, ::mount(image.c_str(), mnt.c_str(), "erofs", MS_RDONLY, nullptr) == 0,
          "mount EROFS from a regular file");
   });
-  return Make(feature::kErofsFileBacked, false, r, "mounted an EROFS image file without a loop device", fallback);
+  return Make(feature::kErofsFileBacked, false, r,
+              "mounted an EROFS image file without a loop device", fallback);
 }
 
 // Opens a user namespace mapping 0..65535 to 100000.. (held by a short-lived grandchild).
@@ -241,12 +246,14 @@ FeatureResult ProbeIdmap(const Scratch& s, bool erofs_ok) {
   std::string image = erofs_ok ? s.image : "", mnt = s.dir + "/mnt";
   auto r = RunInChild([&](ChildReport& r) {
     if (!Step(r, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)") ||
-        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private")) {
+        !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
+              "make / private")) {
       return;
     }
     // On EROFS when it mounts (what ember idmaps); otherwise a tmpfs says whether idmap exists.
     if (image.empty()) {
-      if (!Step(r, ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") == 0, "mount tmpfs")) return;
+      if (!Step(r, ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") == 0, "mount tmpfs"))
+        return;
       int fd = ::open((mnt + "/hello").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
       if (!Step(r, fd >= 0, "create test file")) return;
       ::close(fd);
@@ -305,7 +312,8 @@ FeatureResult ProbeCgroups(KernelFeatures& out) {
   if (out.cgroup_layout == "hybrid" && !hierarchy->v2_root.empty()) {
     std::string held;
     for (const auto& c : hierarchy->v2_controllers) held += (held.empty() ? "" : ",") + c;
-    f.detail += "; cgroup2 at " + hierarchy->v2_root + " holds " + (held.empty() ? "nothing" : held);
+    f.detail +=
+        "; cgroup2 at " + hierarchy->v2_root + " holds " + (held.empty() ? "nothing" : held);
   }
   return f;
 }
@@ -343,7 +351,8 @@ FeatureResult ProbeCloneIntoCgroup(const KernelFeatures& k) {
       r.err = 0;
     }
   }
-  FeatureResult f = Make(feature::kCloneIntoCgroup, false, r, "clone3 with CLONE_INTO_CGROUP works", fallback);
+  FeatureResult f =
+      Make(feature::kCloneIntoCgroup, false, r, "clone3 with CLONE_INTO_CGROUP works", fallback);
   if (f.ok && k.cgroup_version != 2) {
     f.ok = false;
     f.detail = "the kernel supports it, but ember uses cgroup v1 here (it only applies to v2)";
@@ -353,7 +362,8 @@ FeatureResult ProbeCloneIntoCgroup(const KernelFeatures& k) {
 }
 
 FeatureResult ProbeTimeNamespaces() {
-  auto r = RunInChild([](ChildReport& r) { Step(r, ::unshare(CLONE_NEWTIME) == 0, "unshare(CLONE_NEWTIME)"); });
+  auto r = RunInChild(
+      [](ChildReport& r) { Step(r, ::unshare(CLONE_NEWTIME) == 0, "unshare(CLONE_NEWTIME)"); });
   return Make(feature::kTimeNamespaces, false, r, "unshare(CLONE_NEWTIME) works",
               "restored instances share the host's monotonic and boot clocks");
 }
@@ -418,7 +428,8 @@ FeatureResult ProbePrSetMmMap() {
     map.auxv_size = static_cast<uint32_t>(auxv_len);
     map.exe_fd = static_cast<uint32_t>(-1);
     unsigned int size = 0;
-    if (!Step(r, ::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size, 0, 0) == 0, "PR_SET_MM_MAP_SIZE")) return;
+    if (!Step(r, ::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size, 0, 0) == 0, "PR_SET_MM_MAP_SIZE"))
+      return;
     if (size != sizeof map) {
       r.err = EINVAL;
       std::snprintf(r.detail, sizeof r.detail, "kernel's prctl_mm_map is %u bytes, ember's %zu",
@@ -441,16 +452,18 @@ void ProbeValues(KernelFeatures& k) {
     std::string detail = v ? std::to_string(*v) + " " + ok_text : "cannot read " + path;
     k.features.push_back({std::string(name), ok, false, detail, ok ? "" : fallback});
   };
-  number(feature::kPidMax, "/proc/sys/kernel/pid_max", 32768, "(each sandbox has its own pid namespace)",
+  number(feature::kPidMax, "/proc/sys/kernel/pid_max", 32768,
+         "(each sandbox has its own pid namespace)",
          "fewer concurrent processes; raise with sysctl kernel.pid_max");
   struct rlimit rl {};
   ::getrlimit(RLIMIT_NOFILE, &rl);
   k.values["nofile_soft"] = rl.rlim_cur;
   k.values["nofile_hard"] = rl.rlim_max;
   bool nofile_ok = rl.rlim_max >= 4096;
-  k.features.push_back({std::string(feature::kNofile), nofile_ok, false,
-                        "soft " + std::to_string(rl.rlim_cur) + ", hard " + std::to_string(rl.rlim_max),
-                        nofile_ok ? "" : "fewer open sandboxes per ember process"});
+  k.features.push_back(
+      {std::string(feature::kNofile), nofile_ok, false,
+       "soft " + std::to_string(rl.rlim_cur) + ", hard " + std::to_string(rl.rlim_max),
+       nofile_ok ? "" : "fewer open sandboxes per ember process"});
   number(feature::kMaxUserNamespaces, "/proc/sys/user/max_user_namespaces", 1024,
          "(one per sandbox)", "at most that many sandboxes at once");
   if (auto last = ReadNumber("/proc/sys/kernel/cap_last_cap")) k.values["cap_last_cap"] = *last;
@@ -503,7 +516,8 @@ KernelFeatures ProbeKernel() {
   k.features.push_back(ProbeRseq());
   k.features.push_back(ProbePrSetMmMap());
   ProbeValues(k);
-  k.probe_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  k.probe_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return k;
 }
 
@@ -513,13 +527,17 @@ std::string SerializeFeatures(const KernelFeatures& k) {
   j["release"] = k.key.release;
   j["boot_id"] = k.key.boot_id;
   j["probe_ms"] = k.probe_ms;
-  j["cgroup"] = {{"layout", k.cgroup_layout}, {"version", k.cgroup_version},
+  j["cgroup"] = {{"layout", k.cgroup_layout},
+                 {"version", k.cgroup_version},
                  {"controllers", k.cgroup_controllers}};
   j["values"] = k.values;
   j["features"] = nlohmann::json::array();
   for (const auto& f : k.features) {
-    j["features"].push_back({{"name", f.name}, {"ok", f.ok}, {"required", f.required},
-                             {"detail", f.detail}, {"fallback", f.fallback}});
+    j["features"].push_back({{"name", f.name},
+                             {"ok", f.ok},
+                             {"required", f.required},
+                             {"detail", f.detail},
+                             {"fallback", f.fallback}});
   }
   return j.dump(2) + "\n";
 }

@@ -26,7 +26,7 @@ namespace ember::sys {
 inline constexpr int kProbeFormat = 1;
 
 struct FeatureResult {
-  std::string name;      // stable identifier, e.g. "idmapped_mounts"
+  std::string name;  // stable identifier, e.g. "idmapped_mounts"
   bool ok = false;
   bool required = false;  // ember cannot run without it
   std::string detail;     // what was found or what failed, with the errno

@@ -1,9 +1,8 @@
 #include "sys/kernel_probe.h"
 
+#include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <fstream>
 
@@ -18,7 +17,8 @@ KernelFeatures Sample() {
   k.probe_ms = 12.5;
   k.cgroup_layout = "hybrid";
   k.cgroup_version = 1;
-  k.cgroup_controllers = {{"memory", "v1 /sys/fs/cgroup/memory"}, {"pids", "v1 /sys/fs/cgroup/pids"}};
+  k.cgroup_controllers = {{"memory", "v1 /sys/fs/cgroup/memory"},
+                          {"pids", "v1 /sys/fs/cgroup/pids"}};
   k.values = {{"pid_max", 32768}, {"nofile_hard", 20000}};
   k.features = {{"user_namespaces", true, true, "created one", ""},
                 {"idmapped_mounts", false, false, "mount_setattr: EINVAL", "owned by nobody"},
@@ -107,9 +107,9 @@ TEST_F(KernelProbeCacheTest, RealProbeOnThisHost) {
                 f.fallback.empty() ? "" : " -> ", f.fallback.c_str());
   }
   std::printf("  probe took %.1f ms\n", k.probe_ms);
-  for (std::string_view name : {feature::kUserNamespaces, feature::kPidfd, feature::kSeccomp,
-                                feature::kErofsFileBacked, feature::kIdmappedMounts,
-                                feature::kOverlayInUserns, feature::kCgroups}) {
+  for (std::string_view name :
+       {feature::kUserNamespaces, feature::kPidfd, feature::kSeccomp, feature::kErofsFileBacked,
+        feature::kIdmappedMounts, feature::kOverlayInUserns, feature::kCgroups}) {
     const FeatureResult* f = k.Find(name);
     ASSERT_NE(f, nullptr) << name;
     EXPECT_TRUE(f->ok) << name << ": " << f->detail;

@@ -4,9 +4,8 @@
 // bombs (processes, memory, disk, descriptors, CPU) must hit their limit inside the sandbox while
 // the host keeps working.
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <map>
@@ -120,8 +119,8 @@ TEST_F(SecurityTest, EveryEscapeAttemptIsRefused) {
     }
     EXPECT_NE(it->second, "ok") << name << " SUCCEEDED inside the sandbox\n" << r.out;
     if (allowed != kAnyErrno) {
-      EXPECT_TRUE(allowed.count(it->second)) << name << " failed with " << it->second
-                                              << ", expected one of the listed errnos";
+      EXPECT_TRUE(allowed.count(it->second))
+          << name << " failed with " << it->second << ", expected one of the listed errnos";
     }
   }
   for (const auto& [name, result] : got) {
@@ -141,7 +140,8 @@ TEST_F(SecurityTest, ForkBombIsContainedByPidsLimit) {
   ASSERT_EQ(bomb.exit_code, 0) << bomb.err << bomb.out;
   int made = -1;
   char err[32] = {};
-  ASSERT_EQ(std::sscanf(bomb.out.c_str(), "forkbomb made=%d errno=%31s", &made, err), 2) << bomb.out;
+  ASSERT_EQ(std::sscanf(bomb.out.c_str(), "forkbomb made=%d errno=%31s", &made, err), 2)
+      << bomb.out;
   EXPECT_STREQ(err, "EAGAIN");
   EXPECT_GT(made, 0);
   EXPECT_LT(made, 64);

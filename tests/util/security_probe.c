@@ -23,8 +23,8 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,10 +38,10 @@ static void report(const char* name, long ret, int err) {
   fflush(stdout);
 }
 
-#define CHECK(name, expr)     \
-  do {                        \
-    errno = 0;                \
-    long ret_ = (long)(expr); \
+#define CHECK(name, expr)      \
+  do {                         \
+    errno = 0;                 \
+    long ret_ = (long)(expr);  \
     report(name, ret_, errno); \
   } while (0)
 
