@@ -38,7 +38,8 @@ struct ChildReport {
 };
 
 // Runs fn(report) in a forked child, so namespace, mount and seccomp changes die with it. The
-// child only formats into a fixed buffer and makes syscalls.
+// child only formats into a fixed buffer and makes syscalls: no allocation, since a fork of a
+// threaded process (the daemon) may copy a malloc lock held by another thread.
 template <typename F>
 ChildReport RunInChild(F&& fn) {
   ChildReport report;
@@ -168,8 +169,11 @@ FeatureResult ProbeUserNamespaces() {
 }
 
 FeatureResult ProbeOverlay(const Scratch& s) {
-  std::string base = s.dir + "/ovl";
-  auto r = RunInChild([&base](ChildReport& r) {
+  // Every path is built here: the child must not allocate (the parent may have threads).
+  const std::string base = s.dir + "/ovl";
+  const std::string dirs[4] = {base + "/l", base + "/u", base + "/w", base + "/m"};
+  const std::string opts = "lowerdir=" + dirs[0] + ",upperdir=" + dirs[1] + ",workdir=" + dirs[2];
+  auto r = RunInChild([&](ChildReport& r) {
     if (!Step(r, ::unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0, "unshare(user|mnt)") ||
         !MapSelfAsRoot(r) ||
         !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
@@ -177,9 +181,8 @@ FeatureResult ProbeOverlay(const Scratch& s) {
         !Step(r, ::mount("tmpfs", base.c_str(), "tmpfs", 0, "size=1m") == 0, "mount tmpfs")) {
       return;
     }
-    for (const char* d : {"/l", "/u", "/w", "/m"}) ::mkdir((base + d).c_str(), 0755);
-    std::string opts = "lowerdir=" + base + "/l,upperdir=" + base + "/u,workdir=" + base + "/w";
-    Step(r, ::mount("overlay", (base + "/m").c_str(), "overlay", 0, opts.c_str()) == 0,
+    for (const std::string& d : dirs) ::mkdir(d.c_str(), 0755);
+    Step(r, ::mount("overlay", dirs[3].c_str(), "overlay", 0, opts.c_str()) == 0,
          "mount overlay in a user namespace");
   });
   return Make(feature::kOverlayInUserns, true, r,
@@ -243,7 +246,8 @@ int OpenMappedUserns(ChildReport& r) {
 }
 
 FeatureResult ProbeIdmap(const Scratch& s, bool erofs_ok) {
-  std::string image = erofs_ok ? s.image : "", mnt = s.dir + "/mnt";
+  const std::string image = erofs_ok ? s.image : "", mnt = s.dir + "/mnt";
+  const std::string file = mnt + "/hello";
   auto r = RunInChild([&](ChildReport& r) {
     if (!Step(r, ::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)") ||
         !Step(r, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
@@ -252,9 +256,10 @@ FeatureResult ProbeIdmap(const Scratch& s, bool erofs_ok) {
     }
     // On EROFS when it mounts (what ember idmaps); otherwise a tmpfs says whether idmap exists.
     if (image.empty()) {
-      if (!Step(r, ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") == 0, "mount tmpfs"))
+      if (!Step(r, ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") == 0, "mount tmpfs")) {
         return;
-      int fd = ::open((mnt + "/hello").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+      }
+      int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
       if (!Step(r, fd >= 0, "create test file")) return;
       ::close(fd);
     } else if (!Step(r, ::mount(image.c_str(), mnt.c_str(), "erofs", MS_RDONLY, nullptr) == 0,
