@@ -8,7 +8,7 @@ packages=(
   g++ cmake ninja-build make pkg-config libc6-dev
   # libraries
   libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
-  libarchive-dev libxxhash-dev libzstd-dev
+  libarchive-dev libxxhash-dev libzstd-dev zlib1g-dev libbz2-dev liblzma-dev
   # tests
   libgtest-dev libgmock-dev busybox-static python3
   # images: EROFS files, Debian rootfs builds

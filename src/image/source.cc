@@ -14,6 +14,7 @@
 
 #include "base/fs.h"
 #include "image/layer_plan.h"
+#include "image/tar_reader.h"
 
 namespace ember::image {
 namespace {
@@ -23,23 +24,6 @@ using nlohmann::json;
 // Members of an image archive worth keeping in memory while deciding its kind: metadata JSON and
 // small blobs (manifests, configs). Layers are copied to files instead.
 constexpr int64_t kSmallMember = 1 << 20;
-
-struct ArchiveCloser {
-  void operator()(struct archive* a) const { archive_read_free(a); }
-};
-using ArchivePtr = std::unique_ptr<struct archive, ArchiveCloser>;
-
-Result<ArchivePtr> OpenOuter(const std::string& path) {
-  ArchivePtr a(archive_read_new());
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_read_support_format_gnutar(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    return Fail(ErrorCode::kInvalidArgument, "open " + path + ": " + archive_error_string(a.get()) +
-                                                 " (expected a tar archive or a directory)");
-  }
-  return a;
-}
 
 Result<json> ParseJson(std::string_view text, const std::string& what) {
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -63,7 +47,7 @@ struct OuterScan {
 };
 
 Result<OuterScan> ScanOuter(const std::string& path) {
-  EMBER_ASSIGN_OR_RETURN(auto a, OpenOuter(path));
+  EMBER_ASSIGN_OR_RETURN(auto a, OpenTar(path));
   OuterScan scan;
   struct archive_entry* e;
   for (;;) {
@@ -96,7 +80,7 @@ Result<std::map<std::string, std::string>> ExtractMembers(const std::string& pat
   for (size_t i = 0; i < wanted.size(); ++i) {
     if (files.count(wanted[i]) == 0) files[wanted[i]] = work_dir + "/layer-" + std::to_string(i) + ".tar";
   }
-  EMBER_ASSIGN_OR_RETURN(auto a, OpenOuter(path));
+  EMBER_ASSIGN_OR_RETURN(auto a, OpenTar(path));
   struct archive_entry* e;
   size_t found = 0;
   for (;;) {

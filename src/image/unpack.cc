@@ -6,28 +6,11 @@
 #include <memory>
 
 #include "image/layer_plan.h"
+#include "image/tar_reader.h"
 #include "image/tree_writer.h"
 
 namespace ember::image {
 namespace {
-
-struct ArchiveCloser {
-  void operator()(struct archive* a) const { archive_read_free(a); }
-};
-using ArchivePtr = std::unique_ptr<struct archive, ArchiveCloser>;
-
-Result<ArchivePtr> OpenTar(const std::string& path) {
-  ArchivePtr a(archive_read_new());
-  if (!a) return Fail(ErrorCode::kResourceExhausted, "archive_read_new failed");
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  archive_read_support_format_gnutar(a.get());
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "open archive " + path + ": " + archive_error_string(a.get()));
-  }
-  return a;
-}
 
 EntryHeader HeaderOf(struct archive_entry* e) {
   EntryHeader h;
