@@ -33,15 +33,37 @@ struct Acquired {
   image::MountLease image;
   sandbox::BpfProgram seccomp;
   std::optional<sandbox::Sandbox> sandbox;
+  // Microseconds spent in each host-side step before Sandbox::Start, for -v.
+  std::vector<std::pair<const char*, long>> phases;
+};
+
+// Records the time since the previous mark under `name`.
+class PhaseClock {
+ public:
+  explicit PhaseClock(std::vector<std::pair<const char*, long>>* phases) : phases_(phases) {}
+  void Mark(const char* name) {
+    auto now = Clock::now();
+    phases_->emplace_back(
+        name, std::chrono::duration_cast<std::chrono::microseconds>(now - last_).count());
+    last_ = now;
+  }
+
+ private:
+  std::vector<std::pair<const char*, long>>* phases_;
+  Clock::time_point last_ = Clock::now();
 };
 
 Result<Acquired> Acquire(const RunRequest& request) {
+  std::vector<std::pair<const char*, long>> phases;
+  PhaseClock clock(&phases);
   EMBER_TRY(MakeDirs(request.run_dir + "/staging"));
   EMBER_ASSIGN_OR_RETURN(auto store, image::Store::Open(request.data_dir));
   (void)image::CleanupStaleMounts(request.run_dir);
   EMBER_ASSIGN_OR_RETURN(auto record, store.Get(request.image));
+  clock.Mark("store");
   EMBER_ASSIGN_OR_RETURN(auto lease,
                          image::AcquireMount(record, request.spec.ids, request.run_dir));
+  clock.Mark("image mount");
   EMBER_ASSIGN_OR_RETURN(auto hierarchy, cgroup::DetectHierarchy());
   if (auto favored = cgroup::EnsureFavorDynmods(); !favored) {
     spdlog::warn("cgroup moves stay slow: {}", favored.error().ToString());
@@ -52,9 +74,11 @@ Result<Acquired> Acquire(const RunRequest& request) {
   EMBER_ASSIGN_OR_RETURN(auto pool, cgroup::Pool::Open(hierarchy, pool_options));
   EMBER_ASSIGN_OR_RETURN(auto cgroup, pool.Claim());
   EMBER_TRY_CTX(cgroup.Apply(request.spec.limits), "apply limits of " + request.spec.id);
+  clock.Mark("cgroup");
   EMBER_ASSIGN_OR_RETURN(auto seccomp, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                              request.run_dir + "/seccomp"));
-  Acquired acquired{std::move(lease), std::move(seccomp), std::nullopt};
+  clock.Mark("seccomp");
+  Acquired acquired{std::move(lease), std::move(seccomp), std::nullopt, std::move(phases)};
   sandbox::SandboxSpec spec = request.spec;
   spec.lower_dirs = {acquired.image.lower_dir()};
   sandbox::StartOptions options{request.run_dir + "/staging", &acquired.seccomp};
@@ -112,7 +136,13 @@ Result<Outcome> Supervise(sandbox::Sandbox& sandbox, int signal_fd,
   }
 }
 
-void PrintTimings(const sandbox::Sandbox& sandbox) {
+void PrintTimings(const Acquired& acquired) {
+  std::string host;
+  for (const auto& [name, us] : acquired.phases) {
+    host += std::string(host.empty() ? "" : ", ") + name + " " + std::to_string(us);
+  }
+  std::fprintf(stderr, "ember: host side before start (us): %s\n", host.c_str());
+  const sandbox::Sandbox& sandbox = *acquired.sandbox;
   const auto& t = sandbox.timings();
   std::fprintf(stderr,
                "ember: sandbox %s pid %d started in %ldus (plan %ld, clone %ld, "
@@ -144,7 +174,7 @@ int RunInSandbox(const RunRequest& request) {
     return ExitCodeForStartError(acquired.error());
   }
   sandbox::Sandbox& sandbox = *acquired->sandbox;
-  if (request.verbose) PrintTimings(sandbox);
+  if (request.verbose) PrintTimings(*acquired);
 
   auto outcome = Supervise(sandbox, signal_fd, request.timeout);
   ::close(signal_fd);
