@@ -122,8 +122,10 @@ Result<std::vector<std::string>> ListDirectory(const std::string& path) {
   return names;
 }
 
-static Status RemoveTreeAt(int parent_fd, const std::string& name, const std::string& shown,
-                           dev_t root_dev) {
+namespace {
+
+Status RemoveTreeOnDevice(int parent_fd, const std::string& name, const std::string& shown,
+                          dev_t root_dev) {
   struct stat st {};
   if (::fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return Ok();
@@ -152,7 +154,7 @@ static Status RemoveTreeAt(int parent_fd, const std::string& name, const std::st
   }
   Status status = Ok();
   for (const auto& child : names) {
-    status = RemoveTreeAt(dirfd(dir), child, shown + "/" + child, root_dev);
+    status = RemoveTreeOnDevice(dirfd(dir), child, shown + "/" + child, root_dev);
     if (!status) break;
   }
   ::closedir(dir);
@@ -161,6 +163,14 @@ static Status RemoveTreeAt(int parent_fd, const std::string& name, const std::st
     return FailErrno("rmdir " + shown);
   }
   return Ok();
+}
+
+}  // namespace
+
+Status RemoveTreeAt(int parent_fd, const std::string& name, const std::string& shown) {
+  struct stat parent {};
+  if (::fstat(parent_fd, &parent) != 0) return FailErrno("stat parent of " + shown);
+  return RemoveTreeOnDevice(parent_fd, name, shown, parent.st_dev);
 }
 
 Status RemoveTree(const std::string& path) {
@@ -172,7 +182,7 @@ Status RemoveTree(const std::string& path) {
   std::string parent = DirName(path);
   std::string base = path.substr(path.rfind('/') + 1);
   EMBER_ASSIGN_OR_RETURN(auto parent_fd, OpenFile(parent, O_RDONLY | O_DIRECTORY));
-  return RemoveTreeAt(parent_fd.get(), base, path, st.st_dev);
+  return RemoveTreeOnDevice(parent_fd.get(), base, path, st.st_dev);
 }
 
 Result<FileLock> FileLock::Acquire(const std::string& path, Mode mode) {

@@ -28,6 +28,9 @@ Status MakeDirs(const std::string& path, mode_t mode = 0755);
 // rm -rf that never crosses a mount point (it refuses to descend into one), so a bug can never
 // delete the contents of a mounted image or of the host.
 Status RemoveTree(const std::string& path);
+// The same for the entry `name` of an open directory (never following symlinks); `shown` names it
+// in errors. Stays on the parent's filesystem.
+Status RemoveTreeAt(int parent_fd, const std::string& name, const std::string& shown);
 bool PathExists(const std::string& path);
 // Names of the entries of a directory, without "." and "..".
 Result<std::vector<std::string>> ListDirectory(const std::string& path);

@@ -18,38 +18,6 @@ namespace {
 
 constexpr int kDirFlags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
-Status RemoveAt(int parent, const std::string& name, const std::string& shown) {
-  struct stat st {};
-  if (::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno == ENOENT ? Ok() : FailErrno("stat " + shown);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    int fd = ::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return FailErrno("open " + shown);
-    DIR* dir = ::fdopendir(fd);
-    if (dir == nullptr) {
-      ::close(fd);
-      return FailErrno("fdopendir " + shown);
-    }
-    std::vector<std::string> names;
-    while (struct dirent* ent = ::readdir(dir)) {
-      std::string_view n = ent->d_name;
-      if (n != "." && n != "..") names.emplace_back(n);
-    }
-    Status status = Ok();
-    for (const auto& child : names) {
-      status = RemoveAt(::dirfd(dir), child, shown + "/" + child);
-      if (!status) break;
-    }
-    ::closedir(dir);
-    EMBER_TRY(status);
-    if (::unlinkat(parent, name.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir " + shown);
-    return Ok();
-  }
-  if (::unlinkat(parent, name.c_str(), 0) != 0 && errno != ENOENT) return FailErrno("unlink " + shown);
-  return Ok();
-}
-
 struct timespec EntryMtime(struct archive_entry* e) {
   struct timespec ts {};
   if (archive_entry_mtime_is_set(e)) {
@@ -64,7 +32,7 @@ struct timespec EntryMtime(struct archive_entry* e) {
 Status EmptyDirectory(const std::string& dir) {
   EMBER_ASSIGN_OR_RETURN(auto names, ListDirectory(dir));
   EMBER_ASSIGN_OR_RETURN(auto fd, OpenFile(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
-  for (const auto& name : names) EMBER_TRY(RemoveAt(fd.get(), name, dir + "/" + name));
+  for (const auto& name : names) EMBER_TRY(RemoveTreeAt(fd.get(), name, dir + "/" + name));
   return Ok();
 }
 
@@ -104,7 +72,7 @@ Result<UniqueFd> TreeWriter::OpenParent(const std::string& rel, std::string* nam
 Status TreeWriter::Remove(const std::string& rel) {
   std::string name;
   EMBER_ASSIGN_OR_RETURN(auto parent, OpenParent(rel, &name));
-  EMBER_TRY(RemoveAt(parent.get(), name, root_ + "/" + rel));
+  EMBER_TRY(RemoveTreeAt(parent.get(), name, root_ + "/" + rel));
   dir_times_.erase(rel);
   return Ok();
 }
