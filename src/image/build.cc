@@ -168,7 +168,18 @@ Status RunMmdebstrap(const Recipe& recipe, const Mirror& mirror,
     ::dup2(write_end.get(), STDERR_FILENO);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-    if (hold_fd >= 0) ::fcntl(hold_fd, F_SETFD, 0);
+    // mmdebstrap hands apt hooks fds that dash can only redirect when they are below 10, so
+    // nothing else may be inherited: the held lock becomes fd 3, everything above is closed.
+    unsigned first_closed = 3;
+    if (hold_fd >= 0) {
+      if (hold_fd == 3) {
+        ::fcntl(3, F_SETFD, 0);
+      } else {
+        ::dup2(hold_fd, 3);
+      }
+      first_closed = 4;
+    }
+    ::close_range(first_closed, ~0U, 0);
     ::execvp(cargv[0], cargv.data());
     static const char kMsg[] = "E: cannot run mmdebstrap (install the mmdebstrap package)\n";
     (void)!::write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
