@@ -30,6 +30,7 @@ std::string CgroupName() {
 
 // Everything a sandbox holds on the host, acquired in order and released in reverse.
 struct Acquired {
+  std::optional<cgroup::Pool> pool;
   image::MountLease image;
   sandbox::BpfProgram seccomp;
   std::optional<sandbox::Sandbox> sandbox;
@@ -78,7 +79,8 @@ Result<Acquired> Acquire(const RunRequest& request) {
   EMBER_ASSIGN_OR_RETURN(auto seccomp, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                              request.run_dir + "/seccomp"));
   clock.Mark("seccomp");
-  Acquired acquired{std::move(lease), std::move(seccomp), std::nullopt, std::move(phases)};
+  Acquired acquired{std::move(pool), std::move(lease), std::move(seccomp), std::nullopt,
+                    std::move(phases)};
   sandbox::SandboxSpec spec = request.spec;
   spec.lower_dirs = {acquired.image.lower_dir()};
   sandbox::StartOptions options{request.run_dir + "/staging", &acquired.seccomp};
@@ -204,6 +206,10 @@ int RunInSandbox(const RunRequest& request) {
   }
   if (auto destroyed = sandbox.Destroy(); !destroyed) {
     spdlog::warn("teardown of {}: {}", sandbox.id(), destroyed.error().ToString());
+  }
+  // After the command, not before it: keeps the next start from ever creating a cgroup.
+  if (auto filled = acquired->pool->Fill(); !filled) {
+    spdlog::warn("refill cgroup pool: {}", filled.error().ToString());
   }
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
   return code;

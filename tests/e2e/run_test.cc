@@ -1,7 +1,15 @@
 // `ember run` as a user runs it: the real binary, a busybox image imported into a private data
 // dir, and after every test a check that no mount, cgroup process or file was left behind.
+#include <signal.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "base/child_process.h"
 #include "util/fixtures.h"
 
 namespace ember {
@@ -126,6 +134,35 @@ TEST_F(RunTest, EachRunStartsFromAnEmptyWritableLayer) {
   EXPECT_EQ(Run({"--", "sh", "-c", "echo x > /etc/marker"}).exit_code, 0);
   auto r = Run({"--", "cat", "/etc/marker"});
   EXPECT_NE(r.exit_code, 0);
+}
+
+TEST_F(RunTest, KilledEmberTakesItsSandboxAlongAndTheNextRunCleansUp) {
+  ::setenv("EMBER_CGROUP_NAME", env_->cgroup_name().c_str(), 1);
+  auto ember = ChildProcess::Spawn({testing::EmberBinary(), "--data-dir", env_->data_dir(),
+                                    "--run-dir", env_->run_dir(), "run", "--image", "busybox",
+                                    "--", "sh", "-c", "echo ready; sleep 100 & sleep 100"},
+                                   /*capture_output=*/true);
+  ::unsetenv("EMBER_CGROUP_NAME");
+  ASSERT_TRUE(ember) << ember.error().ToString();
+  // Wait until the sandbox runs: its processes show up in the env's cgroups.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (env_->Leaks().find("processes") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(env_->Leaks().find("processes"), std::string::npos) << "sandbox never started";
+  ember->KillAndReap();  // SIGKILL: no chance to tear anything down
+  // The sandbox's pid 1 dies with its parent (PDEATHSIG), and the kernel kills the rest.
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (env_->Leaks().find("processes") != std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(env_->Leaks().find("processes"), std::string::npos) << env_->Leaks();
+  // The image mount of the dead ember is still there; the next run collects it.
+  auto next = Run({"--", "true"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(env_->Leaks(), "");
 }
 
 }  // namespace
