@@ -163,6 +163,7 @@ int ExitCodeForStartError(const Error& error) {
 }  // namespace
 
 int RunInSandbox(const RunRequest& request) {
+  auto started = Clock::now();
   // Block the forwarded signals before the sandbox exists, so none is lost in between; the
   // child unblocks nothing itself, so the mask is restored for it by the exec (see child.cc).
   sigset_t forwarded = ForwardedSignals();
@@ -178,7 +179,9 @@ int RunInSandbox(const RunRequest& request) {
   sandbox::Sandbox& sandbox = *acquired->sandbox;
   if (request.verbose) PrintTimings(*acquired);
 
+  auto ran = Clock::now();
   auto outcome = Supervise(sandbox, signal_fd, request.timeout);
+  auto exited = Clock::now();
   ::close(signal_fd);
   if (!outcome) {
     std::fprintf(stderr, "ember: %s\n", outcome.error().ToString().c_str());
@@ -212,6 +215,13 @@ int RunInSandbox(const RunRequest& request) {
     spdlog::warn("refill cgroup pool: {}", filled.error().ToString());
   }
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+  if (request.verbose) {
+    auto us = [](auto d) {
+      return static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+    };
+    std::fprintf(stderr, "ember: %s: up %ldus, command %ldus, teardown %ldus\n",
+                 sandbox.id().c_str(), us(ran - started), us(exited - ran), us(Clock::now() - exited));
+  }
   return code;
 }
 

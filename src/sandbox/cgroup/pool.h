@@ -7,7 +7,7 @@
 // the cgroup2 root on v2, with "+memory +cpu +pids" in the parents' cgroup.subtree_control).
 // Claims work across processes without a daemon: a slot is held through an exclusive flock on
 // <lock_dir>/pool-<n>.lock, so a crashed holder's claim vanishes with it and the slot is reset
-// (leftover processes killed, memory scrubbed) before anyone reuses it. See slot.h for the lock
+// (leftover processes killed) before anyone reuses it. See slot.h for the lock
 // file's state record and docs/cgroups.md for the design.
 #pragma once
 
@@ -62,7 +62,7 @@ class Lease {
   Result<uint64_t> OomKills() const;
   // Highest memory usage since Claim.
   Result<uint64_t> MemoryPeakBytes() const;
-  // Returns the slot to the pool: kills what is left in it, waits until it is empty, scrubs its
+  // Returns the slot to the pool: kills what is left in it, waits until it is empty, leaves its
   // memory charge, marks it free and unlocks. On failure the slot is unlocked but stays marked
   // claimed, so the next Claim or CleanupStale retries the reset.
   Status Release();

@@ -260,12 +260,10 @@ TEST_P(CgroupFixture, StaleSlotIsResetByCleanupAndByClaim) {
   ASSERT_TRUE(pool.Fill());
   // What a crashed holder leaves: the record says claimed, the lock is free.
   Put(dir_ + "/locks/pool-1.lock", "claimed 999999\n");
-  if (!v2()) Put(MemDir("pool-1") + "/memory.force_empty", "untouched");
   auto reset = pool.CleanupStale();
   ASSERT_TRUE(reset) << reset.error().ToString();
   EXPECT_EQ(*reset, 1u);
   EXPECT_EQ(State("pool-1"), "free");
-  if (!v2()) EXPECT_EQ(Read(MemDir("pool-1") + "/memory.force_empty"), "0");
   EXPECT_EQ(*pool.CleanupStale(), 0u);
 
   // A crash during creation: record "creating", one hierarchy's directory missing.

@@ -143,25 +143,9 @@ Status EmptySlot(const SlotDirs& dirs, Version version, const std::string& suffi
   }
 }
 
-Status ScrubMemory(const SlotDirs& dirs, Version version) {
-  if (version == Version::kV1) {
-    return WriteControlFile(dirs.memory + "/memory.force_empty", "0");
-  }
-  std::string reclaim = dirs.memory + "/memory.reclaim";
-  if (!PathExists(reclaim)) return Ok();  // before 5.19: the charge stays until pressure
-  EMBER_ASSIGN_OR_RETURN(std::string current, ReadFile(dirs.memory + "/memory.current"));
-  while (!current.empty() && current.back() == '\n') current.pop_back();
-  if (current.empty() || current == "0") return Ok();
-  auto done = WriteControlFile(reclaim, current);
-  // EAGAIN means the kernel reclaimed less than asked; what is left is not reclaimable now.
-  if (!done && done.error().sys_errno() != EAGAIN) return done;
-  return Ok();
-}
-
 Status ResetSlot(const SlotDirs& dirs, Version version, const std::string& suffix,
                  std::chrono::milliseconds timeout) {
-  EMBER_TRY(EmptySlot(dirs, version, suffix, timeout));
-  return ScrubMemory(dirs, version);
+  return EmptySlot(dirs, version, suffix, timeout);
 }
 
 Result<uint64_t> ReadKeyedCounter(const std::string& path, std::string_view key) {

@@ -1,9 +1,9 @@
 // Operations on one pooled cgroup ("slot"), shared by Pool and Lease: naming, creation, emptying
-// and scrubbing, and the small state record kept in the slot's lock file.
+// and the small state record kept in the slot's lock file.
 //
 // The lock file <lock_dir>/<slot>.lock is both the claim (an exclusive flock, held for a lease's
 // life and dropped by the kernel when its holder dies) and a record of the slot's state, one
-// space-padded line: "free" once a slot was emptied and scrubbed, "claimed <pid>" while a lease
+// space-padded line: "free" once a slot was emptied, "claimed <pid>" while a lease
 // holds it, "creating" while its directories are being made. A lock that can be taken over anything
 // but "free" therefore means its last holder crashed, and the slot is reset before reuse.
 #pragma once
@@ -60,11 +60,11 @@ Result<std::vector<pid_t>> ListProcs(const std::string& dir);
 Status EmptySlot(const SlotDirs& dirs, Version version, const std::string& suffix,
                  std::chrono::milliseconds timeout);
 
-// Returns charged memory (page cache, kernel objects) so it does not count against the next
-// user: v1 memory.force_empty; v2 memory.reclaim of memory.current when the kernel has it.
-Status ScrubMemory(const SlotDirs& dirs, Version version);
-
-// EmptySlot + ScrubMemory: what a released or stale slot goes through before reuse.
+// What a released or stale slot goes through before reuse. Memory still charged to the slot is
+// deliberately left alone: it is mostly page cache of the shared images, which the next sandbox
+// needs. Scrubbing it (v1 memory.force_empty, v2 memory.reclaim) evicted those pages from the
+// host's page cache and made every start re-read the image: +3 ms per `ember run` here. A
+// smaller limit set by the next user reclaims them only if it must.
 Status ResetSlot(const SlotDirs& dirs, Version version, const std::string& suffix,
                  std::chrono::milliseconds timeout);
 
