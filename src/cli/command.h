@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct GlobalOptions {
 // Removes `ember run`'s command (everything after `--`, or from the first non-option after
 // `run`) from `args` and returns it; returns {} when the arguments are not a run.
 std::vector<std::string> SplitRunCommand(const CLI::App& app, std::vector<std::string>* args);
+
+// How long idle image mounts stay for the next sandbox (EMBER_IMAGE_LINGER, default 30s; 0
+// unmounts as soon as the last sandbox of an image ends). See image/mount.h.
+std::chrono::seconds ImageLinger();
 
 // Exit codes of ember's own commands (not `ember run`, which follows docker: 125/126/127).
 // Each kind of failure has its own code so scripts can tell them apart.

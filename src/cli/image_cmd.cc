@@ -24,7 +24,7 @@ struct ImageArgs {
 // Every image command starts by collecting mounts that crashed users left behind and by opening
 // the store (which removes stale staging dirs).
 Result<image::Store> Prepare(const GlobalOptions& global) {
-  if (auto cleaned = image::CleanupStaleMounts(global.run_dir); !cleaned) {
+  if (auto cleaned = image::CleanupStaleMounts(global.run_dir, ImageLinger()); !cleaned) {
     std::fprintf(stderr, "ember: warning: %s\n", cleaned.error().ToString().c_str());
   }
   return image::Store::Open(global.data_dir);
@@ -120,6 +120,8 @@ int RunRemove(const GlobalOptions& global, const ImageArgs& args) {
       } else {
         return Fail(record.error());
       }
+      // Idle (lingering) mounts would keep the deleted blob alive: unmount them first.
+      EMBER_TRY(image::CleanupStaleMounts(global.run_dir).map([](size_t) {}));
       // Holding the mount mutex keeps a sandbox from starting on the image while it goes away.
       EMBER_ASSIGN_OR_RETURN(auto guard, image::LockImageMount(global.run_dir, digest));
       if (guard.users() > 0) {
@@ -136,6 +138,13 @@ int RunRemove(const GlobalOptions& global, const ImageArgs& args) {
                  *removed ? "" : " (its content stays: another name uses it)");
   }
   return code;
+}
+
+int RunUnmount(const GlobalOptions& global) {
+  auto unmounted = image::CleanupStaleMounts(global.run_dir);
+  if (!unmounted) return ReportError(unmounted.error());
+  std::fprintf(stderr, "unmounted %zu idle image(s); images in use stay mounted\n", *unmounted);
+  return 0;
 }
 
 }  // namespace
@@ -171,6 +180,10 @@ void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code)
   CLI::App* rm = image->add_subcommand("rm", "remove images (refused while a sandbox uses one)");
   rm->add_option("names", args->names, "image names")->required();
   rm->callback([&global, args, exit_code] { *exit_code = RunRemove(global, *args); });
+
+  CLI::App* unmount = image->add_subcommand(
+      "unmount", "unmount idle images now instead of after EMBER_IMAGE_LINGER (default 30s)");
+  unmount->callback([&global, exit_code] { *exit_code = RunUnmount(global); });
 }
 
 }  // namespace ember::cli

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "base/log.h"
+#include "base/units.h"
 #include "cli/command.h"
 
 namespace ember::cli {
@@ -21,6 +22,19 @@ int ExitCodeFor(const Error& error) {
     case ErrorCode::kTimeout: return 9;
     default: return 1;
   }
+}
+
+std::chrono::seconds ImageLinger() {
+  constexpr std::chrono::seconds kDefault(30);
+  const char* text = std::getenv("EMBER_IMAGE_LINGER");
+  if (text == nullptr || *text == '\0') return kDefault;
+  if (std::string_view(text) == "0") return std::chrono::seconds(0);
+  auto parsed = ParseDuration(text, "EMBER_IMAGE_LINGER");
+  if (!parsed) {
+    spdlog::warn("{}; using {}s", parsed.error().ToString(), kDefault.count());
+    return kDefault;
+  }
+  return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
 }
 
 int ReportError(const Error& error) {

@@ -21,6 +21,7 @@ struct RunFlags {
   std::string net = "loopback";
   std::string tmpfs_size = "64M";
   std::string timeout;
+  std::string stop_timeout = "10s";
   std::string id_range = "100000:65536";
   std::string user = "0:0";
   std::string hostname;
@@ -86,6 +87,7 @@ Result<RunRequest> BuildRequest(const RunFlags& flags, const GlobalOptions& glob
   if (!flags.timeout.empty()) {
     EMBER_ASSIGN_OR_RETURN(request.timeout, ParseDuration(flags.timeout, "--timeout"));
   }
+  EMBER_ASSIGN_OR_RETURN(request.stop_timeout, ParseDuration(flags.stop_timeout, "--stop-timeout"));
   EMBER_ASSIGN_OR_RETURN(spec.ids, ParseIdRange(flags.id_range));
   EMBER_ASSIGN_OR_RETURN(auto user, ParseUser(flags.user));
   spec.uid = user.first;
@@ -129,6 +131,9 @@ void RegisterRunCommand(CLI::App& app, GlobalOptions& global, int* exit_code) {
   run->add_option("--tmpfs-size", flags->tmpfs_size, "size of the private writable layer")
       ->capture_default_str();
   run->add_option("--timeout", flags->timeout, "kill the sandbox after this long, such as 10s");
+  run->add_option("--stop-timeout", flags->stop_timeout,
+                  "after forwarding SIGINT/TERM/HUP/QUIT, kill the sandbox if still running")
+      ->capture_default_str();
   run->add_option("-e,--env", flags->env, "set an environment variable KEY=VALUE (repeatable)");
   run->add_option("-w,--workdir", flags->workdir, "working directory inside the sandbox")
       ->capture_default_str();

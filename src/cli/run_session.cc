@@ -11,6 +11,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/units.h"
+#include "cli/command.h"
 #include "image/mount.h"
 #include "image/store.h"
 #include "sandbox/cgroup/dynmods.h"
@@ -59,11 +60,14 @@ Result<Acquired> Acquire(const RunRequest& request) {
   PhaseClock clock(&phases);
   EMBER_TRY(MakeDirs(request.run_dir + "/staging"));
   EMBER_ASSIGN_OR_RETURN(auto store, image::Store::Open(request.data_dir));
-  (void)image::CleanupStaleMounts(request.run_dir);
+  const auto linger = ImageLinger();
+  if (auto cleaned = image::CleanupStaleMounts(request.run_dir, linger); !cleaned) {
+    spdlog::warn("{}", cleaned.error().ToString());
+  }
   EMBER_ASSIGN_OR_RETURN(auto record, store.Get(request.image));
   clock.Mark("store");
   EMBER_ASSIGN_OR_RETURN(auto lease,
-                         image::AcquireMount(record, request.spec.ids, request.run_dir));
+                         image::AcquireMount(record, request.spec.ids, request.run_dir, linger));
   clock.Mark("image mount");
   EMBER_ASSIGN_OR_RETURN(auto hierarchy, cgroup::DetectHierarchy());
   if (auto favored = cgroup::EnsureFavorDynmods(); !favored) {
@@ -100,34 +104,49 @@ sigset_t ForwardedSignals() {
 struct Outcome {
   ExitStatus status;
   bool timed_out = false;
+  int stop_signal = 0;       // the signal that asked the sandbox to stop, if any
+  bool stop_forced = false;  // it did not stop within the stop timeout and was killed
 };
 
-// Waits for the sandbox's init to exit, forwarding signals and enforcing the timeout.
+// Waits for the sandbox's init to exit, forwarding signals and enforcing the timeout. The
+// command is pid 1 of its namespace, which ignores every signal it has no handler for (as in
+// `docker run` without --init), so a forwarded INT/TERM/HUP/QUIT is followed by SIGKILL if the
+// sandbox has not stopped after `stop_timeout`; a second Ctrl-C kills at once.
 Result<Outcome> Supervise(sandbox::Sandbox& sandbox, int signal_fd,
-                          std::optional<std::chrono::milliseconds> timeout) {
+                          std::optional<std::chrono::milliseconds> timeout,
+                          std::chrono::milliseconds stop_timeout) {
   auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
+  auto kill_at = Clock::time_point::max();
   Outcome outcome;
-  int interrupts = 0;
   for (;;) {
+    auto next = std::min(outcome.timed_out ? Clock::time_point::max() : deadline, kill_at);
     int wait_ms = -1;
-    if (timeout && !outcome.timed_out) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (next != Clock::time_point::max()) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
       wait_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
     struct pollfd fds[2] = {{sandbox.pidfd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
     int n = ::poll(fds, 2, wait_ms);
     if (n < 0 && errno != EINTR) return FailErrno("poll sandbox " + sandbox.id());
     if (n == 0) {
-      outcome.timed_out = true;
+      if (kill_at == next) {
+        outcome.stop_forced = true;
+        kill_at = Clock::time_point::max();
+      } else {
+        outcome.timed_out = true;
+      }
       EMBER_TRY(sandbox.Signal(SIGKILL));
       continue;
     }
     if (fds[1].revents & POLLIN) {
       struct signalfd_siginfo info {};
       if (::read(signal_fd, &info, sizeof info) == sizeof info) {
-        // A second Ctrl-C means "stop now", even if the command ignores SIGINT.
         int sig = static_cast<int>(info.ssi_signo);
-        if (sig == SIGINT && ++interrupts > 1) sig = SIGKILL;
+        if (outcome.stop_signal == SIGINT && sig == SIGINT) sig = SIGKILL;
+        if (outcome.stop_signal == 0) {
+          outcome.stop_signal = sig;
+          kill_at = Clock::now() + stop_timeout;
+        }
         (void)sandbox.Signal(sig);
       }
     }
@@ -180,7 +199,7 @@ int RunInSandbox(const RunRequest& request) {
   if (request.verbose) PrintTimings(*acquired);
 
   auto ran = Clock::now();
-  auto outcome = Supervise(sandbox, signal_fd, request.timeout);
+  auto outcome = Supervise(sandbox, signal_fd, request.timeout, request.stop_timeout);
   auto exited = Clock::now();
   ::close(signal_fd);
   if (!outcome) {
@@ -194,6 +213,10 @@ int RunInSandbox(const RunRequest& request) {
     std::fprintf(stderr, "ember: %s timed out after %s and was killed\n", sandbox.id().c_str(),
                  FormatDuration(*request.timeout).c_str());
     code = kRunTimedOut;
+  } else if (outcome->stop_forced) {
+    std::fprintf(stderr, "ember: %s did not stop within %s of SIG%s and was killed\n",
+                 sandbox.id().c_str(), FormatDuration(request.stop_timeout).c_str(),
+                 sigabbrev_np(outcome->stop_signal));
   } else if (oom_kills && *oom_kills > 0) {
     std::fprintf(stderr,
                  "ember: %s ran out of memory: the OOM killer stopped %s (memory limit %s)\n",

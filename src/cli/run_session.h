@@ -23,6 +23,8 @@ struct RunRequest {
   std::string image;
   sandbox::SandboxSpec spec;
   std::optional<std::chrono::milliseconds> timeout;
+  // After forwarding INT/TERM/HUP/QUIT, how long the command may take to stop before SIGKILL.
+  std::chrono::milliseconds stop_timeout{10000};
   bool verbose = false;
 };
 

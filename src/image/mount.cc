@@ -114,16 +114,26 @@ Status MountView(const std::string& raw, const std::string& view, const sandbox:
   return Ok();
 }
 
-// With the mutex held: unmounts what no lease holds any more. Removes the whole image dir (lock
-// files included; LockPath in other processes copes) when nothing is left.
-Status CollectUnused(const std::string& dir) {
+// Whether the lock file `path` was last stamped (released) at least `linger` ago.
+bool IdleFor(const std::string& path, std::chrono::seconds linger) {
+  if (linger.count() == 0) return true;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return true;
+  return ::time(nullptr) - st.st_mtime >= linger.count();
+}
+
+// With the mutex held: unmounts what no lease holds any more and has been idle for `linger`.
+// Removes the whole image dir (lock files included; LockPath in other processes copes) when
+// nothing is left. Sets *unmounted when it removed the image's mount.
+Status CollectUnused(const std::string& dir, std::chrono::seconds linger,
+                     bool* unmounted = nullptr) {
   EMBER_ASSIGN_OR_RETURN(auto names, ListDirectory(dir));
   bool any_view_busy = false;
   for (const auto& name : names) {
     if (name.rfind("view-", 0) != 0 || name.find('.') != std::string::npos) continue;
     std::string view = dir + "/" + name;
     auto unused = LockPath(view + ".users", LOCK_EX | LOCK_NB);
-    if (!unused) {
+    if (!unused || !IdleFor(view + ".users", linger)) {
       any_view_busy = true;
       continue;
     }
@@ -131,8 +141,9 @@ Status CollectUnused(const std::string& dir) {
     ::unlink((view + ".users").c_str());
   }
   auto unused = LockPath(dir + "/users", LOCK_EX | LOCK_NB);
-  if (!unused || any_view_busy) return Ok();
+  if (!unused || any_view_busy || !IdleFor(dir + "/users", linger)) return Ok();
   EMBER_TRY(Unmount(dir + "/raw"));
+  if (unmounted != nullptr) *unmounted = true;
   ::unlink((dir + "/users").c_str());
   ::unlink((dir + "/mutex").c_str());
   if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY) return FailErrno("rmdir " + dir);
@@ -200,6 +211,7 @@ MountLease& MountLease::operator=(MountLease&& other) noexcept {
     users_ = std::move(other.users_);
     view_users_ = std::move(other.view_users_);
     owner_ = std::exchange(other.owner_, 0);
+    linger_ = other.linger_;
   }
   return *this;
 }
@@ -222,15 +234,21 @@ Status MountLease::Release() {
   // Unlock explicitly: a forked child may still share these open file descriptions.
   ::flock(view_users_.get(), LOCK_UN);
   ::flock(users_.get(), LOCK_UN);
+  if (linger_.count() > 0) {
+    // Stamp the release time; the mounts stay for the next user until they idle out.
+    ::futimens(view_users_.get(), nullptr);
+    ::futimens(users_.get(), nullptr);
+  }
   view_users_.reset();
   users_.reset();
   if (!mutex) return Fail(std::move(mutex).error().Context("release image " + digest_));
-  return CollectUnused(image_dir_);
+  return CollectUnused(image_dir_, linger_);
 }
 
 Result<MountLease> AcquireMount(const ImageRecord& image, const sandbox::IdRange& ids,
-                                const std::string& run_dir) {
+                                const std::string& run_dir, std::chrono::seconds linger) {
   MountLease lease;
+  lease.linger_ = linger;
   lease.digest_ = image.digest;
   lease.image_dir_ = run_dir + "/images/" + image.digest;
   lease.view_name_ = "view-" + std::to_string(ids.host_base) + "-" + std::to_string(ids.count);
@@ -267,26 +285,31 @@ Result<MountLease> AcquireMount(const ImageRecord& image, const sandbox::IdRange
   if (!mounted) {
     lease.users_.reset();
     lease.view_users_.reset();
-    (void)CollectUnused(lease.image_dir_);  // leave nothing mounted that no one uses
+    (void)CollectUnused(lease.image_dir_, std::chrono::seconds(0));  // leave nothing half-made
     return Fail(std::move(mounted).error());
   }
   lease.owner_ = ::getpid();
   return lease;
 }
 
-Status CleanupStaleMounts(const std::string& run_dir) {
+Result<size_t> CleanupStaleMounts(const std::string& run_dir, std::chrono::seconds linger) {
   std::string images = run_dir + "/images";
-  if (!PathExists(images)) return Ok();
+  if (!PathExists(images)) return 0;
+  // Sandbox roots (unprivileged host ids) must traverse to their views: 0711 even if an older
+  // ember made the directory 0700.
+  ::chmod(images.c_str(), 0711);
   EMBER_ASSIGN_OR_RETURN(auto digests, ListDirectory(images));
-  Status result = Ok();
+  size_t unmounted = 0;
   for (const auto& digest : digests) {
     std::string dir = images + "/" + digest;
     auto mutex = LockPath(dir + "/mutex", LOCK_EX);
     if (!mutex) continue;  // removed meanwhile, or not an image dir
-    auto collected = CollectUnused(dir);
-    if (!collected && result) result = Fail(std::move(collected).error().Context("clean up stale image mounts"));
+    bool gone = false;
+    auto collected = CollectUnused(dir, linger, &gone);
+    if (!collected) return Fail(std::move(collected).error().Context("clean up stale image mounts"));
+    unmounted += gone ? 1 : 0;
   }
-  return result;
+  return unmounted;
 }
 
 Result<ImageMountGuard> LockImageMount(const std::string& run_dir, const std::string& digest) {

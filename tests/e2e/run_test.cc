@@ -136,6 +136,51 @@ TEST_F(RunTest, EachRunStartsFromAnEmptyWritableLayer) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+TEST_F(RunTest, SigtermIsForwardedThenEnforcedAfterTheStopTimeout) {
+  ::setenv("EMBER_CGROUP_NAME", env_->cgroup_name().c_str(), 1);
+  ::setenv("EMBER_IMAGE_LINGER", "0", 1);
+  auto ember = ChildProcess::Spawn({testing::EmberBinary(), "--data-dir", env_->data_dir(),
+                                    "--run-dir", env_->run_dir(), "run", "--image", "busybox",
+                                    "--stop-timeout", "300ms", "--", "sleep", "100"},
+                                   /*capture_output=*/true);
+  ::unsetenv("EMBER_CGROUP_NAME");
+  ::unsetenv("EMBER_IMAGE_LINGER");
+  ASSERT_TRUE(ember) << ember.error().ToString();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (env_->Leaks().find("processes") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(ember->Signal(SIGTERM));
+  // `sleep` as pid 1 has no SIGTERM handler, so it ignores the forwarded signal: ember kills it
+  // after the stop timeout and says so.
+  auto result = ember->WaitWithOutput();
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->first.code, 137) << result->second;
+  EXPECT_NE(result->second.find("did not stop within 300ms of SIGTERM"), std::string::npos)
+      << result->second;
+}
+
+TEST_F(RunTest, IdleImageMountsLingerThenGo) {
+  const std::map<std::string, std::string> linger = {{"EMBER_IMAGE_LINGER", "2s"}};
+  auto run = env_->Ember({"run", "--image", "busybox", "--", "true"}, "", 60, linger);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(env_->Leaks().find("mount"), std::string::npos) << "the image should stay mounted";
+  // Any ember command collects mounts idle for longer than the linger, and only those.
+  ASSERT_EQ(env_->Ember({"image", "ls"}, "", 60, linger).exit_code, 0);
+  EXPECT_NE(env_->Leaks().find("mount"), std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  ASSERT_EQ(env_->Ember({"image", "ls"}, "", 60, linger).exit_code, 0);
+  EXPECT_EQ(env_->Leaks(), "");
+  // `ember image unmount` does not wait.
+  ASSERT_EQ(env_->Ember({"run", "--image", "busybox", "--", "true"}, "", 60, linger).exit_code, 0);
+  EXPECT_NE(env_->Leaks().find("mount"), std::string::npos);
+  auto unmount = env_->Ember({"image", "unmount"}, "", 60, linger);
+  EXPECT_EQ(unmount.exit_code, 0) << unmount.err;
+  EXPECT_NE(unmount.err.find("unmounted 1 idle image"), std::string::npos) << unmount.err;
+  EXPECT_EQ(env_->Leaks(), "");
+}
+
 TEST_F(RunTest, KilledEmberTakesItsSandboxAlongAndTheNextRunCleansUp) {
   ::setenv("EMBER_CGROUP_NAME", env_->cgroup_name().c_str(), 1);
   auto ember = ChildProcess::Spawn({testing::EmberBinary(), "--data-dir", env_->data_dir(),

@@ -130,6 +130,8 @@ RunResult EmberEnv::Ember(const std::vector<std::string>& args, const std::strin
   argv.insert(argv.end(), args.begin(), args.end());
   auto full_env = env;
   full_env.emplace("EMBER_CGROUP_NAME", cgroup_name_);
+  // Tests check that nothing stays mounted after a run; lingering mounts are tested explicitly.
+  full_env.emplace("EMBER_IMAGE_LINGER", "0");
   return RunCommand(argv, input, timeout_s, full_env);
 }
 
