@@ -59,7 +59,7 @@ Result<Acquired> Acquire(const RunRequest& request) {
   std::vector<std::pair<const char*, long>> phases;
   PhaseClock clock(&phases);
   EMBER_TRY(MakeDirs(request.run_dir + "/staging"));
-  EMBER_ASSIGN_OR_RETURN(auto store, image::Store::Open(request.data_dir));
+  EMBER_ASSIGN_OR_RETURN(auto store, image::Store::Open(request.data_dir, /*maintain=*/false));
   const auto linger = ImageLinger();
   if (auto cleaned = image::CleanupStaleMounts(request.run_dir, linger); !cleaned) {
     spdlog::warn("{}", cleaned.error().ToString());
@@ -70,7 +70,7 @@ Result<Acquired> Acquire(const RunRequest& request) {
                          image::AcquireMount(record, request.spec.ids, request.run_dir, linger));
   clock.Mark("image mount");
   EMBER_ASSIGN_OR_RETURN(auto hierarchy, cgroup::DetectHierarchy());
-  if (auto favored = cgroup::EnsureFavorDynmods(); !favored) {
+  if (auto favored = cgroup::EnsureFavorDynmods(hierarchy); !favored) {
     spdlog::warn("cgroup moves stay slow: {}", favored.error().ToString());
   }
   cgroup::PoolOptions pool_options;

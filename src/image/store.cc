@@ -86,7 +86,7 @@ std::string Store::RefPath(const std::string& name) const { return data_dir_ + "
 
 Result<UniqueFd> Store::LockStore() const { return LockPath(data_dir_ + "/lock", LOCK_EX); }
 
-Result<Store> Store::Open(const std::string& data_dir_arg) {
+Result<Store> Store::Open(const std::string& data_dir_arg, bool maintain) {
   std::string data_dir = data_dir_arg;
   while (data_dir.size() > 1 && data_dir.back() == '/') data_dir.pop_back();
   if (data_dir.empty()) return Fail(ErrorCode::kInvalidArgument, "the data dir is an empty path");
@@ -94,6 +94,7 @@ Result<Store> Store::Open(const std::string& data_dir_arg) {
   auto usable = [&]() -> Status {
     for (const char* sub : {"/images", "/refs", "/tmp"}) EMBER_TRY(MakeDirs(data_dir + sub, 0700));
     if (::access(data_dir.c_str(), W_OK) != 0) return FailErrno("write to " + data_dir);
+    if (!maintain) return Ok();
     EMBER_ASSIGN_OR_RETURN(auto lock, store.LockStore());
     EMBER_TRY(store.CleanTmp());
     return store.CollectUnreferencedBlobs();

@@ -67,7 +67,10 @@ class Store {
  public:
   // Creates missing directories, removes stale staging dirs, temp ref files and unreferenced
   // blobs. Fails with one line when the data dir cannot be used.
-  static Result<Store> Open(const std::string& data_dir);
+  // `maintain`: also remove what crashed writers left (stale staging dirs, temp refs, orphan
+  // blobs), under the store lock. `ember run` only reads the store and skips that (it is a
+  // directory scan on every start); every `ember image` command does it.
+  static Result<Store> Open(const std::string& data_dir, bool maintain = true);
 
   const std::string& data_dir() const { return data_dir_; }
   std::string BlobPath(const std::string& digest) const;

@@ -4,29 +4,11 @@
 
 #include <cstdlib>
 #include <sstream>
+#include <string>
 
-#include "base/fs.h"
 #include "base/log.h"
 
 namespace ember::cgroup {
-
-Result<Cgroup2Mount> FindCgroup2Mount(const std::string& mountinfo_text) {
-  std::istringstream lines(mountinfo_text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream tail(line.substr(dash + 3));
-    std::string fstype, source, options;
-    tail >> fstype >> source >> options;
-    if (fstype != "cgroup2") continue;
-    std::istringstream head(line.substr(0, dash));
-    std::string id, parent, devno, root, mount_point;
-    head >> id >> parent >> devno >> root >> mount_point;
-    return Cgroup2Mount{mount_point, options};
-  }
-  return Cgroup2Mount{};
-}
 
 std::string FavorDynmodsOptions(const std::string& current_options) {
   std::string out;
@@ -40,19 +22,17 @@ std::string FavorDynmodsOptions(const std::string& current_options) {
   return out + "favordynmods";
 }
 
-Result<bool> EnsureFavorDynmods(const std::string& mountinfo) {
-  const char* opt_out = std::getenv("EMBER_CGROUP_FAVOR_DYNMODS");
-  EMBER_ASSIGN_OR_RETURN(auto text, ReadFile(mountinfo));
-  EMBER_ASSIGN_OR_RETURN(auto mount, FindCgroup2Mount(text));
-  if (mount.mount_point.empty()) return false;
-  std::string options = FavorDynmodsOptions(mount.options);
+Result<bool> EnsureFavorDynmods(const Hierarchy& hierarchy) {
+  if (hierarchy.v2_root.empty()) return false;
+  std::string options = FavorDynmodsOptions(hierarchy.v2_options);
   if (options.empty()) return true;
+  const char* opt_out = std::getenv("EMBER_CGROUP_FAVOR_DYNMODS");
   if (opt_out != nullptr && std::string(opt_out) == "0") return false;
-  if (::mount(nullptr, mount.mount_point.c_str(), nullptr, MS_REMOUNT, options.c_str()) != 0) {
-    return FailErrno("remount " + mount.mount_point + " with " + options);
+  if (::mount(nullptr, hierarchy.v2_root.c_str(), nullptr, MS_REMOUNT, options.c_str()) != 0) {
+    return FailErrno("remount " + hierarchy.v2_root + " with " + options);
   }
   spdlog::info("enabled favordynmods on {}: cgroup moves no longer wait for RCU",
-               mount.mount_point);
+               hierarchy.v2_root);
   return true;
 }
 

@@ -10,22 +10,16 @@
 #include <string>
 
 #include "base/error.h"
+#include "sandbox/cgroup/hierarchy.h"
 
 namespace ember::cgroup {
-
-// The cgroup2 mount point and its superblock options, from mountinfo; "" when there is none.
-struct Cgroup2Mount {
-  std::string mount_point;
-  std::string options;  // e.g. "rw,nsdelegate,memory_recursiveprot"
-};
-Result<Cgroup2Mount> FindCgroup2Mount(const std::string& mountinfo_text);
 
 // The options to remount with: the current ones (a cgroup2 remount resets flags it is not
 // given) plus favordynmods, without "rw". Empty if favordynmods is already on.
 std::string FavorDynmodsOptions(const std::string& current_options);
 
-// Remounts the cgroup2 mount with favordynmods unless it is already on, there is no cgroup2
-// mount, or the environment opts out. Returns whether the option is on afterwards.
-Result<bool> EnsureFavorDynmods(const std::string& mountinfo = "/proc/self/mountinfo");
+// Remounts the hierarchy's cgroup2 mount with favordynmods unless it is already on, there is no
+// cgroup2 mount, or the environment opts out. Returns whether the option is on afterwards.
+Result<bool> EnsureFavorDynmods(const Hierarchy& hierarchy);
 
 }  // namespace ember::cgroup

@@ -83,6 +83,7 @@ std::vector<CgroupMount> ParseCgroupMounts(std::string_view mountinfo) {
     mount.version = fstype == "cgroup2" ? Version::kV2 : Version::kV1;
     mount.root = Unescape(fields[3]);
     mount.mount_point = Unescape(fields[4]);
+    mount.super_options = dash[3];
     if (mount.version == Version::kV1) {
       // Super options name the controllers bound to this hierarchy ("rw,cpu,cpuacct"); named
       // hierarchies without a controller ("name=systemd") and plain options are skipped.
@@ -106,7 +107,10 @@ Result<Hierarchy> DecideHierarchy(const std::vector<CgroupMount>& mounts,
   for (const CgroupMount& m : mounts) {
     if (m.version == Version::kV2) {
       // The first cgroup2 mount wins; later ones are bind mounts of the same tree.
-      if (h.v2_root.empty()) h.v2_root = m.mount_point;
+      if (h.v2_root.empty()) {
+        h.v2_root = m.mount_point;
+        h.v2_options = m.super_options;
+      }
       continue;
     }
     has_v1 = true;

@@ -34,6 +34,7 @@ struct Hierarchy {
   // "cpu,cpuacct") share one mount point.
   std::map<std::string, std::string> v1_mounts;
   std::string v2_root;                      // the cgroup2 mount point, "" when there is none
+  std::string v2_options;  // its superblock options, e.g. "rw,nsdelegate" (kept on a remount)
   std::vector<std::string> v2_controllers;  // the v2 root's cgroup.controllers
 
   // The hierarchy root a controller lives under, for the version ember uses.
@@ -49,6 +50,7 @@ struct CgroupMount {
   std::string mount_point;               // octal escapes (\040) decoded
   std::string root;                      // the mounted subtree of the hierarchy, usually "/"
   std::vector<std::string> controllers;  // v1: from the super options; v2: empty (see files)
+  std::string super_options;             // e.g. "rw,nsdelegate" (needed to remount cgroup2)
 };
 
 // Pure parser: the cgroup and cgroup2 mounts in a mountinfo text, in order.
