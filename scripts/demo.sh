@@ -4,7 +4,7 @@
 set -euo pipefail
 ember=${1:-build/bin/ember}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@" || printf '(exit status %d)\n' "$?"; }
+show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@" || printf '(exit status %d)\n' "$?"; }
 
 step "Can ember run here? (ember doctor)"
 "$ember" doctor
@@ -37,5 +37,8 @@ show "$ember" run --timeout 300ms -- sleep 10
 
 step "Start timings (-v)"
 for _ in 1 2 3; do "$ember" run -v -- /bin/true; done
+
+step "Idle images stay mounted for 30s (EMBER_IMAGE_LINGER) so the next start finds them cached; unmount now"
+show "$ember" image unmount
 
 printf '\nDone. Nothing is left behind: no mounts, cgroups or processes (see docs/architecture.md).\n'

@@ -104,8 +104,9 @@ std::string FromOneLine(std::string_view suite, const std::string& content) {
 
 const std::vector<Recipe>& Recipes() {
   static const std::vector<Recipe> recipes = {
+      // python3-minimal adds only the /usr/bin/python3 link, which users and handlers expect.
       {"python3.11", "Debian bookworm (minbase) with the CPython 3.11 interpreter and libpython",
-       "bookworm", {"python3.11", "libpython3.11"}},
+       "bookworm", {"python3.11", "libpython3.11", "python3-minimal"}},
   };
   return recipes;
 }

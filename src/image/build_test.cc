@@ -12,7 +12,8 @@ TEST(Recipes, UnknownNameListsKnownOnes) {
   auto py = FindRecipe("python3.11");
   ASSERT_TRUE(py);
   EXPECT_EQ(py->suite, "bookworm");
-  EXPECT_EQ(py->packages, (std::vector<std::string>{"python3.11", "libpython3.11"}));
+  EXPECT_EQ(py->packages,
+            (std::vector<std::string>{"python3.11", "libpython3.11", "python3-minimal"}));
 }
 
 TEST(DebianMirror, Deb822PicksTheMainSuiteStanza) {

@@ -52,7 +52,8 @@ TEST_F(ImageBuild, Python311HasTheInterpreterAndLibpython) {
   struct utsname u {};
   ::uname(&u);
   std::string libdir = std::string("/usr/lib/") + u.machine + "-linux-gnu";
-  for (const std::string& path : {std::string("/usr/bin/python3.11"), libdir + "/libpython3.11.so.1.0"}) {
+  for (const std::string& path : {std::string("/usr/bin/python3.11"), std::string("/usr/bin/python3"),
+                                  libdir + "/libpython3.11.so.1.0"}) {
     auto dump = RunCommand({"dump.erofs", "--path=" + path, blob});
     EXPECT_EQ(dump.exit_code, 0) << path << " missing from the image: " << dump.err << dump.out;
   }
