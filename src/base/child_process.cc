@@ -14,7 +14,8 @@ namespace ember {
 std::string ExitStatus::Describe() const {
   if (signaled) {
     const char* name = sigabbrev_np(code);
-    return std::string("killed by SIG") + (name ? name : "?") + (core_dumped ? " (core dumped)" : "");
+    return std::string("killed by SIG") + (name ? name : "?") +
+           (core_dumped ? " (core dumped)" : "");
   }
   return "exited with status " + std::to_string(code);
 }
@@ -112,7 +113,9 @@ Result<ExitStatus> ChildProcess::Wait() {
 }
 
 Result<std::optional<ExitStatus>> ChildProcess::WaitFor(std::chrono::milliseconds timeout) {
-  struct pollfd pfd {pidfd_.get(), POLLIN, 0};
+  struct pollfd pfd {
+    pidfd_.get(), POLLIN, 0
+  };
   int n;
   do {
     n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
@@ -157,7 +160,8 @@ Result<std::string> RunTool(const std::vector<std::string>& argv) {
   if (status.signaled || status.code != 0) {
     std::string tail = output.size() > 600 ? "…" + output.substr(output.size() - 600) : output;
     while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
-    return Fail(ErrorCode::kIo, argv[0] + " " + status.Describe() + (tail.empty() ? "" : ": " + tail));
+    return Fail(ErrorCode::kIo,
+                argv[0] + " " + status.Describe() + (tail.empty() ? "" : ": " + tail));
   }
   return output;
 }

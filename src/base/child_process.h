@@ -17,7 +17,7 @@ namespace ember {
 
 struct ExitStatus {
   bool signaled = false;
-  int code = 0;    // exit code, or the signal number when signaled
+  int code = 0;  // exit code, or the signal number when signaled
   bool core_dumped = false;
 
   // Shell convention: the exit code, or 128 + signal.

@@ -39,19 +39,32 @@ ErrorCode CodeForErrno(int e) {
 
 std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInternal: return "internal";
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kNotFound: return "not_found";
-    case ErrorCode::kAlreadyExists: return "already_exists";
-    case ErrorCode::kPermissionDenied: return "permission_denied";
-    case ErrorCode::kUnavailable: return "unavailable";
-    case ErrorCode::kCorrupt: return "corrupt";
-    case ErrorCode::kResourceExhausted: return "resource_exhausted";
-    case ErrorCode::kBusy: return "busy";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kUnsupported: return "unsupported";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kExecFailed: return "exec_failed";
+    case ErrorCode::kInternal:
+      return "internal";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kAlreadyExists:
+      return "already_exists";
+    case ErrorCode::kPermissionDenied:
+      return "permission_denied";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kCorrupt:
+      return "corrupt";
+    case ErrorCode::kResourceExhausted:
+      return "resource_exhausted";
+    case ErrorCode::kBusy:
+      return "busy";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kUnsupported:
+      return "unsupported";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kExecFailed:
+      return "exec_failed";
   }
   return "unknown";
 }

@@ -18,14 +18,14 @@ enum class ErrorCode {
   kNotFound,
   kAlreadyExists,
   kPermissionDenied,
-  kUnavailable,       // the host lacks a feature or a resource right now
-  kCorrupt,           // stored data failed validation
+  kUnavailable,  // the host lacks a feature or a resource right now
+  kCorrupt,      // stored data failed validation
   kResourceExhausted,
-  kBusy,              // refused because something is in use
+  kBusy,  // refused because something is in use
   kTimeout,
   kUnsupported,
   kIo,
-  kExecFailed,        // a sandboxed command could not be executed (errno says why)
+  kExecFailed,  // a sandboxed command could not be executed (errno says why)
 };
 
 std::string_view ErrorCodeName(ErrorCode code);
@@ -75,29 +75,29 @@ inline Status Ok() { return {}; }
 #define EMBER_CONCAT(a, b) EMBER_CONCAT_INNER(a, b)
 
 // Returns the error of a failed Result/Status from the enclosing function.
-#define EMBER_TRY(expr)                                        \
-  do {                                                         \
-    auto ember_try_result_ = (expr);                           \
-    if (!ember_try_result_) {                                  \
+#define EMBER_TRY(expr)                                              \
+  do {                                                               \
+    auto ember_try_result_ = (expr);                                 \
+    if (!ember_try_result_) {                                        \
       return ::tl::unexpected(std::move(ember_try_result_).error()); \
-    }                                                          \
+    }                                                                \
   } while (0)
 
 // Like EMBER_TRY, with context prepended to the error message.
-#define EMBER_TRY_CTX(expr, ctx)                                           \
-  do {                                                                     \
-    auto ember_try_result_ = (expr);                                       \
-    if (!ember_try_result_) {                                              \
+#define EMBER_TRY_CTX(expr, ctx)                                                  \
+  do {                                                                            \
+    auto ember_try_result_ = (expr);                                              \
+    if (!ember_try_result_) {                                                     \
       return ::tl::unexpected(std::move(ember_try_result_).error().Context(ctx)); \
-    }                                                                      \
+    }                                                                             \
   } while (0)
 
 // EMBER_ASSIGN_OR_RETURN(auto fd, OpenFile(path));
 #define EMBER_ASSIGN_OR_RETURN(lhs, expr) \
   EMBER_ASSIGN_OR_RETURN_IMPL(EMBER_CONCAT(ember_result_, __LINE__), lhs, expr)
-#define EMBER_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)   \
-  auto tmp = (expr);                                  \
-  if (!tmp) {                                         \
-    return ::tl::unexpected(std::move(tmp).error());  \
-  }                                                   \
+#define EMBER_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)  \
+  auto tmp = (expr);                                 \
+  if (!tmp) {                                        \
+    return ::tl::unexpected(std::move(tmp).error()); \
+  }                                                  \
   lhs = std::move(*tmp)

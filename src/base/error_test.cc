@@ -28,7 +28,8 @@ TEST(ErrorTest, ErrnoNamesTheCodeAndDescription) {
 TEST(ErrorTest, ContextIsPrependedOnTheWayUp) {
   auto r = AddsContext();
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().ToString(), "load image test: open /nope: ENOENT (No such file or directory)");
+  EXPECT_EQ(r.error().ToString(),
+            "load image test: open /nope: ENOENT (No such file or directory)");
   EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
 }
 

@@ -101,7 +101,8 @@ Status MakeDirs(const std::string& path, mode_t mode) {
   }
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return FailErrno("stat " + path);
-  if (!S_ISDIR(st.st_mode)) return Fail(ErrorCode::kAlreadyExists, path + " exists and is not a directory");
+  if (!S_ISDIR(st.st_mode))
+    return Fail(ErrorCode::kAlreadyExists, path + " exists and is not a directory");
   return Ok();
 }
 

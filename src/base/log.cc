@@ -7,9 +7,8 @@ namespace ember::log {
 Status Init(std::string_view level) {
   auto parsed = spdlog::level::from_str(std::string(level));
   if (parsed == spdlog::level::off && level != "off") {
-    return Fail(ErrorCode::kInvalidArgument,
-                "invalid log level '" + std::string(level) +
-                    "': use trace, debug, info, warn, error or off");
+    return Fail(ErrorCode::kInvalidArgument, "invalid log level '" + std::string(level) +
+                                                 "': use trace, debug, info, warn, error or off");
   }
   spdlog::drop("ember");
   auto logger = spdlog::stderr_color_st("ember");

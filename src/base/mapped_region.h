@@ -35,7 +35,9 @@ class MappedRegion {
 
   void* data() const { return addr_; }
   template <typename T>
-  T* as() const { return static_cast<T*>(addr_); }
+  T* as() const {
+    return static_cast<T*>(addr_);
+  }
   size_t size() const { return size_; }
   bool valid() const { return addr_ != nullptr; }
 

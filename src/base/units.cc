@@ -40,16 +40,25 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
   if (text.empty() || !SplitNumber(text, &number, &suffix)) return invalid(kAllowed);
   std::string s(suffix);
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (s.size() >= 2 && s.substr(s.size() - 2) == "IB") s.resize(s.size() - 2);
-  else if (s.size() >= 2 && s.back() == 'B') s.pop_back();
-  else if (s.size() == 2 && s.back() == 'I') s.pop_back();
+  if (s.size() >= 2 && s.substr(s.size() - 2) == "IB")
+    s.resize(s.size() - 2);
+  else if (s.size() >= 2 && s.back() == 'B')
+    s.pop_back();
+  else if (s.size() == 2 && s.back() == 'I')
+    s.pop_back();
   uint64_t multiplier = 1;
-  if (s.empty() || s == "B") multiplier = 1;
-  else if (s == "K") multiplier = 1ULL << 10;
-  else if (s == "M") multiplier = 1ULL << 20;
-  else if (s == "G") multiplier = 1ULL << 30;
-  else if (s == "T") multiplier = 1ULL << 40;
-  else return invalid(kAllowed);
+  if (s.empty() || s == "B")
+    multiplier = 1;
+  else if (s == "K")
+    multiplier = 1ULL << 10;
+  else if (s == "M")
+    multiplier = 1ULL << 20;
+  else if (s == "G")
+    multiplier = 1ULL << 30;
+  else if (s == "T")
+    multiplier = 1ULL << 40;
+  else
+    return invalid(kAllowed);
   double bytes = number * static_cast<double>(multiplier);
   if (bytes < 1) return invalid("must be greater than zero");
   if (bytes > 9.0e18) return invalid("too large");
@@ -67,11 +76,16 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text, std::stri
   std::string_view suffix;
   if (text.empty() || !SplitNumber(text, &number, &suffix)) return invalid(kAllowed);
   double ms;
-  if (suffix.empty() || suffix == "s") ms = number * 1000;
-  else if (suffix == "ms") ms = number;
-  else if (suffix == "m") ms = number * 60'000;
-  else if (suffix == "h") ms = number * 3'600'000;
-  else return invalid(kAllowed);
+  if (suffix.empty() || suffix == "s")
+    ms = number * 1000;
+  else if (suffix == "ms")
+    ms = number;
+  else if (suffix == "m")
+    ms = number * 60'000;
+  else if (suffix == "h")
+    ms = number * 3'600'000;
+  else
+    return invalid(kAllowed);
   if (ms < 1) return invalid("must be at least 1ms");
   if (ms > 1e12) return invalid("too large");
   return std::chrono::milliseconds(static_cast<int64_t>(ms));
@@ -83,7 +97,8 @@ Result<double> ParseCpus(std::string_view text) {
   if (text.empty() || !SplitNumber(text, &number, &suffix) || !suffix.empty() || number <= 0 ||
       number > 1024) {
     return Fail(ErrorCode::kInvalidArgument,
-                "invalid cpus " + Quote(text) + ": use a positive number of CPUs up to 1024, such as 0.5 or 2");
+                "invalid cpus " + Quote(text) +
+                    ": use a positive number of CPUs up to 1024, such as 0.5 or 2");
   }
   if (number < 0.01) {
     return Fail(ErrorCode::kInvalidArgument,
@@ -98,9 +113,9 @@ Result<uint64_t> ParseCount(std::string_view text, std::string_view what, uint64
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || value < min ||
       value > max) {
-    return Fail(ErrorCode::kInvalidArgument, "invalid " + std::string(what) + " " + Quote(text) +
-                                                 ": use a whole number from " +
-                                                 std::to_string(min) + " to " + std::to_string(max));
+    return Fail(ErrorCode::kInvalidArgument,
+                "invalid " + std::string(what) + " " + Quote(text) + ": use a whole number from " +
+                    std::to_string(min) + " to " + std::to_string(max));
   }
   return value;
 }
@@ -114,8 +129,10 @@ std::string FormatSize(uint64_t bytes) {
     ++unit;
   }
   char buf[32];
-  if (value == std::floor(value)) std::snprintf(buf, sizeof buf, "%.0f%s", value, units[unit]);
-  else std::snprintf(buf, sizeof buf, "%.1f%s", value, units[unit]);
+  if (value == std::floor(value))
+    std::snprintf(buf, sizeof buf, "%.0f%s", value, units[unit]);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f%s", value, units[unit]);
   return buf;
 }
 

@@ -24,7 +24,7 @@ Result<double> ParseCpus(std::string_view text);
 Result<uint64_t> ParseCount(std::string_view text, std::string_view what, uint64_t min,
                             uint64_t max);
 
-std::string FormatSize(uint64_t bytes);  // 134217728 -> "128M"
+std::string FormatSize(uint64_t bytes);                    // 134217728 -> "128M"
 std::string FormatDuration(std::chrono::milliseconds ms);  // -> "10s", "250ms"
 
 }  // namespace ember

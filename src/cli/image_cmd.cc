@@ -60,7 +60,8 @@ int RunBuild(const GlobalOptions& global, const ImageArgs& args) {
 int RunImport(const GlobalOptions& global, const ImageArgs& args) {
   auto store = Prepare(global);
   if (!store) return ReportError(store.error());
-  auto imported = image::ImportImage(*store, args.target, {args.name, args.force}, Progress("import"));
+  auto imported =
+      image::ImportImage(*store, args.target, {args.name, args.force}, Progress("import"));
   if (!imported) return ReportError(imported.error());
   ReportCommitted(*imported, "imported");
   return 0;
@@ -151,7 +152,8 @@ int RunUnmount(const GlobalOptions& global) {
 
 void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code) {
   auto args = std::make_shared<ImageArgs>();
-  CLI::App* image = app.add_subcommand("image", "build, import and manage read-only root filesystems");
+  CLI::App* image =
+      app.add_subcommand("image", "build, import and manage read-only root filesystems");
   image->require_subcommand(1);
 
   CLI::App* build = image->add_subcommand(
@@ -167,23 +169,24 @@ void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code)
   import->add_option("source", args->target, "archive file or directory")->required();
   import->add_option("--name", args->name, "image name (default: from the tag or file name)");
   import->add_flag("--force", args->force, "replace an existing image of the same name");
-  import->callback([&global, args, exit_code] { *exit_code = RunImport(global, *args); });
+  import->callback([&global, args, exit_code] { *exit_code = RunImport(global, *args);
+});
 
-  CLI::App* ls = image->add_subcommand("ls", "list images");
-  ls->add_option("--output,-o", args->output, "table or json")->capture_default_str();
-  ls->callback([&global, args, exit_code] { *exit_code = RunList(global, *args); });
+CLI::App* ls = image->add_subcommand("ls", "list images");
+ls->add_option("--output,-o", args->output, "table or json")->capture_default_str();
+ls->callback([&global, args, exit_code] { *exit_code = RunList(global, *args); });
 
-  CLI::App* inspect = image->add_subcommand("inspect", "show an image's record as JSON");
-  inspect->add_option("name", args->target, "image name")->required();
-  inspect->callback([&global, args, exit_code] { *exit_code = RunInspect(global, *args); });
+CLI::App* inspect = image->add_subcommand("inspect", "show an image's record as JSON");
+inspect->add_option("name", args->target, "image name")->required();
+inspect->callback([&global, args, exit_code] { *exit_code = RunInspect(global, *args); });
 
-  CLI::App* rm = image->add_subcommand("rm", "remove images (refused while a sandbox uses one)");
-  rm->add_option("names", args->names, "image names")->required();
-  rm->callback([&global, args, exit_code] { *exit_code = RunRemove(global, *args); });
+CLI::App* rm = image->add_subcommand("rm", "remove images (refused while a sandbox uses one)");
+rm->add_option("names", args->names, "image names")->required();
+rm->callback([&global, args, exit_code] { *exit_code = RunRemove(global, *args); });
 
-  CLI::App* unmount = image->add_subcommand(
-      "unmount", "unmount idle images now instead of after EMBER_IMAGE_LINGER (default 30s)");
-  unmount->callback([&global, exit_code] { *exit_code = RunUnmount(global); });
-}
+CLI::App* unmount = image->add_subcommand(
+    "unmount", "unmount idle images now instead of after EMBER_IMAGE_LINGER (default 30s)");
+unmount->callback([&global, exit_code] { *exit_code = RunUnmount(global); });
+}  // namespace ember::cli
 
 }  // namespace ember::cli

@@ -10,17 +10,26 @@ namespace ember::cli {
 
 int ExitCodeFor(const Error& error) {
   switch (error.code()) {
-    case ErrorCode::kInvalidArgument: return 2;
-    case ErrorCode::kNotFound: return 3;
+    case ErrorCode::kInvalidArgument:
+      return 2;
+    case ErrorCode::kNotFound:
+      return 3;
     case ErrorCode::kBusy:
-    case ErrorCode::kAlreadyExists: return 4;
-    case ErrorCode::kPermissionDenied: return 5;
-    case ErrorCode::kCorrupt: return 6;
+    case ErrorCode::kAlreadyExists:
+      return 4;
+    case ErrorCode::kPermissionDenied:
+      return 5;
+    case ErrorCode::kCorrupt:
+      return 6;
     case ErrorCode::kUnavailable:
-    case ErrorCode::kUnsupported: return 7;
-    case ErrorCode::kResourceExhausted: return 8;
-    case ErrorCode::kTimeout: return 9;
-    default: return 1;
+    case ErrorCode::kUnsupported:
+      return 7;
+    case ErrorCode::kResourceExhausted:
+      return 8;
+    case ErrorCode::kTimeout:
+      return 9;
+    default:
+      return 1;
   }
 }
 

@@ -81,7 +81,7 @@ Result<Acquired> Acquire(const RunRequest& request) {
   EMBER_TRY_CTX(cgroup.Apply(request.spec.limits), "apply limits of " + request.spec.id);
   clock.Mark("cgroup");
   EMBER_ASSIGN_OR_RETURN(auto seccomp, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
-                                                             request.run_dir + "/seccomp"));
+                                                            request.run_dir + "/seccomp"));
   clock.Mark("seccomp");
   Acquired acquired{std::move(pool), std::move(lease), std::move(seccomp), std::nullopt,
                     std::move(phases)};
@@ -218,11 +218,10 @@ int RunInSandbox(const RunRequest& request) {
                  sandbox.id().c_str(), FormatDuration(request.stop_timeout).c_str(),
                  sigabbrev_np(outcome->stop_signal));
   } else if (oom_kills && *oom_kills > 0) {
-    std::fprintf(stderr,
-                 "ember: %s ran out of memory: the OOM killer stopped %s (memory limit %s)\n",
-                 sandbox.id().c_str(),
-                 outcome->status.signaled ? "the command" : "a process of the command",
-                 FormatSize(*request.spec.limits.memory_bytes).c_str());
+    std::fprintf(
+        stderr, "ember: %s ran out of memory: the OOM killer stopped %s (memory limit %s)\n",
+        sandbox.id().c_str(), outcome->status.signaled ? "the command" : "a process of the command",
+        FormatSize(*request.spec.limits.memory_bytes).c_str());
   }
   if (layer && layer->full) {
     std::fprintf(stderr,
@@ -243,7 +242,8 @@ int RunInSandbox(const RunRequest& request) {
       return static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
     };
     std::fprintf(stderr, "ember: %s: up %ldus, command %ldus, teardown %ldus\n",
-                 sandbox.id().c_str(), us(ran - started), us(exited - ran), us(Clock::now() - exited));
+                 sandbox.id().c_str(), us(ran - started), us(exited - ran),
+                 us(Clock::now() - exited));
   }
   return code;
 }

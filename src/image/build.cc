@@ -29,7 +29,8 @@ bool Contains(const std::vector<std::string>& words, std::string_view w) {
 
 std::string Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return std::string(s);
 }
 
@@ -52,7 +53,8 @@ std::string FromDeb822(std::string_view suite, const std::string& content) {
       if (k == "components") components = Words(v);
       if (k == "enabled" && (v == "no" || v == "false")) enabled = false;
     }
-    if (!enabled || !Contains(types, "deb") || !Contains(suites, suite) || !Contains(components, "main")) {
+    if (!enabled || !Contains(types, "deb") || !Contains(suites, suite) ||
+        !Contains(components, "main")) {
       return "";
     }
     for (const auto& uri : uris) {
@@ -105,8 +107,10 @@ std::string FromOneLine(std::string_view suite, const std::string& content) {
 const std::vector<Recipe>& Recipes() {
   static const std::vector<Recipe> recipes = {
       // python3-minimal adds only the /usr/bin/python3 link, which users and handlers expect.
-      {"python3.11", "Debian bookworm (minbase) with the CPython 3.11 interpreter and libpython",
-       "bookworm", {"python3.11", "libpython3.11", "python3-minimal"}},
+      {"python3.11",
+       "Debian bookworm (minbase) with the CPython 3.11 interpreter and libpython",
+       "bookworm",
+       {"python3.11", "libpython3.11", "python3-minimal"}},
   };
   return recipes;
 }
@@ -143,7 +147,8 @@ Mirror HostDebianMirror(std::string_view suite, const std::string& apt_dir) {
     }
   }
   ::globfree(&g);
-  if (auto content = ReadFile(apt_dir + "/sources.list")) files.emplace_back(apt_dir + "/sources.list", *content);
+  if (auto content = ReadFile(apt_dir + "/sources.list"))
+    files.emplace_back(apt_dir + "/sources.list", *content);
   return FindDebianMirror(suite, files);
 }
 
@@ -153,8 +158,9 @@ Status RunMmdebstrap(const Recipe& recipe, const Mirror& mirror,
   std::string include;
   for (const auto& p : recipe.packages) include += (include.empty() ? "" : ",") + p;
   for (const auto& p : extra_packages) include += (include.empty() ? "" : ",") + p;
-  std::vector<std::string> argv = {"mmdebstrap", "--mode=root", "--variant=minbase",
-                                   "--include=" + include, recipe.suite, target, mirror.uri};
+  std::vector<std::string> argv = {
+      "mmdebstrap", "--mode=root", "--variant=minbase", "--include=" + include,
+      recipe.suite, target,        mirror.uri};
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
@@ -206,7 +212,8 @@ Status RunMmdebstrap(const Recipe& recipe, const Mirror& mirror,
   }
   EMBER_ASSIGN_OR_RETURN(auto status, child.Wait());
   if (status.signaled || status.code != 0) {
-    return Fail(ErrorCode::kIo, "mmdebstrap " + status.Describe() + (tail.empty() ? "" : ": " + tail));
+    return Fail(ErrorCode::kIo,
+                "mmdebstrap " + status.Describe() + (tail.empty() ? "" : ": " + tail));
   }
   return Ok();
 }

@@ -21,7 +21,8 @@ TEST(DebianMirror, Deb822PicksTheMainSuiteStanza) {
       "Types: deb\n# comment\nURIs: http://security.example/debian-security\n"
       "Suites: bookworm-security\nComponents: main\n\n"
       "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n"
-      "Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n\n"
+      "Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: "
+      "main\n\n"
       "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
       "Components: main contrib\n";
   auto m = FindDebianMirror("bookworm", {{"/etc/apt/sources.list.d/debian.sources", sources}});
@@ -36,7 +37,8 @@ TEST(DebianMirror, OneLineFormatAndFallback) {
       "deb [arch=amd64 signed-by=/x.gpg] http://one.example/debian bookworm main non-free\n";
   auto m = FindDebianMirror("bookworm", {{"/etc/apt/sources.list", list}});
   EXPECT_EQ(m.uri, "http://one.example/debian");
-  auto none = FindDebianMirror("bookworm", {{"/etc/apt/sources.list", "deb cdrom:/x bookworm main\n"}});
+  auto none =
+      FindDebianMirror("bookworm", {{"/etc/apt/sources.list", "deb cdrom:/x bookworm main\n"}});
   EXPECT_EQ(none.uri, kDefaultDebianMirror);
   EXPECT_EQ(none.origin, "default");
 }

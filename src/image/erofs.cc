@@ -22,7 +22,9 @@ constexpr size_t kSbMagic = 0, kSbChecksum = 4, kSbFeatureCompat = 8, kSbBlkSzBi
 constexpr size_t kSbBuildTime = 24, kSbBuildTimeNsec = 32;
 constexpr uint32_t kFeatureCompatSbChecksum = 0x1;
 
-uint32_t Le32(const uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
+uint32_t Le32(const uint8_t* p) {
+  return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24;
+}
 void PutLe32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
@@ -75,7 +77,8 @@ Status NormalizeErofsSuperblock(const std::string& path) {
     return Fail(ErrorCode::kCorrupt, path + " is not an EROFS image (bad magic)");
   }
   unsigned blkszbits = head[kSbBlkSzBits];
-  if (blkszbits < 9 || blkszbits > 16) return Fail(ErrorCode::kCorrupt, path + ": bad EROFS block size");
+  if (blkszbits < 9 || blkszbits > 16)
+    return Fail(ErrorCode::kCorrupt, path + ": bad EROFS block size");
   // The checksum covers the rest of the first block, starting at the superblock.
   std::vector<uint8_t> sb((size_t{1} << blkszbits) - kErofsSuperOffset);
   EMBER_TRY(PReadAll(fd.get(), sb.data(), sb.size(), kErofsSuperOffset, path));
@@ -85,7 +88,8 @@ Status NormalizeErofsSuperblock(const std::string& path) {
     PutLe32(sb.data() + kSbChecksum, 0);
     PutLe32(sb.data() + kSbChecksum, ErofsCrc32c(~0u, sb.data(), sb.size()));
   }
-  if (::pwrite(fd.get(), sb.data(), sb.size(), kErofsSuperOffset) != static_cast<ssize_t>(sb.size())) {
+  if (::pwrite(fd.get(), sb.data(), sb.size(), kErofsSuperOffset) !=
+      static_cast<ssize_t>(sb.size())) {
     return FailErrno("write superblock of " + path);
   }
   return Ok();

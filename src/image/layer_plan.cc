@@ -23,14 +23,22 @@ Error Refuse(const EntryHeader& header, const std::string& why) {
 
 std::string_view EntryTypeName(EntryType type) {
   switch (type) {
-    case EntryType::kFile: return "file";
-    case EntryType::kDir: return "directory";
-    case EntryType::kSymlink: return "symlink";
-    case EntryType::kHardlink: return "hardlink";
-    case EntryType::kFifo: return "fifo";
-    case EntryType::kCharDevice: return "character device";
-    case EntryType::kBlockDevice: return "block device";
-    case EntryType::kSocket: return "socket";
+    case EntryType::kFile:
+      return "file";
+    case EntryType::kDir:
+      return "directory";
+    case EntryType::kSymlink:
+      return "symlink";
+    case EntryType::kHardlink:
+      return "hardlink";
+    case EntryType::kFifo:
+      return "fifo";
+    case EntryType::kCharDevice:
+      return "character device";
+    case EntryType::kBlockDevice:
+      return "block device";
+    case EntryType::kSocket:
+      return "socket";
   }
   return "?";
 }
@@ -114,8 +122,8 @@ Result<PlannedEntry> LayerPlanner::Plan(const EntryHeader& header) {
     } else if (found->second == EntryType::kSymlink) {
       return Fail(Refuse(header, "its parent '" + parent + "' is a symlink (never followed)"));
     } else if (found->second != EntryType::kDir) {
-      return Fail(Refuse(header, "its parent '" + parent + "' is a " +
-                                     std::string(EntryTypeName(found->second))));
+      return Fail(Refuse(
+          header, "its parent '" + parent + "' is a " + std::string(EntryTypeName(found->second))));
     }
   }
 
@@ -151,13 +159,14 @@ Result<PlannedEntry> LayerPlanner::Plan(const EntryHeader& header) {
   switch (header.type) {
     case EntryType::kCharDevice:
     case EntryType::kBlockDevice:
-      return Fail(Refuse(header, std::string(EntryTypeName(header.type)) +
-                                     " nodes are not allowed in images"));
+      return Fail(Refuse(
+          header, std::string(EntryTypeName(header.type)) + " nodes are not allowed in images"));
     case EntryType::kSocket:
       entry.kind = PlannedEntry::Kind::kSkip;
       entry.new_parents.clear();
       return entry;
-    default: break;
+    default:
+      break;
   }
   if (entry.path.empty()) {
     if (header.type != EntryType::kDir) return Fail(Refuse(header, "the root must be a directory"));

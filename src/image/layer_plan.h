@@ -26,12 +26,21 @@
 
 namespace ember::image {
 
-enum class EntryType { kFile, kDir, kSymlink, kHardlink, kFifo, kCharDevice, kBlockDevice, kSocket };
+enum class EntryType {
+  kFile,
+  kDir,
+  kSymlink,
+  kHardlink,
+  kFifo,
+  kCharDevice,
+  kBlockDevice,
+  kSocket
+};
 
 std::string_view EntryTypeName(EntryType type);
 
 struct EntryHeader {
-  std::string path;         // as stored in the archive
+  std::string path;  // as stored in the archive
   EntryType type = EntryType::kFile;
   std::string link_target;  // hardlinks: the path of the entry linked to
 };
@@ -44,11 +53,11 @@ struct PlannedEntry {
     kSkip,
   };
   Kind kind = Kind::kSkip;
-  std::string path;                     // normalized: "etc/passwd"; "" is the root itself
+  std::string path;  // normalized: "etc/passwd"; "" is the root itself
   EntryType type = EntryType::kFile;
-  std::string link_target;              // normalized, for hardlinks
-  std::vector<std::string> removals;    // whole subtrees to delete first, in this order
-  std::vector<std::string> new_parents; // missing parent directories to create, top-down
+  std::string link_target;               // normalized, for hardlinks
+  std::vector<std::string> removals;     // whole subtrees to delete first, in this order
+  std::vector<std::string> new_parents;  // missing parent directories to create, top-down
 };
 
 // "./a//b/" -> "a/b"; refuses absolute paths and "..". The error names the path.

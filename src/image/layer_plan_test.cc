@@ -85,10 +85,11 @@ TEST(LayerPlanner, WhiteoutsOnlyInLayeredMode) {
 TEST(LayerPlanner, OpaqueHidesOnlyLowerLayers) {
   LayerPlanner p(true);
   p.BeginLayer();
-  for (const char* path : {"d/old1", "d/sub/old2", "d/keep/lower", "other"}) ASSERT_TRUE(p.Plan(H(path)));
+  for (const char* path : {"d/old1", "d/sub/old2", "d/keep/lower", "other"})
+    ASSERT_TRUE(p.Plan(H(path)));
   p.BeginLayer();
-  ASSERT_TRUE(p.Plan(H("d/new")));             // before the marker
-  ASSERT_TRUE(p.Plan(H("d/keep/upper")));      // keeps d/keep as a parent
+  ASSERT_TRUE(p.Plan(H("d/new")));         // before the marker
+  ASSERT_TRUE(p.Plan(H("d/keep/upper")));  // keeps d/keep as a parent
   auto opq = p.Plan(H("d/.wh..wh..opq"));
   ASSERT_TRUE(opq);
   EXPECT_EQ(opq->kind, PlannedEntry::Kind::kOpaque);
@@ -96,7 +97,8 @@ TEST(LayerPlanner, OpaqueHidesOnlyLowerLayers) {
   ASSERT_TRUE(p.Plan(H("d/after")));
   std::vector<std::string> left;
   for (const auto& [path, type] : p.tree()) left.push_back(path);
-  EXPECT_EQ(left, (std::vector<std::string>{"d", "d/after", "d/keep", "d/keep/upper", "d/new", "other"}));
+  EXPECT_EQ(left,
+            (std::vector<std::string>{"d", "d/after", "d/keep", "d/keep/upper", "d/new", "other"}));
 }
 
 }  // namespace

@@ -22,7 +22,8 @@ Result<UniqueFd> LockPath(const std::string& path, int op) {
       }
       if (errno != EINTR) return FailErrno("flock " + path);
     }
-    struct stat held {}, named {};
+    struct stat held {
+    }, named{};
     if (::fstat(fd.get(), &held) != 0) return FailErrno("stat lock " + path);
     if (::stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
         named.st_dev == held.st_dev) {

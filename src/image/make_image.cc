@@ -16,7 +16,8 @@ namespace ember::image {
 namespace {
 
 Status ScanAt(int dirfd, const std::string& rel, TreeScan* scan) {
-  int fd = ::openat(dirfd, rel.empty() ? "." : rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = ::openat(dirfd, rel.empty() ? "." : rel.c_str(),
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open " + rel);
   DIR* dir = ::fdopendir(fd);
   if (dir == nullptr) {
@@ -33,7 +34,10 @@ Status ScanAt(int dirfd, const std::string& rel, TreeScan* scan) {
     if (type == DT_UNKNOWN) {
       struct stat st {};
       if (::fstatat(::dirfd(dir), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISCHR(st.st_mode) ? DT_CHR : S_ISBLK(st.st_mode) ? DT_BLK : DT_REG;
+        type = S_ISDIR(st.st_mode)   ? DT_DIR
+               : S_ISCHR(st.st_mode) ? DT_CHR
+               : S_ISBLK(st.st_mode) ? DT_BLK
+                                     : DT_REG;
       }
     }
     if (type == DT_DIR) subdirs.push_back(path);
@@ -45,31 +49,35 @@ Status ScanAt(int dirfd, const std::string& rel, TreeScan* scan) {
 }
 
 // Name chosen by the user, else derived; checked before any expensive work.
-Result<std::string> ChooseName(const Store& store, const std::string& given, const std::string& derived,
-                               const std::string& source, bool force) {
+Result<std::string> ChooseName(const Store& store, const std::string& given,
+                               const std::string& derived, const std::string& source, bool force) {
   std::string name = given.empty() ? derived : given;
   if (name.empty()) {
-    return Fail(ErrorCode::kInvalidArgument, "cannot derive an image name from " + source + "; pass --name");
+    return Fail(ErrorCode::kInvalidArgument,
+                "cannot derive an image name from " + source + "; pass --name");
   }
   EMBER_TRY(ValidateImageName(name));
   if (!force) {
     auto existing = store.Get(name);
     if (existing || existing.error().code() == ErrorCode::kCorrupt) {
       return Fail(ErrorCode::kAlreadyExists,
-                  "image '" + name + "' already exists; use --force to replace it or choose another --name");
+                  "image '" + name +
+                      "' already exists; use --force to replace it or choose another --name");
     }
   }
   return name;
 }
 
-Result<Store::Committed> PackAndCommit(Store& store, const std::string& tree, const std::string& out,
-                                       ImageRecord meta, bool force, const ProgressFn& progress) {
+Result<Store::Committed> PackAndCommit(Store& store, const std::string& tree,
+                                       const std::string& out, ImageRecord meta, bool force,
+                                       const ProgressFn& progress) {
   EMBER_ASSIGN_OR_RETURN(auto scan, ScanTree(tree));
   meta.files = scan.entries - scan.devices.size();
   if (progress) {
     progress("packing " + std::to_string(meta.files) + " entries into EROFS" +
-             (scan.devices.empty() ? "" : " (leaving out " + std::to_string(scan.devices.size()) +
-                                              " device nodes: sandboxes get their own /dev)"));
+             (scan.devices.empty() ? ""
+                                   : " (leaving out " + std::to_string(scan.devices.size()) +
+                                         " device nodes: sandboxes get their own /dev)"));
   }
   EMBER_TRY(PackErofs(tree, out, scan.devices));
   if (progress) progress("storing image " + meta.name);
@@ -101,9 +109,11 @@ Result<Store::Committed> ImportImage(Store& store, const std::string& source,
   auto prepared = PrepareSource(source, work);
   if (!prepared) return Fail(std::move(prepared).error().Context(context));
 
-  std::string derived = prepared->suggested_name.empty() ? NameFromPath(source)
-                                                         : NameFromRepoTag(prepared->suggested_name);
-  EMBER_ASSIGN_OR_RETURN(auto name, ChooseName(store, options.name, derived, source, options.force));
+  std::string derived = prepared->suggested_name.empty()
+                            ? NameFromPath(source)
+                            : NameFromRepoTag(prepared->suggested_name);
+  EMBER_ASSIGN_OR_RETURN(auto name,
+                         ChooseName(store, options.name, derived, source, options.force));
   ImageRecord meta;
   meta.name = name;
   meta.source = source;
@@ -135,7 +145,8 @@ Result<Store::Committed> BuildImage(Store& store, const std::string& recipe_name
                                     const BuildOptions& options, const ProgressFn& progress) {
   EMBER_ASSIGN_OR_RETURN(auto recipe, FindRecipe(recipe_name));
   std::string context = "build image from recipe " + recipe.name;
-  EMBER_ASSIGN_OR_RETURN(auto name, ChooseName(store, options.name, recipe.name, recipe.name, options.force));
+  EMBER_ASSIGN_OR_RETURN(auto name,
+                         ChooseName(store, options.name, recipe.name, recipe.name, options.force));
   Mirror mirror = HostDebianMirror(recipe.suite);
   if (progress) {
     progress("resolving: Debian " + recipe.suite + " from " + mirror.uri + " (" +
@@ -147,13 +158,15 @@ Result<Store::Committed> BuildImage(Store& store, const std::string& recipe_name
     std::string packages;
     for (const auto& p : recipe.packages) packages += " " + p;
     for (const auto& p : options.extra_packages) packages += " " + p;
-    progress("downloading and installing:" + packages + " (mmdebstrap, " + recipe.suite + " minbase)");
+    progress("downloading and installing:" + packages + " (mmdebstrap, " + recipe.suite +
+             " minbase)");
   }
-  auto built = RunMmdebstrap(recipe, mirror, options.extra_packages, rootfs,
-                             [&](std::string_view line) {
-                               if (progress) progress("  " + std::string(line));
-                             },
-                             staging.lock_fd());
+  auto built = RunMmdebstrap(
+      recipe, mirror, options.extra_packages, rootfs,
+      [&](std::string_view line) {
+        if (progress) progress("  " + std::string(line));
+      },
+      staging.lock_fd());
   if (!built) return Fail(std::move(built).error().Context(context));
   ImageRecord meta;
   meta.name = name;

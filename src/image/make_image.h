@@ -14,7 +14,7 @@
 namespace ember::image {
 
 struct ImportOptions {
-  std::string name;  // "" = derive from the source
+  std::string name;    // "" = derive from the source
   bool force = false;  // replace an existing image of that name
 };
 Result<Store::Committed> ImportImage(Store& store, const std::string& source,

@@ -31,7 +31,8 @@ std::string ErrnoName(int e) {
 
 bool IsMountPoint(const std::string& path) {
   struct statx stx {};
-  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) != 0) return false;
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) != 0)
+    return false;
   return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
          (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
@@ -86,7 +87,8 @@ Status MountErofs(const ImageRecord& image, const std::string& target) {
       spdlog::info("file-backed EROFS refused, using a loop device for {}", image.blob_path);
       err = 0;
       auto looped = MountViaLoop(image.blob_path, target, &err);
-      if (!looped && err == 0) return Fail(std::move(looped).error().Context("mount image " + image.name));
+      if (!looped && err == 0)
+        return Fail(std::move(looped).error().Context("mount image " + image.name));
     }
   }
   if (err == 0) return Ok();
@@ -94,7 +96,8 @@ Status MountErofs(const ImageRecord& image, const std::string& target) {
   if (err == EINVAL || err == EUCLEAN || err == EBADMSG || err == EFBIG) {
     return Fail(ErrorCode::kCorrupt, what + " — the file is not a valid EROFS image");
   }
-  if (err == ENODEV) return Fail(ErrorCode::kUnsupported, what + " — the kernel has no EROFS support");
+  if (err == ENODEV)
+    return Fail(ErrorCode::kUnsupported, what + " — the kernel has no EROFS support");
   return Fail(ErrorCode::kIo, what + " (" + std::strerror(err) + ")");
 }
 
@@ -106,7 +109,8 @@ Status MountView(const std::string& raw, const std::string& view, const sandbox:
   attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID;
   attr.userns_fd = static_cast<uint64_t>(userns.get());
   if (sys::MountSetattr(tree.get(), "", AT_EMPTY_PATH, &attr) != 0) {
-    return FailErrno("idmap " + raw + " to " + std::to_string(ids.host_base) + "+" + std::to_string(ids.count));
+    return FailErrno("idmap " + raw + " to " + std::to_string(ids.host_base) + "+" +
+                     std::to_string(ids.count));
   }
   if (sys::MoveMount(tree.get(), "", AT_FDCWD, view.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
     return FailErrno("move_mount idmapped view to " + view);
@@ -146,7 +150,8 @@ Status CollectUnused(const std::string& dir, std::chrono::seconds linger,
   if (unmounted != nullptr) *unmounted = true;
   ::unlink((dir + "/users").c_str());
   ::unlink((dir + "/mutex").c_str());
-  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY) return FailErrno("rmdir " + dir);
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
+    return FailErrno("rmdir " + dir);
   return Ok();
 }
 
@@ -306,7 +311,8 @@ Result<size_t> CleanupStaleMounts(const std::string& run_dir, std::chrono::secon
     if (!mutex) continue;  // removed meanwhile, or not an image dir
     bool gone = false;
     auto collected = CollectUnused(dir, linger, &gone);
-    if (!collected) return Fail(std::move(collected).error().Context("clean up stale image mounts"));
+    if (!collected)
+      return Fail(std::move(collected).error().Context("clean up stale image mounts"));
     unmounted += gone ? 1 : 0;
   }
   return unmounted;

@@ -18,10 +18,11 @@ Status ValidateImageName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 128 && IsLeadChar(name[0]);
   for (char c : name) ok = ok && IsNameChar(c);
   if (!ok) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "invalid image name '" + std::string(name) + "': a name must match " +
-                    std::string(kNameRule) +
-                    " (lower-case letters, digits, '.', '_', '-'; starting with a letter or digit)");
+    return Fail(
+        ErrorCode::kInvalidArgument,
+        "invalid image name '" + std::string(name) + "': a name must match " +
+            std::string(kNameRule) +
+            " (lower-case letters, digits, '.', '_', '-'; starting with a letter or digit)");
   }
   return Ok();
 }

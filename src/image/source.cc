@@ -64,7 +64,8 @@ Result<OuterScan> ScanOuter(const std::string& path) {
     if (metadata && archive_entry_size(e) <= kSmallMember) {
       std::string content(static_cast<size_t>(archive_entry_size(e)), '\0');
       la_ssize_t n = archive_read_data(a.get(), content.data(), content.size());
-      if (n < 0) return Fail(ErrorCode::kCorrupt, "read " + path + ": " + archive_error_string(a.get()));
+      if (n < 0)
+        return Fail(ErrorCode::kCorrupt, "read " + path + ": " + archive_error_string(a.get()));
       content.resize(static_cast<size_t>(n));
       scan.small[*name] = std::move(content);
     }
@@ -78,7 +79,8 @@ Result<std::map<std::string, std::string>> ExtractMembers(const std::string& pat
                                                           const std::string& work_dir) {
   std::map<std::string, std::string> files;
   for (size_t i = 0; i < wanted.size(); ++i) {
-    if (files.count(wanted[i]) == 0) files[wanted[i]] = work_dir + "/layer-" + std::to_string(i) + ".tar";
+    if (files.count(wanted[i]) == 0)
+      files[wanted[i]] = work_dir + "/layer-" + std::to_string(i) + ".tar";
   }
   EMBER_ASSIGN_OR_RETURN(auto a, OpenTar(path));
   struct archive_entry* e;
@@ -86,7 +88,8 @@ Result<std::map<std::string, std::string>> ExtractMembers(const std::string& pat
   for (;;) {
     int r = archive_read_next_header(a.get(), &e);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) return Fail(ErrorCode::kCorrupt, "read " + path + ": " + archive_error_string(a.get()));
+    if (r < ARCHIVE_WARN)
+      return Fail(ErrorCode::kCorrupt, "read " + path + ": " + archive_error_string(a.get()));
     if (archive_entry_filetype(e) != AE_IFREG) continue;
     auto name = NormalizeEntryPath(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
     if (!name) continue;
@@ -94,12 +97,14 @@ Result<std::map<std::string, std::string>> ExtractMembers(const std::string& pat
     if (it == files.end() || PathExists(it->second)) continue;
     EMBER_ASSIGN_OR_RETURN(auto fd, OpenFile(it->second, O_WRONLY | O_CREAT | O_EXCL, 0600));
     if (archive_read_data_into_fd(a.get(), fd.get()) != ARCHIVE_OK) {
-      return Fail(ErrorCode::kCorrupt, "copy " + *name + " out of " + path + ": " + archive_error_string(a.get()));
+      return Fail(ErrorCode::kCorrupt,
+                  "copy " + *name + " out of " + path + ": " + archive_error_string(a.get()));
     }
     ++found;
   }
   for (const auto& [name, file] : files) {
-    if (!PathExists(file)) return Fail(ErrorCode::kCorrupt, path + ": layer " + name + " is missing from the archive");
+    if (!PathExists(file))
+      return Fail(ErrorCode::kCorrupt, path + ": layer " + name + " is missing from the archive");
   }
   (void)found;
   return files;
@@ -109,10 +114,14 @@ Result<std::map<std::string, std::string>> ExtractMembers(const std::string& pat
 
 std::string_view SourceKindName(SourceKind kind) {
   switch (kind) {
-    case SourceKind::kDirectory: return "directory";
-    case SourceKind::kDockerArchive: return "docker-archive";
-    case SourceKind::kOciArchive: return "oci-archive";
-    case SourceKind::kTarball: return "tarball";
+    case SourceKind::kDirectory:
+      return "directory";
+    case SourceKind::kDockerArchive:
+      return "docker-archive";
+    case SourceKind::kOciArchive:
+      return "oci-archive";
+    case SourceKind::kTarball:
+      return "tarball";
   }
   return "?";
 }
@@ -128,10 +137,12 @@ Result<DockerManifest> ParseDockerManifest(std::string_view text) {
     return Fail(ErrorCode::kCorrupt, "manifest.json: the image has no \"Layers\" list");
   }
   for (const auto& layer : image["Layers"]) {
-    if (!layer.is_string()) return Fail(ErrorCode::kCorrupt, "manifest.json: a layer is not a path");
+    if (!layer.is_string())
+      return Fail(ErrorCode::kCorrupt, "manifest.json: a layer is not a path");
     auto normalized = NormalizeEntryPath(layer.get<std::string>());
     if (!normalized || normalized->empty()) {
-      return Fail(ErrorCode::kCorrupt, "manifest.json: bad layer path '" + layer.get<std::string>() + "'");
+      return Fail(ErrorCode::kCorrupt,
+                  "manifest.json: bad layer path '" + layer.get<std::string>() + "'");
     }
     manifest.layers.push_back(*normalized);
   }
@@ -207,7 +218,8 @@ Result<PreparedSource> PrepareSource(const std::string& path, const std::string&
     return source;
   }
   if (!S_ISREG(st.st_mode)) {
-    return Fail(ErrorCode::kInvalidArgument, "import " + path + ": not a regular file or directory");
+    return Fail(ErrorCode::kInvalidArgument,
+                "import " + path + ": not a regular file or directory");
   }
   EMBER_ASSIGN_OR_RETURN(auto scan, ScanOuter(path));
   std::vector<std::string> members;
@@ -221,7 +233,8 @@ Result<PreparedSource> PrepareSource(const std::string& path, const std::string&
     auto read_blob = [&scan](const std::string& digest) -> Result<std::string> {
       EMBER_ASSIGN_OR_RETURN(auto blob_path, OciBlobPath(digest));
       auto it = scan.small.find(blob_path);
-      if (it == scan.small.end()) return Fail(ErrorCode::kCorrupt, "OCI blob " + blob_path + " is missing");
+      if (it == scan.small.end())
+        return Fail(ErrorCode::kCorrupt, "OCI blob " + blob_path + " is missing");
       return it->second;
     };
     EMBER_ASSIGN_OR_RETURN(auto digests, ResolveOciLayers(scan.small["index.json"], read_blob,

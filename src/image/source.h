@@ -22,7 +22,7 @@ enum class SourceKind { kDirectory, kDockerArchive, kOciArchive, kTarball };
 std::string_view SourceKindName(SourceKind kind);
 
 struct DockerManifest {
-  std::vector<std::string> layers;     // member paths inside the archive, bottom first
+  std::vector<std::string> layers;  // member paths inside the archive, bottom first
   std::vector<std::string> repo_tags;
 };
 Result<DockerManifest> ParseDockerManifest(std::string_view json);

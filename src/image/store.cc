@@ -82,7 +82,9 @@ void StagingDir::Remove() {
 std::string Store::BlobPath(const std::string& digest) const {
   return data_dir_ + "/images/" + digest + ".erofs";
 }
-std::string Store::RefPath(const std::string& name) const { return data_dir_ + "/refs/" + name + ".json"; }
+std::string Store::RefPath(const std::string& name) const {
+  return data_dir_ + "/refs/" + name + ".json";
+}
 
 Result<UniqueFd> Store::LockStore() const { return LockPath(data_dir_ + "/lock", LOCK_EX); }
 
@@ -129,7 +131,8 @@ Status Store::CleanTmp() const {
   // Temp files of ref writes that never got renamed (refs are only written under the store lock).
   EMBER_ASSIGN_OR_RETURN(names, ListDirectory(data_dir_ + "/refs"));
   for (const auto& name : names) {
-    if (name.find(".json.tmp.") != std::string::npos) ::unlink((data_dir_ + "/refs/" + name).c_str());
+    if (name.find(".json.tmp.") != std::string::npos)
+      ::unlink((data_dir_ + "/refs/" + name).c_str());
   }
   return Ok();
 }
@@ -174,12 +177,15 @@ Result<ImageRecord> Store::ReadRef(const std::string& name) const {
     return Fail(std::move(text).error());
   }
   json doc = json::parse(*text, nullptr, false);
-  auto corrupt = [&] { return Fail(ErrorCode::kCorrupt, "image '" + name + "': ref file " + path + " is corrupt"); };
+  auto corrupt = [&] {
+    return Fail(ErrorCode::kCorrupt, "image '" + name + "': ref file " + path + " is corrupt");
+  };
   if (doc.is_discarded() || !doc.is_object()) return corrupt();
   ImageRecord r;
   r.name = doc.value("name", "");
   r.digest = doc.value("digest", "");
-  if (r.name != name || !IsDigest(r.digest) || !doc.contains("size") || !doc["size"].is_number_unsigned()) {
+  if (r.name != name || !IsDigest(r.digest) || !doc.contains("size") ||
+      !doc["size"].is_number_unsigned()) {
     return corrupt();
   }
   r.size = doc["size"].get<uint64_t>();
@@ -198,7 +204,8 @@ Result<ImageRecord> Store::Get(const std::string& name) const {
   EMBER_ASSIGN_OR_RETURN(auto record, ReadRef(name));
   struct stat st {};
   if (::stat(record.blob_path.c_str(), &st) != 0) {
-    return Fail(ErrorCode::kCorrupt, "image '" + name + "': blob " + record.blob_path + " is missing");
+    return Fail(ErrorCode::kCorrupt,
+                "image '" + name + "': blob " + record.blob_path + " is missing");
   }
   if (static_cast<uint64_t>(st.st_size) != record.size) {
     return Fail(ErrorCode::kCorrupt, "image '" + name + "': blob " + record.blob_path + " has " +
@@ -226,7 +233,8 @@ Result<std::vector<ImageRecord>> Store::List() const {
   return records;
 }
 
-Result<Store::Committed> Store::Commit(const std::string& erofs_file, ImageRecord meta, bool replace) {
+Result<Store::Committed> Store::Commit(const std::string& erofs_file, ImageRecord meta,
+                                       bool replace) {
   EMBER_TRY(ValidateImageName(meta.name));
   EMBER_ASSIGN_OR_RETURN(auto digest, HashFile(erofs_file));
   {
@@ -264,8 +272,9 @@ Result<Store::Committed> Store::Commit(const std::string& erofs_file, ImageRecor
     // The old blob stays only if another name uses it. A sandbox that has it mounted keeps
     // working: the mount holds the unlinked file.
     EMBER_ASSIGN_OR_RETURN(auto records, List());
-    bool used = std::any_of(records.begin(), records.end(),
-                            [&](const ImageRecord& r) { return r.digest == *result.replaced_digest; });
+    bool used = std::any_of(records.begin(), records.end(), [&](const ImageRecord& r) {
+      return r.digest == *result.replaced_digest;
+    });
     if (!used) ::unlink(BlobPath(*result.replaced_digest).c_str());
   }
   result.record = std::move(meta);

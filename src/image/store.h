@@ -33,7 +33,7 @@ struct ImageRecord {
   std::string kind;       // build, docker-archive, oci-archive, tarball, directory
   std::string recipe;     // builds only
   uint32_t layers = 0;
-  uint64_t files = 0;     // entries in the tree, not counting the root
+  uint64_t files = 0;  // entries in the tree, not counting the root
 };
 
 // The ref file's JSON (also what `ember image inspect` prints).

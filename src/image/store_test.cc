@@ -1,9 +1,8 @@
 #include "image/store.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "base/fs.h"
 
@@ -25,7 +24,9 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(WriteFileAtomic(file, content));
     return file;
   }
-  std::vector<std::string> Entries(const std::string& sub) { return *ListDirectory(dir_ + "/" + sub); }
+  std::vector<std::string> Entries(const std::string& sub) {
+    return *ListDirectory(dir_ + "/" + sub);
+  }
 
   std::string dir_;
 };

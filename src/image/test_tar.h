@@ -29,11 +29,13 @@ class TarWriter {
     a_ = nullptr;
   }
 
-  void File(const std::string& path, const std::string& content, int mode = 0644,
-            int64_t uid = -1, int64_t gid = -1) {
+  void File(const std::string& path, const std::string& content, int mode = 0644, int64_t uid = -1,
+            int64_t gid = -1) {
     Add(path, AE_IFREG, mode, content, "", "", uid, gid);
   }
-  void Dir(const std::string& path, int mode = 0755) { Add(path, AE_IFDIR, mode, "", "", "", -1, -1); }
+  void Dir(const std::string& path, int mode = 0755) {
+    Add(path, AE_IFDIR, mode, "", "", "", -1, -1);
+  }
   void Symlink(const std::string& path, const std::string& target) {
     Add(path, AE_IFLNK, 0777, "", target, "", -1, -1);
   }

@@ -52,8 +52,9 @@ Result<UniqueFd> TreeWriter::OpenDir(const std::string& rel) const {
     int next = ::openat(current.get(), part.c_str(), kDirFlags);
     if (next < 0) {
       if (errno == ELOOP || errno == ENOTDIR) {
-        return Fail(ErrorCode::kInvalidArgument,
-                    "'" + rel.substr(0, slash) + "' is not a directory (symlinks are never followed)");
+        return Fail(
+            ErrorCode::kInvalidArgument,
+            "'" + rel.substr(0, slash) + "' is not a directory (symlinks are never followed)");
       }
       return FailErrno("open " + root_ + "/" + rel.substr(0, slash));
     }
@@ -87,7 +88,8 @@ Status TreeWriter::MakeDir(const std::string& rel, mode_t mode, uid_t uid, gid_t
     if (::mkdirat(parent.get(), name.c_str(), 0700) != 0 && errno != EEXIST) {
       return FailErrno("mkdir " + root_ + "/" + rel);
     }
-    dir.reset(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    dir.reset(
+        ::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   }
   if (!dir) return FailErrno("open directory " + root_ + "/" + rel);
   if (::fchown(dir.get(), uid, gid) != 0) return FailErrno("chown " + root_ + "/" + rel);
@@ -111,8 +113,8 @@ Status TreeWriter::SetXattrs(int fd, const std::string& rel, struct archive_entr
 Status TreeWriter::WriteFile(int parent, const std::string& name, const std::string& rel,
                              struct archive* a, struct archive_entry* e) {
   std::string shown = root_ + "/" + rel;
-  UniqueFd fd(::openat(parent, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       0600));
+  UniqueFd fd(
+      ::openat(parent, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return FailErrno("create " + shown);
   const void* buf;
   size_t size;
@@ -140,7 +142,8 @@ Status TreeWriter::WriteFile(int parent, const std::string& name, const std::str
     return FailErrno("truncate " + shown);
   }
   // chown before chmod: chown clears set-id bits.
-  if (::fchown(fd.get(), archive_entry_uid(e), archive_entry_gid(e)) != 0) return FailErrno("chown " + shown);
+  if (::fchown(fd.get(), archive_entry_uid(e), archive_entry_gid(e)) != 0)
+    return FailErrno("chown " + shown);
   if (::fchmod(fd.get(), archive_entry_perm(e) & 07777) != 0) return FailErrno("chmod " + shown);
   EMBER_TRY(SetXattrs(fd.get(), rel, e));
   struct timespec times[2] = {EntryMtime(e), EntryMtime(e)};
@@ -197,7 +200,8 @@ Status TreeWriter::Apply(const PlannedEntry& entry, struct archive* a, struct ar
       return Ok();
     }
     case EntryType::kFifo: {
-      if (::mknodat(parent.get(), name.c_str(), S_IFIFO | 0600, 0) != 0) return FailErrno("mkfifo " + shown);
+      if (::mknodat(parent.get(), name.c_str(), S_IFIFO | 0600, 0) != 0)
+        return FailErrno("mkfifo " + shown);
       if (::fchownat(parent.get(), name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
         return FailErrno("chown " + shown);
       }
@@ -210,8 +214,8 @@ Status TreeWriter::Apply(const PlannedEntry& entry, struct archive* a, struct ar
       return Ok();
     }
     default:
-      return Fail(ErrorCode::kInternal, "cannot write a " + std::string(EntryTypeName(entry.type)) +
-                                            " (" + rel + ")");
+      return Fail(ErrorCode::kInternal,
+                  "cannot write a " + std::string(EntryTypeName(entry.type)) + " (" + rel + ")");
   }
 }
 
@@ -225,7 +229,8 @@ Status TreeWriter::Finish() {
       std::string name;
       auto parent = OpenParent(rel, &name);
       if (!parent) continue;  // removed by a later layer
-      dir.reset(::openat(parent->get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      dir.reset(
+          ::openat(parent->get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!dir && errno == ENOENT) continue;
     }
     if (!dir) return FailErrno("open " + root_ + "/" + rel);

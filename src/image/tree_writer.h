@@ -30,7 +30,8 @@ class TreeWriter {
   Status Finish();
 
  private:
-  TreeWriter(std::string root, UniqueFd root_fd) : root_(std::move(root)), root_fd_(std::move(root_fd)) {}
+  TreeWriter(std::string root, UniqueFd root_fd)
+      : root_(std::move(root)), root_fd_(std::move(root_fd)) {}
   // An O_PATH fd of directory `rel` ("" is the root), never following symlinks.
   Result<UniqueFd> OpenDir(const std::string& rel) const;
   // Opens the parent of `rel`; `name` receives the last component.

@@ -22,13 +22,27 @@ EntryHeader HeaderOf(struct archive_entry* e) {
     return h;
   }
   switch (archive_entry_filetype(e)) {
-    case AE_IFDIR: h.type = EntryType::kDir; break;
-    case AE_IFLNK: h.type = EntryType::kSymlink; break;
-    case AE_IFIFO: h.type = EntryType::kFifo; break;
-    case AE_IFCHR: h.type = EntryType::kCharDevice; break;
-    case AE_IFBLK: h.type = EntryType::kBlockDevice; break;
-    case AE_IFSOCK: h.type = EntryType::kSocket; break;
-    default: h.type = EntryType::kFile; break;
+    case AE_IFDIR:
+      h.type = EntryType::kDir;
+      break;
+    case AE_IFLNK:
+      h.type = EntryType::kSymlink;
+      break;
+    case AE_IFIFO:
+      h.type = EntryType::kFifo;
+      break;
+    case AE_IFCHR:
+      h.type = EntryType::kCharDevice;
+      break;
+    case AE_IFBLK:
+      h.type = EntryType::kBlockDevice;
+      break;
+    case AE_IFSOCK:
+      h.type = EntryType::kSocket;
+      break;
+    default:
+      h.type = EntryType::kFile;
+      break;
   }
   return h;
 }
@@ -38,8 +52,8 @@ EntryHeader HeaderOf(struct archive_entry* e) {
 Status Pass(const std::vector<std::string>& layers, LayerPlanner& planner, TreeWriter* writer) {
   for (size_t i = 0; i < layers.size(); ++i) {
     const std::string& layer = layers[i];
-    std::string where = layers.size() > 1 ? "layer " + std::to_string(i + 1) + " (" + layer + ")"
-                                          : layer;
+    std::string where =
+        layers.size() > 1 ? "layer " + std::to_string(i + 1) + " (" + layer + ")" : layer;
     EMBER_ASSIGN_OR_RETURN(auto a, OpenTar(layer));
     planner.BeginLayer();
     struct archive_entry* e;

@@ -1,9 +1,8 @@
 #include "image/unpack.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "base/fs.h"
 #include "image/erofs.h"
@@ -46,7 +45,8 @@ class UnpackTest : public ::testing::Test {
     }
     auto r = UnpackLayers({tar}, false, dest_);
     ASSERT_FALSE(r) << "accepted an archive with " << entry;
-    EXPECT_NE(r.error().message().find("'" + entry + "'"), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find("'" + entry + "'"), std::string::npos)
+        << r.error().message();
     EXPECT_EQ(DestEntries(), 0u) << "something was written before the refusal";
     EXPECT_FALSE(PathExists(root_ + "/x")) << "wrote outside the destination";
   }
@@ -87,7 +87,8 @@ TEST_F(UnpackTest, KeepsFilesLinksModesAndSymlinksPointingAnywhere) {
   auto r = UnpackLayers({tar}, false, dest_);
   ASSERT_TRUE(r) << r.error().ToString();
   EXPECT_EQ(r->entries, 6u);  // bin, bin/tool, bin/tool2, etc, etc/os, tmp
-  struct stat st {}, st2 {};
+  struct stat st {
+  }, st2{};
   ASSERT_EQ(::stat((dest_ + "/bin/tool").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 04755u);
   EXPECT_EQ(st.st_mtime, 1600000000);
@@ -119,9 +120,8 @@ TEST_F(UnpackTest, DockerArchiveWithTwoLayersAndWhiteouts) {
   std::string archive = work_ + "/image.tar";
   {
     TarWriter outer(archive);
-    outer.File("manifest.json",
-               R"([{"Config":"cfg.json","RepoTags":["example.com/tools/app:1.2"],)"
-               R"("Layers":["aaa/layer.tar","bbb/layer.tar"]}])");
+    outer.File("manifest.json", R"([{"Config":"cfg.json","RepoTags":["example.com/tools/app:1.2"],)"
+                                R"("Layers":["aaa/layer.tar","bbb/layer.tar"]}])");
     outer.File("cfg.json", "{}");
     outer.File("aaa/layer.tar", *ReadFile(work_ + "/l1.tar"));
     outer.File("bbb/layer.tar", *ReadFile(work_ + "/l2.tar"));
@@ -156,16 +156,18 @@ TEST_F(UnpackTest, OciArchiveFollowsIndexToLayers) {
     l2.File("usr/bin/c", "c2");
   }
   std::string h1 = std::string(64, '1'), h2 = std::string(64, '2'), hm = std::string(64, 'a');
-  std::string manifest = R"({"schemaVersion":2,"config":{"digest":"sha256:)" + std::string(64, 'c') +
-                         R"("},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:)" +
-                         h1 + R"("},{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:)" + h2 +
-                         R"("}]})";
+  std::string manifest =
+      R"({"schemaVersion":2,"config":{"digest":"sha256:)" + std::string(64, 'c') +
+      R"("},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:)" +
+      h1 + R"("},{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:)" +
+      h2 + R"("}]})";
   std::string archive = work_ + "/image.oci.tar";
   {
     TarWriter outer(archive);
     outer.File("oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
-    outer.File("index.json", R"({"schemaVersion":2,"manifests":[{"digest":"sha256:)" + hm +
-                                 R"(","annotations":{"org.opencontainers.image.ref.name":"v1"}}]})");
+    outer.File("index.json",
+               R"({"schemaVersion":2,"manifests":[{"digest":"sha256:)" + hm +
+                   R"(","annotations":{"org.opencontainers.image.ref.name":"v1"}}]})");
     outer.File("blobs/sha256/" + hm, manifest);
     outer.File("blobs/sha256/" + h1, *ReadFile(work_ + "/l1.tar"));
     outer.File("blobs/sha256/" + h2, *ReadFile(work_ + "/l2.tar"));

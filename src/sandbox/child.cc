@@ -21,21 +21,36 @@ namespace ember::sandbox {
 
 const char* ChildStageName(ChildStage stage) {
   switch (stage) {
-    case ChildStage::kWaitParent: return "wait for parent";
-    case ChildStage::kSetIds: return "become root of the user namespace";
-    case ChildStage::kUnshareCgroup: return "unshare cgroup namespace";
-    case ChildStage::kMountPrivate: return "make mounts private";
-    case ChildStage::kMount: return "mount";
-    case ChildStage::kSendLayer: return "send writable layer to parent";
-    case ChildStage::kStdio: return "set up stdin/stdout/stderr";
-    case ChildStage::kPivotRoot: return "pivot_root";
-    case ChildStage::kHostname: return "sethostname";
-    case ChildStage::kLoopback: return "bring up loopback";
-    case ChildStage::kRlimit: return "setrlimit";
-    case ChildStage::kWorkdir: return "chdir to workdir";
-    case ChildStage::kCapabilities: return "switch user and drop capabilities";
-    case ChildStage::kSeccomp: return "install seccomp filter";
-    case ChildStage::kExec: return "exec";
+    case ChildStage::kWaitParent:
+      return "wait for parent";
+    case ChildStage::kSetIds:
+      return "become root of the user namespace";
+    case ChildStage::kUnshareCgroup:
+      return "unshare cgroup namespace";
+    case ChildStage::kMountPrivate:
+      return "make mounts private";
+    case ChildStage::kMount:
+      return "mount";
+    case ChildStage::kSendLayer:
+      return "send writable layer to parent";
+    case ChildStage::kStdio:
+      return "set up stdin/stdout/stderr";
+    case ChildStage::kPivotRoot:
+      return "pivot_root";
+    case ChildStage::kHostname:
+      return "sethostname";
+    case ChildStage::kLoopback:
+      return "bring up loopback";
+    case ChildStage::kRlimit:
+      return "setrlimit";
+    case ChildStage::kWorkdir:
+      return "chdir to workdir";
+    case ChildStage::kCapabilities:
+      return "switch user and drop capabilities";
+    case ChildStage::kSeccomp:
+      return "install seccomp filter";
+    case ChildStage::kExec:
+      return "exec";
   }
   return "unknown stage";
 }

@@ -24,13 +24,13 @@ enum class ChildStage : uint32_t {
   kSetIds,
   kUnshareCgroup,
   kMountPrivate,
-  kMount,          // `step` is the index of the failed MountPlan step
+  kMount,  // `step` is the index of the failed MountPlan step
   kSendLayer,
   kStdio,
   kPivotRoot,
   kHostname,
   kLoopback,
-  kRlimit,         // `step` is the index into rlimits
+  kRlimit,  // `step` is the index into rlimits
   kWorkdir,
   kCapabilities,
   kSeccomp,
@@ -42,7 +42,7 @@ const char* ChildStageName(ChildStage stage);
 // The report a failing child sends before exiting. A successful exec closes the socket instead.
 struct ChildReport {
   ChildStage stage;
-  int32_t error;   // errno
+  int32_t error;  // errno
   uint32_t step;
 };
 

@@ -11,9 +11,9 @@ namespace ember::sandbox {
 
 const std::vector<std::string>& MaskedProcFiles() {
   static const std::vector<std::string> files = {
-      "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-      "/proc/sched_debug", "/proc/sysrq-trigger", "/proc/kallsyms", "/proc/kpagecount",
-      "/proc/kpageflags", "/proc/kpagecgroup", "/proc/config.gz"};
+      "/proc/kcore",       "/proc/keys",        "/proc/latency_stats", "/proc/timer_list",
+      "/proc/timer_stats", "/proc/sched_debug", "/proc/sysrq-trigger", "/proc/kallsyms",
+      "/proc/kpagecount",  "/proc/kpageflags",  "/proc/kpagecgroup",   "/proc/config.gz"};
   return files;
 }
 
@@ -23,8 +23,8 @@ const std::vector<std::string>& MaskedProcDirs() {
 }
 
 const std::vector<std::string>& ReadOnlyProcPaths() {
-  static const std::vector<std::string> paths = {"/proc/sys", "/proc/bus", "/proc/fs",
-                                                 "/proc/irq", "/proc/asound"};
+  static const std::vector<std::string> paths = {"/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq",
+                                                 "/proc/asound"};
   return paths;
 }
 
@@ -162,8 +162,8 @@ int ApplyStep(const MountStep& s) noexcept {
       }
       return 0;
     case MountOp::kRemountReadOnly:
-      if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | s.flags,
-                  nullptr) != 0) {
+      if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | s.flags, nullptr) !=
+          0) {
         return errno == ENOENT || errno == EINVAL ? 0 : errno;
       }
       return 0;

@@ -23,12 +23,12 @@
 namespace ember::sandbox {
 
 enum class MountOp {
-  kMount,        // mount(source, target, fstype, flags, data)
-  kMkdir,        // mkdir(target, mode); EEXIST is fine
-  kTouch,        // create an empty file at target (a bind-mount point); EEXIST is fine
-  kSymlink,      // symlink(source, target); EEXIST is fine
-  kBindOptional, // bind source onto target; skipped when either is missing (masks, devices)
-  kMaskDir,      // an empty read-only tmpfs over target; skipped when target is missing
+  kMount,            // mount(source, target, fstype, flags, data)
+  kMkdir,            // mkdir(target, mode); EEXIST is fine
+  kTouch,            // create an empty file at target (a bind-mount point); EEXIST is fine
+  kSymlink,          // symlink(source, target); EEXIST is fine
+  kBindOptional,     // bind source onto target; skipped when either is missing (masks, devices)
+  kMaskDir,          // an empty read-only tmpfs over target; skipped when target is missing
   kRemountReadOnly,  // bind-remount target read-only, keeping the locked flags in `flags`
 };
 

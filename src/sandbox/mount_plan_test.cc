@@ -1,8 +1,7 @@
 #include "sandbox/mount_plan.h"
 
-#include <sys/mount.h>
-
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include <algorithm>
 

@@ -68,7 +68,7 @@ Error ReportToError(const ChildReport& report, const ChildPlan& plan) {
            step.target;
     if (step.fstype == "overlay") what += " (" + step.data + ")";
   } else if (report.stage == ChildStage::kExec) {
-    std::string reason = report.error == ENOENT ? "command not found in the image"
+    std::string reason = report.error == ENOENT   ? "command not found in the image"
                          : report.error == EACCES ? "not executable"
                                                   : "cannot execute";
     return Error(ErrorCode::kExecFailed, "exec " + plan.argv_storage.at(0) + ": " + reason,
@@ -102,8 +102,8 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   auto start = Clock::now();
   EMBER_TRY(Validate(spec));
   StartTimings timings;
-  ChildPlan plan = BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(),
-                                  options.stdio);
+  ChildPlan plan =
+      BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(), options.stdio);
   timings.plan = Since(start);
 
   int socks[2];

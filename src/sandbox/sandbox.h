@@ -39,7 +39,7 @@ struct LayerUsage {
 struct StartOptions {
   std::string staging_dir;  // existing empty directory, shared by all sandboxes of a run dir
   const BpfProgram* seccomp = nullptr;  // must outlive Start()
-  int stdio[3] = {0, 1, 2};  // the caller's fds that become the sandbox's stdin/out/err
+  int stdio[3] = {0, 1, 2};             // the caller's fds that become the sandbox's stdin/out/err
 };
 
 class Sandbox {
@@ -70,7 +70,9 @@ class Sandbox {
 
  private:
   Sandbox(std::string id, ChildProcess init, cgroup::Lease cgroup, UniqueFd layer)
-      : id_(std::move(id)), init_(std::move(init)), cgroup_(std::move(cgroup)),
+      : id_(std::move(id)),
+        init_(std::move(init)),
+        cgroup_(std::move(cgroup)),
         layer_(std::move(layer)) {}
 
   std::string id_;

@@ -41,8 +41,6 @@ std::vector<std::string> DefaultEnv() {
           "LANG=C.UTF-8"};
 }
 
-std::vector<Rlimit> DefaultRlimits() {
-  return {{RLIMIT_NOFILE, 1024, 4096}, {RLIMIT_CORE, 0, 0}};
-}
+std::vector<Rlimit> DefaultRlimits() { return {{RLIMIT_NOFILE, 1024, 4096}, {RLIMIT_CORE, 0, 0}}; }
 
 }  // namespace ember::sandbox

@@ -13,9 +13,7 @@
 
 namespace ember::sys {
 
-inline long Clone3(struct clone_args* args) {
-  return ::syscall(SYS_clone3, args, sizeof(*args));
-}
+inline long Clone3(struct clone_args* args) { return ::syscall(SYS_clone3, args, sizeof(*args)); }
 inline int PidfdOpen(pid_t pid, unsigned flags = 0) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
 }

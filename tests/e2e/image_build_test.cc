@@ -1,7 +1,6 @@
 // `ember image build` against the real Debian mirror. The python3.11 image is built once for the
 // suite (about a minute); failures must leave the data dir empty.
 #include <gtest/gtest.h>
-
 #include <sys/utsname.h>
 
 #include "base/fs.h"
@@ -52,8 +51,9 @@ TEST_F(ImageBuild, Python311HasTheInterpreterAndLibpython) {
   struct utsname u {};
   ::uname(&u);
   std::string libdir = std::string("/usr/lib/") + u.machine + "-linux-gnu";
-  for (const std::string& path : {std::string("/usr/bin/python3.11"), std::string("/usr/bin/python3"),
-                                  libdir + "/libpython3.11.so.1.0"}) {
+  for (const std::string& path :
+       {std::string("/usr/bin/python3.11"), std::string("/usr/bin/python3"),
+        libdir + "/libpython3.11.so.1.0"}) {
     auto dump = RunCommand({"dump.erofs", "--path=" + path, blob});
     EXPECT_EQ(dump.exit_code, 0) << path << " missing from the image: " << dump.err << dump.out;
   }
@@ -71,7 +71,8 @@ TEST(ImageBuildFailure, UnknownRecipeListsKnownOnesAndStoresNothing) {
   EmberEnv env;
   auto r = env.Ember({"image", "build", "python2.7"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
-  EXPECT_NE(r.err.find("unknown image recipe 'python2.7' (known recipes: python3.11)"), std::string::npos)
+  EXPECT_NE(r.err.find("unknown image recipe 'python2.7' (known recipes: python3.11)"),
+            std::string::npos)
       << r.err;
   std::string what;
   EXPECT_TRUE(NothingStored(env, &what)) << what;
@@ -80,9 +81,9 @@ TEST(ImageBuildFailure, UnknownRecipeListsKnownOnesAndStoresNothing) {
 TEST(ImageBuildFailure, FailingMmdebstrapLeavesNothingBehind) {
   EMBER_REQUIRE_PRIVILEGES();
   EmberEnv env;
-  auto r = env.Ember({"image", "build", "python3.11", "--name", "broken", "--include",
-                      "ember-no-such-package"},
-                     "", 600);
+  auto r = env.Ember(
+      {"image", "build", "python3.11", "--name", "broken", "--include", "ember-no-such-package"},
+      "", 600);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("mmdebstrap"), std::string::npos) << r.err;
   std::string what;

@@ -1,9 +1,8 @@
 // `ember run` as a user runs it: the real binary, a busybox image imported into a private data
 // dir, and after every test a check that no mount, cgroup process or file was left behind.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -81,11 +80,16 @@ TEST_F(RunTest, BadLimitsAreRejectedNamingTheFlag) {
     std::vector<std::string> flags;
     std::string expected;
   } cases[] = {
-      {{"--memory", "0"}, "--memory"},      {{"--memory", "12Q"}, "--memory"},
-      {{"--cpus", "-1"}, "cpus"},           {{"--cpus", "lots"}, "cpus"},
-      {{"--pids", "0"}, "--pids"},          {{"--net", "host"}, "--net"},
-      {{"--tmpfs-size", "x"}, "--tmpfs-size"}, {{"--timeout", "soon"}, "--timeout"},
-      {{"--env", "NOEQUALS"}, "--env"},     {{"--user", "root"}, "--user"},
+      {{"--memory", "0"}, "--memory"},
+      {{"--memory", "12Q"}, "--memory"},
+      {{"--cpus", "-1"}, "cpus"},
+      {{"--cpus", "lots"}, "cpus"},
+      {{"--pids", "0"}, "--pids"},
+      {{"--net", "host"}, "--net"},
+      {{"--tmpfs-size", "x"}, "--tmpfs-size"},
+      {{"--timeout", "soon"}, "--timeout"},
+      {{"--env", "NOEQUALS"}, "--env"},
+      {{"--user", "root"}, "--user"},
   };
   for (const auto& c : cases) {
     auto args = c.flags;
@@ -123,8 +127,7 @@ TEST_F(RunTest, OomKillIsReportedWith137) {
 }
 
 TEST_F(RunTest, FullWritableLayerIsReported) {
-  auto r = Run({"--tmpfs-size", "4M", "--", "dd", "if=/dev/zero", "of=/fill", "bs=1M",
-                "count=10"});
+  auto r = Run({"--tmpfs-size", "4M", "--", "dd", "if=/dev/zero", "of=/fill", "bs=1M", "count=10"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("No space left"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("filled its writable layer (4M"), std::string::npos) << r.err;
@@ -139,10 +142,10 @@ TEST_F(RunTest, EachRunStartsFromAnEmptyWritableLayer) {
 TEST_F(RunTest, SigtermIsForwardedThenEnforcedAfterTheStopTimeout) {
   ::setenv("EMBER_CGROUP_NAME", env_->cgroup_name().c_str(), 1);
   ::setenv("EMBER_IMAGE_LINGER", "0", 1);
-  auto ember = ChildProcess::Spawn({testing::EmberBinary(), "--data-dir", env_->data_dir(),
-                                    "--run-dir", env_->run_dir(), "run", "--image", "busybox",
-                                    "--stop-timeout", "300ms", "--", "sleep", "100"},
-                                   /*capture_output=*/true);
+  auto ember = ChildProcess::Spawn(
+      {testing::EmberBinary(), "--data-dir", env_->data_dir(), "--run-dir", env_->run_dir(), "run",
+       "--image", "busybox", "--stop-timeout", "300ms", "--", "sleep", "100"},
+      /*capture_output=*/true);
   ::unsetenv("EMBER_CGROUP_NAME");
   ::unsetenv("EMBER_IMAGE_LINGER");
   ASSERT_TRUE(ember) << ember.error().ToString();
@@ -183,10 +186,10 @@ TEST_F(RunTest, IdleImageMountsLingerThenGo) {
 
 TEST_F(RunTest, KilledEmberTakesItsSandboxAlongAndTheNextRunCleansUp) {
   ::setenv("EMBER_CGROUP_NAME", env_->cgroup_name().c_str(), 1);
-  auto ember = ChildProcess::Spawn({testing::EmberBinary(), "--data-dir", env_->data_dir(),
-                                    "--run-dir", env_->run_dir(), "run", "--image", "busybox",
-                                    "--", "sh", "-c", "echo ready; sleep 100 & sleep 100"},
-                                   /*capture_output=*/true);
+  auto ember = ChildProcess::Spawn(
+      {testing::EmberBinary(), "--data-dir", env_->data_dir(), "--run-dir", env_->run_dir(), "run",
+       "--image", "busybox", "--", "sh", "-c", "echo ready; sleep 100 & sleep 100"},
+      /*capture_output=*/true);
   ::unsetenv("EMBER_CGROUP_NAME");
   ASSERT_TRUE(ember) << ember.error().ToString();
   // Wait until the sandbox runs: its processes show up in the env's cgroups.

@@ -1,5 +1,6 @@
 // Images through the real binary and the real kernel: imports, idmapped views, the flock
 // reference count across processes, stale-mount collection, and the errors around them.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -8,8 +9,6 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "base/fs.h"
 #include "image/mount.h"
@@ -183,8 +182,9 @@ TEST(ImageMount, CorruptErofsFileIsAClearErrorAndMountsNothing) {
   auto lease = AcquireMount(committed->record, kIds, env.run_dir());
   ASSERT_FALSE(lease);
   EXPECT_EQ(lease.error().code(), ErrorCode::kCorrupt);
-  EXPECT_NE(lease.error().ToString().find("mount image broken (" + committed->record.blob_path + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      lease.error().ToString().find("mount image broken (" + committed->record.blob_path + ")"),
+      std::string::npos)
       << lease.error().ToString();
   EXPECT_NE(lease.error().ToString().find("not a valid EROFS image"), std::string::npos);
   EXPECT_EQ(MountsUnder(env.run_dir()), 0);

@@ -3,9 +3,8 @@
 #include "sandbox/sandbox.h"
 
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "sandbox/cgroup/hierarchy.h"
@@ -164,8 +163,9 @@ TEST_F(SandboxTest, NetworkNoneLeavesLoopbackDown) {
 }
 
 TEST_F(SandboxTest, RunsAsTheRequestedUserWithoutCapabilities) {
-  auto spec = Spec({"sh", "-c", "id -u; id -g; grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status; "
-                                "grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status; pwd"});
+  auto spec = Spec({"sh", "-c",
+                    "id -u; id -g; grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status; "
+                    "grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status; pwd"});
   spec.uid = 1000;
   spec.gid = 1000;
   spec.workdir = "/home/user";

@@ -1,6 +1,7 @@
 #include "util/fixtures.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -12,8 +13,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "base/fs.h"
 
@@ -93,7 +92,8 @@ std::string MissingPrivileges() {
   if (::geteuid() != 0) return "root";
   auto max_userns = ReadFile("/proc/sys/user/max_user_namespaces");
   if (max_userns && std::atoi(max_userns->c_str()) == 0) return "user namespaces";
-  if (!PathExists("/sys/fs/cgroup/memory/cgroup.procs") && !PathExists("/sys/fs/cgroup/cgroup.controllers")) {
+  if (!PathExists("/sys/fs/cgroup/memory/cgroup.procs") &&
+      !PathExists("/sys/fs/cgroup/cgroup.controllers")) {
     return "a cgroup hierarchy with the memory controller";
   }
   return "";
@@ -161,10 +161,11 @@ void MakeBusyboxRootfs(const std::string& dir) {
   ::chmod((dir + "/tmp").c_str(), 01777);
   auto copied = RunCommand({"cp", "/bin/busybox", dir + "/bin/busybox"});
   ASSERT_EQ(copied.exit_code, 0) << "copy busybox (package busybox-static): " << copied.err;
-  for (const char* applet : {"sh", "ls", "cat", "echo", "id", "hostname", "mount", "umount", "dd",
-                             "sleep", "true", "false", "head", "tail", "wc", "touch", "mkdir",
-                             "rm", "ps", "grep", "env", "pwd", "stat", "df", "yes", "kill", "printf",
-                             "test", "readlink", "seq", "chmod", "tr", "sed", "awk", "find"}) {
+  for (const char* applet :
+       {"sh",    "ls",       "cat",   "echo",  "id",   "hostname", "mount", "umount", "dd",
+        "sleep", "true",     "false", "head",  "tail", "wc",       "touch", "mkdir",  "rm",
+        "ps",    "grep",     "env",   "pwd",   "stat", "df",       "yes",   "kill",   "printf",
+        "test",  "readlink", "seq",   "chmod", "tr",   "sed",      "awk",   "find"}) {
     ::symlink("busybox", (dir + "/bin/" + applet).c_str());
   }
   ASSERT_TRUE(WriteFileAtomic(dir + "/etc/passwd",
@@ -182,8 +183,8 @@ void MakeBusyboxRootfs(const std::string& dir) {
   }
 }
 
-RunResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
-                     int timeout_s, const std::map<std::string, std::string>& env) {
+RunResult RunCommand(const std::vector<std::string>& argv, const std::string& input, int timeout_s,
+                     const std::map<std::string, std::string>& env) {
   RunResult result;
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {

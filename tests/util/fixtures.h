@@ -16,10 +16,10 @@ std::string TestBinDir();  // static probes: build/test-bin
 // Why a privileged test cannot run here, or "" if it can (root, user namespaces, cgroups).
 std::string MissingPrivileges();
 
-#define EMBER_REQUIRE_PRIVILEGES()                                   \
-  do {                                                               \
-    std::string missing_ = ::ember::testing::MissingPrivileges();    \
-    if (!missing_.empty()) GTEST_SKIP() << "needs " << missing_;     \
+#define EMBER_REQUIRE_PRIVILEGES()                                \
+  do {                                                            \
+    std::string missing_ = ::ember::testing::MissingPrivileges(); \
+    if (!missing_.empty()) GTEST_SKIP() << "needs " << missing_;  \
   } while (0)
 
 class TempDir {

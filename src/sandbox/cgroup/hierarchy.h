@@ -33,7 +33,7 @@ struct Hierarchy {
   // Every v1 controller found, by name, with its mount point. Co-mounted controllers (e.g.
   // "cpu,cpuacct") share one mount point.
   std::map<std::string, std::string> v1_mounts;
-  std::string v2_root;                      // the cgroup2 mount point, "" when there is none
+  std::string v2_root;     // the cgroup2 mount point, "" when there is none
   std::string v2_options;  // its superblock options, e.g. "rw,nsdelegate" (kept on a remount)
   std::vector<std::string> v2_controllers;  // the v2 root's cgroup.controllers
 
