@@ -1,0 +1,140 @@
+"""What a run produces for people: the markdown tables, the target check, and the rewrite of
+docs/benchmarks.md between its markers. The JSON file is the results dict as is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .scenarios import SCENARIOS
+
+BEGIN_MARK = "<!-- run-vs-peers:begin -->"
+END_MARK = "<!-- run-vs-peers:end -->"
+
+
+def fmt_ms(v: float) -> str:
+    if v != v:  # nan
+        return "–"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"Run {results['timestamp']} ({results['mode']}: {results['warmups']} warm-ups, "
+        f"{results['iterations']} interleaved rounds). Machine: {m['os']}, kernel {m['kernel']}, "
+        f"{m['cpus']} × {m['cpu_model']}, {m['memory_gib']} GiB, cgroups {m['cgroups']}; "
+        f"load average {m['loadavg_at_start']:.2f} at start, "
+        f"{m.get('loadavg_at_end', float('nan')):.2f} at end.",
+        "",
+    ]
+    if results.get("ember_image_held"):
+        lines += ["ember ran with its image held mounted by an idle sandbox (--ember-hold-image).",
+                  ""]
+    versions = "; ".join(f"{k}: {v}" for k, v in m.get("versions", {}).items())
+    if versions:
+        lines += [f"Versions: {versions}.", ""]
+    # Summary: median (median / ember's median) per tool and scenario.
+    present = [sc for sc in SCENARIOS if sc["name"] in results["scenarios"]]
+    names: list[str] = []
+    for sc in present:
+        names += [n for n in results["scenarios"][sc["name"]] if n not in names]
+    if present and names:
+        lines.append("Median start → exit in ms (median / ember's median):")
+        lines.append("")
+        lines.append("| tool | " + " | ".join(sc["title"] for sc in present) + " |")
+        lines.append("| --- |" + " ---: |" * len(present))
+        for name in names:
+            cells = []
+            for sc in present:
+                per_tool = results["scenarios"][sc["name"]]
+                r = per_tool.get(name)
+                ember = per_tool.get("ember", {}).get("median_ms")
+                if r is None:
+                    cells.append("")
+                elif "error" in r:
+                    cells.append("failed")
+                elif ember and name != "ember":
+                    cells.append(f"{fmt_ms(r['median_ms'])} ({r['median_ms'] / ember:.2f}×)")
+                else:
+                    cells.append(fmt_ms(r["median_ms"]))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for sc in SCENARIOS:
+        per_tool = results["scenarios"].get(sc["name"])
+        if per_tool is None:
+            continue
+        lines.append(f"**{sc['title']}** — start → exit, ms")
+        lines.append("")
+        lines.append("| tool | n | min | median | p99 | median / ember |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        ember = per_tool.get("ember", {}).get("median_ms")
+        for name, r in per_tool.items():
+            if "error" in r:
+                why = ("could not run (see below)" if name in results.get("tool_errors", {})
+                       else _one_line(r["error"]))
+                lines.append(f"| {name} | {r['n']} | – | – | – | failed: {why} |")
+                continue
+            if name == "ember":
+                ratio = "1.00×"
+            elif ember:
+                ratio = f"{r['median_ms'] / ember:.2f}×"
+            else:
+                ratio = "–"
+            lines.append(f"| {name} | {r['n']} | {fmt_ms(r['min_ms'])} | "
+                         f"{fmt_ms(r['median_ms'])} | {fmt_ms(r['p99_ms'])} | {ratio} |")
+        lines.append("")
+    if results.get("tool_errors"):
+        lines.append("Tools that could not run:")
+        lines.append("")
+        for name, err in results["tool_errors"].items():
+            lines.append(f"* {name}: {_one_line(err)}")
+        lines.append("")
+    lines.append(f"Target: {results['target']['text']}")
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(s: str, limit: int = 300) -> str:
+    s = " ".join(s.split()).replace("|", "\\|")
+    return s if len(s) <= limit else s[:limit] + "…"
+
+
+def check_target(results: dict) -> dict:
+    light = results["scenarios"].get("python-light", {})
+    ember = light.get("ember", {})
+    base = light.get("unshare+chroot", {})
+    crun = light.get("crun", {})
+    if "median_ms" not in ember:
+        why = ember.get("error", "ember was not measured")
+        return {"met": None, "text": f"not checked: ember light Python has no figure ({_one_line(why, 200)})."}
+    parts, met = [], True
+    e = ember["median_ms"]
+    if "median_ms" in base:
+        ok = e <= base["median_ms"] + 1.0
+        met &= ok
+        parts.append(f"ember {e:.1f} ms ≤ unshare+chroot {base['median_ms']:.1f} + 1 ms: "
+                     f"{'yes' if ok else 'NO'}")
+    else:
+        met = False
+        parts.append("unshare+chroot baseline missing")
+    if "median_ms" in crun:
+        ok = e < crun["median_ms"]
+        met &= ok
+        parts.append(f"ember < crun {crun['median_ms']:.1f} ms: {'yes' if ok else 'NO'}")
+    else:
+        met = False
+        parts.append("crun missing")
+    return {"met": met, "text": f"light Python — {'; '.join(parts)} → "
+            f"{'MET' if met else 'NOT MET'}."}
+
+
+def write_docs(table: str, path: Path) -> None:
+    text = path.read_text()
+    b, e = text.find(BEGIN_MARK), text.find(END_MARK)
+    if b < 0 or e < b:
+        raise SystemExit(f"{path}: markers {BEGIN_MARK} / {END_MARK} not found")
+    new = text[: b + len(BEGIN_MARK)] + "\n" + table + text[e:]
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(new)
+    os.replace(tmp, path)

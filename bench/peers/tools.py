@@ -1,0 +1,309 @@
+"""How each tool is set up and run: ember, unshare+chroot, crun, runc, runsc and host python.
+
+A Tool turns a scenario's command into the argv that runs it under that tool, and owns what
+must happen around the timed spawn (crun's mount namespace) and after it (container deletion).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .host import MountNamespace, cgroup_layout
+from .scenarios import MEMORY_FLAG, MEMORY_LIMIT
+
+
+class ToolError(Exception):
+    pass
+
+
+def run_checked(argv: list[str], timeout: float = 60.0, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+class Tool:
+    name = "?"
+    python_only = False
+
+    def __init__(self):
+        self.error: str | None = None
+        self.version = ""
+
+    def setup(self) -> None:
+        """Raises ToolError when the tool cannot run here."""
+
+    def argv(self, cmd: list[str], run_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def before(self) -> None:
+        pass
+
+    def after(self) -> None:
+        pass
+
+    def cleanup_run(self, run_id: str) -> None:
+        pass
+
+    def teardown(self) -> None:
+        pass
+
+
+class Ember(Tool):
+    name = "ember"
+
+    def __init__(self, binary: str, image: str):
+        super().__init__()
+        self.binary = binary
+        self.image = image
+
+    def setup(self) -> None:
+        if not os.access(self.binary, os.X_OK):
+            raise ToolError(f"{self.binary}: not an executable")
+        helped = run_checked([self.binary, "run", "--help"])
+        if helped.returncode != 0 or "--image" not in helped.stdout + helped.stderr:
+            raise ToolError("`ember run` is not available in this build: "
+                            + (helped.stderr.strip() or helped.stdout.strip())[:300])
+        self.version = run_checked([self.binary, "--version"]).stdout.strip()
+
+    def argv(self, cmd, run_id):
+        return [self.binary, "run", "--image", self.image, "--memory", MEMORY_FLAG, "--", *cmd]
+
+    def hold_image(self) -> None:
+        """Keeps one idle sandbox alive so the image stays mounted between runs.
+
+        `ember run` mounts the image (EROFS + id-mapped view) when no other sandbox uses it
+        and unmounts it when the last one ends, so back-to-back CLI runs each pay the mount and
+        a cold EROFS page cache. With --ember-hold-image the benchmark measures the case of a
+        busy host (or a daemon) where the image is already mounted, as the peers' is.
+        """
+        self.holder = subprocess.Popen(
+            # pid 1 of a pid namespace drops signals it has no handler for, so a bare `sleep`
+            # would ignore the SIGTERM ember forwards; sh with a trap exits on it.
+            [self.binary, "run", "--image", self.image, "--", "/bin/sh", "-c",
+             "trap 'exit 0' TERM; sleep 1000000 & wait"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+        time.sleep(0.5)
+        if self.holder.poll() is not None:
+            raise ToolError("the image-holding sandbox exited: "
+                            + self.holder.stderr.read().decode(errors="replace").strip())
+
+    def teardown(self):
+        holder = getattr(self, "holder", None)
+        if holder and holder.poll() is None:
+            holder.terminate()  # ember forwards it to the sandbox
+            try:
+                holder.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(holder.pid, signal.SIGKILL)
+                holder.wait()
+
+
+class Baseline(Tool):
+    """The cheapest sandbox-ish thing: new mount/pid/net/ipc/uts namespaces and a chroot."""
+    name = "unshare+chroot"
+
+    def __init__(self, rootfs: str):
+        super().__init__()
+        self.rootfs = rootfs
+
+    def setup(self):
+        self.version = run_checked(["unshare", "--version"]).stdout.strip()
+
+    def argv(self, cmd, run_id):
+        return ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
+                "chroot", self.rootfs, *cmd]
+
+
+class HostPython(Tool):
+    """python3.11 on the host with no sandbox at all: the floor for the python scenarios."""
+    name = "python3 (host)"
+    python_only = True
+
+    def setup(self):
+        self.python = shutil.which("python3.11", path="/usr/bin:/bin") or shutil.which("python3")
+        if not self.python:
+            raise ToolError("no python3 on the host")
+        self.version = run_checked([self.python, "--version"]).stdout.strip()
+
+    def argv(self, cmd, run_id):
+        return [self.python, *cmd[1:]]
+
+
+def oci_config(rootfs: str, cgroup_parent: str, hostname: str = "bench") -> dict:
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/true"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/root", "LANG=C.UTF-8"],
+            "cwd": "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": True,
+        },
+        "root": {"path": rootfs, "readonly": True},
+        "hostname": hostname,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]},
+        ],
+        "linux": {
+            "resources": {
+                "devices": [{"allow": False, "access": "rwm"}],
+                "memory": {"limit": MEMORY_LIMIT},
+            },
+            "cgroupsPath": cgroup_parent,  # completed per run
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class OciRuntime(Tool):
+    """crun / runc / runsc: one bundle per scenario (config.json differs only in args)."""
+
+    binary = "?"
+    global_flags: list[str] = []
+
+    def __init__(self, rootfs: str, workdir: Path, cgroup_parent: str):
+        super().__init__()
+        self.rootfs = rootfs
+        self.workdir = workdir / self.name
+        self.state_root = self.workdir / "state"
+        self.cgroup_parent = cgroup_parent
+        self.bundles: dict[tuple, Path] = {}
+
+    def setup(self):
+        path = shutil.which(self.binary)
+        if not path:
+            raise ToolError(f"{self.binary} is not installed")
+        self.binary = path
+        out = run_checked([path, "--version"])
+        self.version = (out.stdout.strip().splitlines() or ["?"])[0]
+        self.state_root.mkdir(parents=True, exist_ok=True)
+
+    def bundle_for(self, cmd: list[str]) -> Path:
+        key = tuple(cmd)
+        if key not in self.bundles:
+            bundle = self.workdir / f"bundle-{len(self.bundles)}"
+            bundle.mkdir(parents=True, exist_ok=True)
+            cfg = oci_config(self.rootfs, self.cgroup_parent)
+            cfg["process"]["args"] = list(cmd)
+            self.adjust(cfg)
+            (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
+            self.bundles[key] = bundle
+        return self.bundles[key]
+
+    def adjust(self, cfg: dict) -> None:
+        pass
+
+    def container_id(self, run_id: str) -> str:
+        return f"{self.name}-{run_id}"
+
+    def argv(self, cmd, run_id):
+        bundle = self.bundle_for(cmd)
+        return [self.binary, "--root", str(self.state_root), *self.global_flags, "run",
+                "--bundle", str(bundle), self.container_id(run_id)]
+
+    def cgroups_path(self, run_id: str) -> str:
+        return f"{self.cgroup_parent}/{self.container_id(run_id)}"
+
+    def prepare_run(self, cmd, run_id):
+        # cgroupsPath must be unique per container; rewrite it in place (untimed).
+        bundle = self.bundle_for(cmd)
+        cfg_path = bundle / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["linux"]["cgroupsPath"] = self.cgroups_path(run_id)
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+
+    def leftovers(self) -> list[str]:
+        if not self.state_root.exists():
+            return []
+        return [p.name for p in self.state_root.iterdir() if not p.name.startswith(".")]
+
+    def cleanup_run(self, run_id):
+        cid = self.container_id(run_id)
+        if any(cid in name for name in self.leftovers()):
+            self.before()
+            try:
+                run_checked([self.binary, "--root", str(self.state_root), *self.global_flags,
+                             "delete", "--force", cid])
+            finally:
+                self.after()
+
+    def teardown(self):
+        for name in self.leftovers():
+            m = re.search(rf"{re.escape(self.name)}-[0-9a-z-]+", name)
+            if m:
+                self.cleanup_run(m.group(0)[len(self.name) + 1:])
+
+
+class Crun(OciRuntime):
+    name = "crun"
+    binary = "crun"
+
+    def __init__(self, *a, mountns: MountNamespace | None = None, **kw):
+        super().__init__(*a, **kw)
+        self.mountns = mountns
+
+    def setup(self):
+        super().setup()
+        if self.mountns is None and "hybrid" in cgroup_layout():
+            try:
+                self.mountns = MountNamespace(["/sys/fs/cgroup/unified"])
+            except OSError as e:
+                raise ToolError(f"cannot make the private mount namespace crun needs: {e}")
+
+    def before(self):
+        if self.mountns:
+            self.mountns.enter()
+
+    def after(self):
+        if self.mountns:
+            self.mountns.leave()
+
+
+class Runc(OciRuntime):
+    name = "runc"
+    binary = "runc"
+
+
+class Runsc(OciRuntime):
+    name = "runsc"
+    binary = "runsc"
+    # ptrace: this VM's /dev/kvm is paravirtual and gVisor's KVM platform does not work on it.
+    # --network=none: the netstack needs no veth; the spec's network namespace stays empty.
+    global_flags = ["--platform=ptrace", "--network=none"]
+
+    def setup(self):
+        super().setup()
+        self.version = self.version.replace("runsc version ", "runsc ")
+
+    def leftovers(self):
+        # runsc keeps <id>_sandbox:<id>.state and .lock files; hidden ones are not containers.
+        return [n for n in super().leftovers() if n.endswith(".state") or n.endswith(".json")
+                or (self.state_root / n).is_dir()]
