@@ -35,7 +35,7 @@ format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h' '*.c')
 
 tidy: build
-	@run-clang-tidy -p $(BUILD_DIR) -quiet src/ 2>/dev/null || clang-tidy -p $(BUILD_DIR) $$(git ls-files 'src/*.cc')
+	@bash scripts/tidy.sh $(BUILD_DIR)
 
 clean:
 	@rm -rf $(BUILD_DIR)

@@ -10,7 +10,7 @@ packages=(
   libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
   libarchive-dev libxxhash-dev libzstd-dev zlib1g-dev libbz2-dev liblzma-dev
   # tests
-  libgtest-dev libgmock-dev busybox-static python3 clang-format
+  libgtest-dev libgmock-dev busybox-static python3 clang-format clang-tidy
   # images: EROFS files, Debian rootfs builds
   erofs-utils mmdebstrap util-linux ca-certificates
 )

@@ -29,7 +29,7 @@ bool SplitNumber(std::string_view text, double* number, std::string_view* suffix
 }  // namespace
 
 Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
-  auto invalid = [&](std::string why) {
+  auto invalid = [&](const std::string& why) {
     return Fail(ErrorCode::kInvalidArgument,
                 "invalid " + std::string(what) + " " + Quote(text) + ": " + why);
   };
@@ -38,27 +38,23 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
   double number = 0;
   std::string_view suffix;
   if (text.empty() || !SplitNumber(text, &number, &suffix)) return invalid(kAllowed);
-  std::string s(suffix);
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (s.size() >= 2 && s.substr(s.size() - 2) == "IB")
-    s.resize(s.size() - 2);
-  else if (s.size() >= 2 && s.back() == 'B')
-    s.pop_back();
-  else if (s.size() == 2 && s.back() == 'I')
-    s.pop_back();
+  // The unit is one of K, M, G, T (or none), optionally followed by "i", "B" or "iB".
+  std::string unit(suffix);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (std::string_view tail : {"IB", "B", "I"}) {
+    if (unit.size() > tail.size() && unit.ends_with(tail)) {
+      unit.resize(unit.size() - tail.size());
+      break;
+    }
+  }
+  if (unit == "B") unit.clear();
+  static constexpr std::string_view kUnits = "KMGT";
   uint64_t multiplier = 1;
-  if (s.empty() || s == "B")
-    multiplier = 1;
-  else if (s == "K")
-    multiplier = 1ULL << 10;
-  else if (s == "M")
-    multiplier = 1ULL << 20;
-  else if (s == "G")
-    multiplier = 1ULL << 30;
-  else if (s == "T")
-    multiplier = 1ULL << 40;
-  else
-    return invalid(kAllowed);
+  if (!unit.empty()) {
+    size_t index = unit.size() == 1 ? kUnits.find(unit[0]) : std::string_view::npos;
+    if (index == std::string_view::npos) return invalid(kAllowed);
+    multiplier = 1ULL << (10 * (index + 1));
+  }
   double bytes = number * static_cast<double>(multiplier);
   if (bytes < 1) return invalid("must be greater than zero");
   if (bytes > 9.0e18) return invalid("too large");
@@ -66,7 +62,7 @@ Result<uint64_t> ParseSize(std::string_view text, std::string_view what) {
 }
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text, std::string_view what) {
-  auto invalid = [&](std::string why) {
+  auto invalid = [&](const std::string& why) {
     return Fail(ErrorCode::kInvalidArgument,
                 "invalid " + std::string(what) + " " + Quote(text) + ": " + why);
   };
@@ -75,17 +71,19 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text, std::stri
   double number = 0;
   std::string_view suffix;
   if (text.empty() || !SplitNumber(text, &number, &suffix)) return invalid(kAllowed);
-  double ms;
-  if (suffix.empty() || suffix == "s")
-    ms = number * 1000;
-  else if (suffix == "ms")
-    ms = number;
-  else if (suffix == "m")
-    ms = number * 60'000;
-  else if (suffix == "h")
-    ms = number * 3'600'000;
-  else
+  double ms_per_unit = 0;
+  if (suffix.empty() || suffix == "s") {
+    ms_per_unit = 1000;
+  } else if (suffix == "ms") {
+    ms_per_unit = 1;
+  } else if (suffix == "m") {
+    ms_per_unit = 60'000;
+  } else if (suffix == "h") {
+    ms_per_unit = 3'600'000;
+  } else {
     return invalid(kAllowed);
+  }
+  double ms = number * ms_per_unit;
   if (ms < 1) return invalid("must be at least 1ms");
   if (ms > 1e12) return invalid("too large");
   return std::chrono::milliseconds(static_cast<int64_t>(ms));

@@ -61,7 +61,9 @@ std::string FromEnv(const char* name, const char* fallback) {
 }  // namespace
 }  // namespace ember::cli
 
-int main(int argc, char** argv) {
+namespace {
+
+int RunCli(int argc, char** argv) {
   using namespace ember::cli;
   CLI::App app{
       "ember: a serverless sandbox runtime. Runs commands and functions in isolated sandboxes\n"
@@ -110,4 +112,18 @@ int main(int argc, char** argv) {
     return in_run ? 125 : 2;
   }
   return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The core returns errors as values; only a library (CLI11, the allocator) can throw.
+  try {
+    return RunCli(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ember: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "ember: internal error: unknown exception\n");
+  }
+  return 125;
 }
