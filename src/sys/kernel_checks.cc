@@ -98,10 +98,10 @@ Scratch::~Scratch() {
   if (!dir.empty()) (void)RemoveTree(dir);
 }
 
-void PrepareScratch(Scratch& s) {
-  char templ[] = "/tmp/ember-probe-XXXXXX";
-  if (::mkdtemp(templ) == nullptr) {
-    s.image_error = "mkdtemp: " + std::string(strerrorname_np(errno));
+void PrepareScratch(Scratch& s, const std::string& parent) {
+  std::string templ = parent + "/ember-probe-XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr) {
+    s.image_error = "mkdtemp in " + parent + ": " + std::string(strerrorname_np(errno));
     return;
   }
   s.dir = templ;

@@ -17,7 +17,8 @@ struct Scratch {
   ~Scratch();  // removes dir
 };
 
-void PrepareScratch(Scratch& s);
+// Makes the scratch dir under `parent` (an existing directory).
+void PrepareScratch(Scratch& s, const std::string& parent);
 
 // Drops the trailing newlines and spaces a /proc file ends with.
 std::string Trim(std::string s);

@@ -40,14 +40,14 @@ Result<ProbeKey> CurrentProbeKey() {
   return ProbeKey{u.release, kernel_checks::Trim(boot_id)};
 }
 
-KernelFeatures ProbeKernel() {
+KernelFeatures ProbeKernel(const std::string& scratch_parent) {
   auto start = std::chrono::steady_clock::now();
   KernelFeatures k;
   if (auto key = CurrentProbeKey()) k.key = *key;
   // The checks live in kernel_checks.cc; this is their report order.
   namespace checks = kernel_checks;
   checks::Scratch scratch;
-  checks::PrepareScratch(scratch);
+  checks::PrepareScratch(scratch, scratch_parent);
   k.features.push_back(checks::ProbeUserNamespaces());
   k.features.push_back(checks::ProbeOverlay(scratch));
   k.features.push_back(checks::ProbeErofs(scratch));
@@ -143,6 +143,11 @@ const KernelFeatures& StoreProbe(const std::string& run_dir, KernelFeatures k, b
 
 }  // namespace
 
+// The probe's scratch files go in ember's own run dir when it can be made, else in /tmp.
+std::string ScratchParent(const std::string& run_dir) {
+  return MakeDirs(run_dir) ? run_dir : std::string("/tmp");
+}
+
 const KernelFeatures& Probe(const std::string& run_dir) {
   std::lock_guard lock(g_probe_mutex);
   if (g_probed) return *g_probed;
@@ -154,12 +159,12 @@ const KernelFeatures& Probe(const std::string& run_dir) {
       spdlog::info("re-probing the kernel: {}", cached.error().ToString());
     }
   }
-  return StoreProbe(run_dir, ProbeKernel(), true);
+  return StoreProbe(run_dir, ProbeKernel(ScratchParent(run_dir)), true);
 }
 
 const KernelFeatures& Reprobe(const std::string& run_dir) {
   std::lock_guard lock(g_probe_mutex);
-  return StoreProbe(run_dir, ProbeKernel(), true);
+  return StoreProbe(run_dir, ProbeKernel(ScratchParent(run_dir)), true);
 }
 
 }  // namespace ember::sys

@@ -84,12 +84,13 @@ inline constexpr std::string_view kMaxUserNamespaces = "max_user_namespaces";
 // The key of the running kernel.
 Result<ProbeKey> CurrentProbeKey();
 
-// Runs every probe now, without any cache. Never fails as a whole: a probe that cannot run is a
-// failed feature with its reason.
-KernelFeatures ProbeKernel();
+// Runs every probe now, without any cache, with its scratch files under `scratch_parent`. Never
+// fails as a whole: a probe that cannot run is a failed feature with its reason.
+KernelFeatures ProbeKernel(const std::string& scratch_parent = "/tmp");
 
 // The features for this boot: from memory, else from <run_dir>/kernel-probe.json if its key
-// matches, else probed and stored. Cache write failures are logged, not fatal.
+// matches, else probed (scratch files under run_dir) and stored. Cache write failures are logged,
+// not fatal.
 const KernelFeatures& Probe(const std::string& run_dir);
 // Probes afresh and rewrites the cache (ember doctor).
 const KernelFeatures& Reprobe(const std::string& run_dir);
