@@ -14,26 +14,9 @@
 namespace ember {
 namespace {
 
-using testing::EmberEnv;
 using testing::RunResult;
 
-class RunTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    EMBER_REQUIRE_PRIVILEGES();
-    env_.emplace();
-    env_->ImportBusyboxImage("busybox");
-  }
-  void TearDown() override {
-    if (env_) EXPECT_EQ(env_->Leaks(), "");
-  }
-  RunResult Run(std::vector<std::string> args, const std::string& input = "") {
-    std::vector<std::string> full = {"run", "--image", "busybox"};
-    full.insert(full.end(), args.begin(), args.end());
-    return env_->Ember(full, input);
-  }
-  std::optional<EmberEnv> env_;
-};
+class RunTest : public testing::BusyboxSandboxTest {};
 
 TEST_F(RunTest, StreamsStdioAndExitsWithTheCommandsStatus) {
   auto echo = Run({"--", "echo", "hello"});

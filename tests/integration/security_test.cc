@@ -18,28 +18,9 @@
 namespace ember {
 namespace {
 
-using testing::EmberEnv;
 using testing::RunResult;
 
-class SecurityTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    EMBER_REQUIRE_PRIVILEGES();
-    env_.emplace();
-    env_->ImportBusyboxImage("busybox");
-  }
-  void TearDown() override {
-    if (env_) {
-      EXPECT_EQ(env_->Leaks(), "");
-    }
-  }
-  RunResult Run(std::vector<std::string> args, int timeout_s = 120) {
-    std::vector<std::string> full = {"run", "--image", "busybox"};
-    full.insert(full.end(), args.begin(), args.end());
-    return env_->Ember(full, "", timeout_s);
-  }
-  std::optional<EmberEnv> env_;
-};
+class SecurityTest : public testing::BusyboxSandboxTest {};
 
 // "NAME errno=ENAME" / "NAME ok" lines into NAME -> "ENAME" / "ok"; "#" lines are notes.
 std::map<std::string, std::string> ParseChecks(const std::string& out) {
@@ -178,7 +159,7 @@ TEST_F(SecurityTest, FdExhaustionStopsAtTheSandboxLimit) {
 }
 
 TEST_F(SecurityTest, CpuSpinIsStoppedByTimeout) {
-  auto r = Run({"--timeout", "1s", "--cpus", "0.5", "--", "security_probe", "spin"}, 60);
+  auto r = Run({"--timeout", "1s", "--cpus", "0.5", "--", "security_probe", "spin"}, "", 60);
   EXPECT_EQ(r.exit_code, 124) << r.err;
   EXPECT_NE(r.err.find("timed out"), std::string::npos) << r.err;
 }

@@ -153,6 +153,23 @@ std::string EmberEnv::Leaks() const {
   return leaks;
 }
 
+void BusyboxSandboxTest::SetUp() {
+  EMBER_REQUIRE_PRIVILEGES();
+  env_.emplace();
+  env_->ImportBusyboxImage("busybox");
+}
+
+void BusyboxSandboxTest::TearDown() {
+  if (env_) EXPECT_EQ(env_->Leaks(), "");
+}
+
+RunResult BusyboxSandboxTest::Run(std::vector<std::string> args, const std::string& input,
+                                  int timeout_s) {
+  std::vector<std::string> full = {"run", "--image", "busybox"};
+  full.insert(full.end(), args.begin(), args.end());
+  return env_->Ember(full, input, timeout_s);
+}
+
 void MakeBusyboxRootfs(const std::string& dir) {
   ASSERT_TRUE(MakeDirs(dir + "/bin"));
   for (const char* d : {"/etc", "/tmp", "/proc", "/dev", "/root", "/usr/bin", "/home/user"}) {

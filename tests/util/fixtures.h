@@ -3,7 +3,10 @@
 // rootfs to import as an image, and a check that nothing (mounts, cgroups, processes) leaked.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +76,16 @@ class EmberEnv {
   std::string data_dir_;
   std::string run_dir_;
   std::string cgroup_name_;
+};
+
+// A test with its own EmberEnv and the busybox image imported; after each test it checks that
+// nothing leaked. Run() is `ember run --image busybox ARGS...`.
+class BusyboxSandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  RunResult Run(std::vector<std::string> args, const std::string& input = "", int timeout_s = 120);
+  std::optional<EmberEnv> env_;
 };
 
 // Creates a minimal rootfs in `dir`: busybox with its applets, /etc/passwd and /etc/group, the
