@@ -193,6 +193,8 @@ int RunInSandbox(const RunRequest& request) {
   auto acquired = Acquire(request);
   if (!acquired) {
     std::fprintf(stderr, "ember: %s\n", acquired.error().ToString().c_str());
+    ::close(signal_fd);
+    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     return ExitCodeForStartError(acquired.error());
   }
   sandbox::Sandbox& sandbox = *acquired->sandbox;

@@ -58,6 +58,17 @@ TEST_F(RunTest, ImageFilesBelongToTheSandboxRoot) {
   EXPECT_EQ(r.out, "0:0 /bin/busybox\n1000:1000 /home/user\n");
 }
 
+TEST_F(RunTest, AnotherIdRangeGetsItsOwnViewOfTheImage) {
+  auto r = Run({"--id-range", "300000:65536", "--", "sh", "-c",
+                "cat /proc/self/uid_map; stat -c %u /bin/busybox"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("300000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n0\n"), std::string::npos) << "image files owned by root: " << r.out;
+  auto bad = Run({"--id-range", "0:65536", "--", "true"});
+  EXPECT_EQ(bad.exit_code, 125);
+  EXPECT_NE(bad.err.find("--id-range"), std::string::npos) << bad.err;
+}
+
 TEST_F(RunTest, BadLimitsAreRejectedNamingTheFlag) {
   struct Case {
     std::vector<std::string> flags;
