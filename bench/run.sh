@@ -105,8 +105,8 @@ cleanup() {
     rmdir "$(dirname "$d")" 2>/dev/null || true  # /ember-bench when no other run uses it
   done
   rm -rf "$work"
-  # ember keeps idle images mounted for a while (EMBER_IMAGE_LINGER); a benchmark leaves none.
-  "$ember" image unmount >/dev/null 2>&1 || true
+  # ember keeps idle images mounted (EMBER_IMAGE_LINGER) and a cgroup pool; a benchmark leaves none.
+  "$ember" cleanup >/dev/null 2>&1 || true
   exit "$rc"
 }
 trap cleanup EXIT

@@ -38,7 +38,7 @@ show "$ember" run --timeout 300ms -- sleep 10
 step "Start timings (-v)"
 for _ in 1 2 3; do "$ember" run -v -- /bin/true; done
 
-step "Idle images stay mounted for 30s (EMBER_IMAGE_LINGER) so the next start finds them cached; unmount now"
-show "$ember" image unmount
+step "Between runs ember keeps idle images mounted (30s, EMBER_IMAGE_LINGER) and a pool of cgroups; remove both"
+show "$ember" cleanup
 
 printf '\nDone. Nothing is left behind: no mounts, cgroups or processes (see docs/architecture.md).\n'

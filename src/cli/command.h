@@ -38,5 +38,9 @@ int ReportError(const Error& error);
 void RegisterRunCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterDoctorCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+void RegisterCleanupCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+
+// The parent cgroup of the pool: EMBER_CGROUP_NAME, default "ember".
+std::string CgroupName();
 
 }  // namespace ember::cli

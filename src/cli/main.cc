@@ -46,6 +46,11 @@ std::chrono::seconds ImageLinger() {
   return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
 }
 
+std::string CgroupName() {
+  const char* name = std::getenv("EMBER_CGROUP_NAME");
+  return name != nullptr && *name != '\0' ? name : "ember";
+}
+
 int ReportError(const Error& error) {
   std::fprintf(stderr, "ember: %s\n", error.ToString().c_str());
   return ExitCodeFor(error);
@@ -95,6 +100,7 @@ int RunCli(int argc, char** argv) {
   RegisterRunCommand(app, global, &exit_code);
   RegisterImageCommands(app, global, &exit_code);
   RegisterDoctorCommand(app, global, &exit_code);
+  RegisterCleanupCommand(app, global, &exit_code);
 
   // CLI11 reports usage errors with exceptions; this is the edge where they become exit codes.
   std::vector<std::string> args(argv, argv + argc);

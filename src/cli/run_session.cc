@@ -24,11 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string CgroupName() {
-  const char* name = std::getenv("EMBER_CGROUP_NAME");
-  return name != nullptr && *name != '\0' ? name : "ember";
-}
-
 // Everything a sandbox holds on the host, acquired in order and released in reverse.
 struct Acquired {
   std::optional<cgroup::Pool> pool;

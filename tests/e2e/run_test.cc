@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "base/child_process.h"
+#include "base/fs.h"
 #include "util/fixtures.h"
 
 namespace ember {
@@ -175,6 +176,24 @@ TEST_F(RunTest, IdleImageMountsLingerThenGo) {
   auto unmount = env_->Ember({"image", "unmount"}, "", 60, linger);
   EXPECT_EQ(unmount.exit_code, 0) << unmount.err;
   EXPECT_NE(unmount.err.find("unmounted 1 idle image"), std::string::npos) << unmount.err;
+  EXPECT_EQ(env_->Leaks(), "");
+}
+
+TEST_F(RunTest, CleanupRemovesIdleMountsAndTheCgroupPool) {
+  const std::map<std::string, std::string> linger = {{"EMBER_IMAGE_LINGER", "1h"}};
+  ASSERT_EQ(env_->Ember({"run", "--image", "busybox", "--", "true"}, "", 60, linger).exit_code, 0);
+  auto pool_dirs = [&] {
+    int found = 0;
+    for (const char* root : {"/sys/fs/cgroup/memory/", "/sys/fs/cgroup/pids/", "/sys/fs/cgroup/"}) {
+      found += PathExists(root + env_->cgroup_name()) ? 1 : 0;
+    }
+    return found;
+  };
+  EXPECT_GT(pool_dirs(), 0);
+  EXPECT_NE(env_->Leaks().find("mount"), std::string::npos);
+  auto cleanup = env_->Ember({"cleanup"});
+  EXPECT_EQ(cleanup.exit_code, 0) << cleanup.err;
+  EXPECT_EQ(pool_dirs(), 0);
   EXPECT_EQ(env_->Leaks(), "");
 }
 
