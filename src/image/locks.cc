@@ -2,12 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 
-#include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 namespace ember::image {
@@ -32,21 +28,6 @@ Result<UniqueFd> LockPath(const std::string& path, int op) {
     // The previous holder removed the file while we waited: lock the new one instead.
   }
   return Fail(ErrorCode::kBusy, "lock " + path + ": the file keeps being replaced");
-}
-
-void DetachMountsUnder(const std::string& dir) {
-  std::vector<std::string> points;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mount_point;
-    fields >> id >> parent >> devno >> root >> mount_point;
-    if (mount_point == dir || mount_point.rfind(dir + "/", 0) == 0) points.push_back(mount_point);
-  }
-  std::sort(points.begin(), points.end(),
-            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  for (const auto& point : points) ::umount2(point.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
 }
 
 }  // namespace ember::image

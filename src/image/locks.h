@@ -16,8 +16,4 @@ namespace ember::image {
 // the file (mode 0600) if needed; its directory must exist.
 Result<UniqueFd> LockPath(const std::string& path, int op);
 
-// Unmounts (detaching) everything mounted at or below `dir`, deepest first. For leftovers of a
-// killed process (mmdebstrap mounts /proc and /dev inside its chroot).
-void DetachMountsUnder(const std::string& dir);
-
 }  // namespace ember::image

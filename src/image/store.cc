@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/mounts.h"
 #include "image/erofs.h"
 #include "image/locks.h"
 #include "image/name.h"

@@ -4,9 +4,8 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include "base/fs.h"
+#include "base/mounts.h"
 
 namespace ember::sys {
 namespace {
@@ -87,15 +86,6 @@ TEST(KernelProbeTest, CurrentKey) {
   EXPECT_EQ(key->boot_id.size(), 36u) << key->boot_id;
 }
 
-std::string MountsUnder(const std::string& prefix) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line, found;
-  while (std::getline(in, line)) {
-    if (line.find(" " + prefix) != std::string::npos) found += line + "\n";
-  }
-  return found;
-}
-
 // Runs the probe for real: on the machines ember targets these all work.
 TEST_F(KernelProbeCacheTest, RealProbeOnThisHost) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root: mounts EROFS and idmaps it";
@@ -116,7 +106,7 @@ TEST_F(KernelProbeCacheTest, RealProbeOnThisHost) {
   EXPECT_GT(k.Value("pid_max"), 0u);
   EXPECT_GT(k.Value("nofile_hard"), 0u);
   // The scratch files went under the test's own run dir: only the cache may remain there.
-  EXPECT_EQ(MountsUnder(dir_ + "/"), "") << "probe left mounts behind";
+  EXPECT_TRUE(MountPointsUnder(dir_).empty()) << "probe left mounts behind";
   auto after = ListDirectory(dir_);
   ASSERT_TRUE(after);
   for (const auto& name : *after) {

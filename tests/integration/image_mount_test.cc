@@ -7,10 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "base/fs.h"
+#include "base/mounts.h"
 #include "image/mount.h"
 #include "image/store.h"
 #include "util/fixtures.h"
@@ -22,18 +21,7 @@ using ember::testing::EmberEnv;
 
 constexpr sandbox::IdRange kIds{300000, 65536};
 
-int MountsUnder(const std::string& prefix) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  int count = 0;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    fields >> id >> parent >> devno >> root >> point;
-    if (point.rfind(prefix, 0) == 0) ++count;
-  }
-  return count;
-}
+int MountsUnder(const std::string& dir) { return static_cast<int>(MountPointsUnder(dir).size()); }
 
 ImageRecord GetImage(const EmberEnv& env, const std::string& name) {
   auto store = Store::Open(env.data_dir());

@@ -11,10 +11,10 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 #include "base/fs.h"
+#include "base/mounts.h"
 
 extern char** environ;
 
@@ -22,19 +22,6 @@ namespace ember::testing {
 namespace {
 
 const char* kCgroupControllers[] = {"memory", "cpu", "pids", "cpuacct", "cpuset", "freezer"};
-
-std::vector<std::string> MountPointsUnder(const std::string& prefix) {
-  std::vector<std::string> points;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mount_point;
-    fields >> id >> parent >> devno >> root >> mount_point;
-    if (mount_point.rfind(prefix, 0) == 0) points.push_back(mount_point);
-  }
-  return points;
-}
 
 // Every cgroup directory named `name` at the top of a hierarchy, v1 or v2.
 std::vector<std::string> CgroupDirs(const std::string& name) {
