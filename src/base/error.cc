@@ -83,11 +83,20 @@ Error Error::Context(std::string_view context) && {
 
 Error Error::Context(std::string_view context) const& { return Error(*this).Context(context); }
 
+Error Error::WithHint(std::string hint) && {
+  hint_ = std::move(hint);
+  return std::move(*this);
+}
+
 std::string Error::ToString() const {
-  if (sys_errno_ == 0) return message_;
-  const char* name = strerrorname_np(sys_errno_);
   std::string out = message_;
-  out.append(": ").append(name ? name : "E?").append(" (").append(strerror(sys_errno_)).append(")");
+  if (sys_errno_ != 0) {
+    const char* name = strerrorname_np(sys_errno_);
+    out.append(": ").append(name ? name : "E?");
+    out.append(" (").append(hint_.empty() ? strerror(sys_errno_) : hint_).append(")");
+  } else if (!hint_.empty()) {
+    out.append(" (").append(hint_).append(")");
+  }
   return out;
 }
 

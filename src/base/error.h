@@ -42,17 +42,23 @@ class Error {
   int sys_errno() const { return sys_errno_; }
   const std::string& message() const { return message_; }
 
+  // A likely cause, shown instead of the generic errno description:
+  //   "mount image x (/path): EINVAL (the file is not a valid EROFS image)".
+  Error WithHint(std::string hint) &&;
+
   // Prefixes "context: " to the message. Use as `std::move(err).Context("...")`.
   Error Context(std::string_view context) &&;
   Error Context(std::string_view context) const&;
 
-  // The full line: message, then ": ENAME (description)" when an errno is set.
+  // The full line: message, then ": ENAME (description or hint)" when an errno is set, or
+  // " (hint)" when only a hint is.
   std::string ToString() const;
 
  private:
   ErrorCode code_;
   int sys_errno_;
   std::string message_;
+  std::string hint_;
 };
 
 template <typename T>

@@ -33,6 +33,15 @@ TEST(ErrorTest, ContextIsPrependedOnTheWayUp) {
   EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
 }
 
+TEST(ErrorTest, HintReplacesTheErrnoDescriptionAndSurvivesContext) {
+  Error e =
+      Error::Errno("mount overlay on /x", EINVAL).WithHint("upper is on tmpfs without xattrs");
+  EXPECT_EQ(std::move(e).Context("start sb-1").ToString(),
+            "start sb-1: mount overlay on /x: EINVAL (upper is on tmpfs without xattrs)");
+  EXPECT_EQ(Error(ErrorCode::kCorrupt, "bad image").WithHint("not EROFS").ToString(),
+            "bad image (not EROFS)");
+}
+
 TEST(ErrorTest, AssignOrReturnUnwraps) { EXPECT_EQ(*Assigns(), 42); }
 
 TEST(ErrorTest, PlainErrorHasNoErrnoSuffix) {

@@ -24,11 +24,6 @@ namespace {
 
 constexpr unsigned long kMountFlags = MS_RDONLY | MS_NODEV | MS_NOSUID;
 
-std::string ErrnoName(int e) {
-  const char* name = strerrorname_np(e);
-  return name ? name : std::to_string(e);
-}
-
 bool IsMountPoint(const std::string& path) {
   struct statx stx {};
   if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) != 0)
@@ -92,13 +87,16 @@ Status MountErofs(const ImageRecord& image, const std::string& target) {
     }
   }
   if (err == 0) return Ok();
-  std::string what = "mount image " + image.name + " (" + image.blob_path + "): " + ErrnoName(err);
+  std::string what = "mount image " + image.name + " (" + image.blob_path + ")";
   if (err == EINVAL || err == EUCLEAN || err == EBADMSG || err == EFBIG) {
-    return Fail(ErrorCode::kCorrupt, what + " — the file is not a valid EROFS image");
+    return Fail(
+        Error(ErrorCode::kCorrupt, what, err).WithHint("the file is not a valid EROFS image"));
   }
-  if (err == ENODEV)
-    return Fail(ErrorCode::kUnsupported, what + " — the kernel has no EROFS support");
-  return Fail(ErrorCode::kIo, what + " (" + std::strerror(err) + ")");
+  if (err == ENODEV) {
+    return Fail(
+        Error(ErrorCode::kUnsupported, what, err).WithHint("the kernel has no EROFS support"));
+  }
+  return FailErrno(what, err);
 }
 
 Status MountView(const std::string& raw, const std::string& view, const sandbox::IdRange& ids) {

@@ -59,9 +59,6 @@ class Sandbox {
 
   Status Signal(int sig) const { return init_.Signal(sig); }
   Result<ExitStatus> Wait() { return init_.Wait(); }
-  Result<std::optional<ExitStatus>> WaitFor(std::chrono::milliseconds timeout) {
-    return init_.WaitFor(timeout);
-  }
   // Usage of the private writable layer (valid even after the sandbox exited).
   Result<LayerUsage> WritableLayer() const;
 

@@ -20,9 +20,6 @@ inline int PidfdOpen(pid_t pid, unsigned flags = 0) {
 inline int PidfdSendSignal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
-inline int PidfdGetfd(int pidfd, int targetfd) {
-  return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, targetfd, 0));
-}
 inline int PivotRoot(const char* new_root, const char* put_old) {
   return static_cast<int>(::syscall(SYS_pivot_root, new_root, put_old));
 }
