@@ -121,8 +121,9 @@ int RunRemove(const GlobalOptions& global, const ImageArgs& args) {
       } else {
         return Fail(record.error());
       }
-      // Idle (lingering) mounts would keep the deleted blob alive: unmount them first.
-      EMBER_TRY(image::CleanupStaleMounts(global.run_dir).map([](size_t) {}));
+      // An idle (lingering) mount would keep the deleted blob alive: unmount it first.
+      EMBER_TRY(image::CleanupStaleMounts(global.run_dir, std::chrono::seconds(0), digest)
+                    .map([](size_t) {}));
       // Holding the mount mutex keeps a sandbox from starting on the image while it goes away.
       EMBER_ASSIGN_OR_RETURN(auto guard, image::LockImageMount(global.run_dir, digest));
       if (guard.users() > 0) {

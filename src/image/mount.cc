@@ -295,16 +295,20 @@ Result<MountLease> AcquireMount(const ImageRecord& image, const sandbox::IdRange
   return lease;
 }
 
-Result<size_t> CleanupStaleMounts(const std::string& run_dir, std::chrono::seconds linger) {
+Result<size_t> CleanupStaleMounts(const std::string& run_dir, std::chrono::seconds linger,
+                                  const std::string& digest) {
   std::string images = run_dir + "/images";
   if (!PathExists(images)) return 0;
   // Sandbox roots (unprivileged host ids) must traverse to their views: 0711 even if an older
   // ember made the directory 0700.
   ::chmod(images.c_str(), 0711);
-  EMBER_ASSIGN_OR_RETURN(auto digests, ListDirectory(images));
+  std::vector<std::string> digests = {digest};
+  if (digest.empty()) {
+    EMBER_ASSIGN_OR_RETURN(digests, ListDirectory(images));
+  }
   size_t unmounted = 0;
-  for (const auto& digest : digests) {
-    std::string dir = images + "/" + digest;
+  for (const auto& name : digests) {
+    std::string dir = images + "/" + name;
     auto mutex = LockPath(dir + "/mutex", LOCK_EX);
     if (!mutex) continue;  // removed meanwhile, or not an image dir
     bool gone = false;

@@ -78,9 +78,11 @@ Result<MountLease> AcquireMount(const ImageRecord& image, const sandbox::IdRange
                                 std::chrono::seconds linger = std::chrono::seconds(0));
 
 // Unmounts images (and views) that no live process uses and that have been idle for at least
-// `linger`. Missing run dir: nothing to do. Returns how many images it unmounted.
+// `linger`; only the image `digest` when one is given. Missing run dir: nothing to do. Returns
+// how many images it unmounted.
 Result<size_t> CleanupStaleMounts(const std::string& run_dir,
-                                  std::chrono::seconds linger = std::chrono::seconds(0));
+                                  std::chrono::seconds linger = std::chrono::seconds(0),
+                                  const std::string& digest = "");
 
 // Holds an image's mount mutex so that no lease can start or end meanwhile; `users()` is how
 // many leases hold its mount now. For `ember image rm`, which must not delete a blob in use.
