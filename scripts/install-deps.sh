@@ -9,6 +9,8 @@ packages=(
   # libraries
   libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
   libarchive-dev libxxhash-dev libzstd-dev zlib1g-dev libbz2-dev liblzma-dev
+  # the daemon (HTTP on Asio/Beast), function manifests (TOML), the agent's Python runtime
+  libboost-dev libtomlplusplus-dev libpython3.11-dev
   # tests
   libgtest-dev libgmock-dev busybox-static python3 clang-format clang-tidy
   # images: EROFS files, Debian rootfs builds
