@@ -18,6 +18,9 @@ struct GlobalOptions {
   // The command `ember run` sandboxes, split off the arguments before parsing so that its own
   // options never reach ember's parser (SplitRunCommand).
   std::vector<std::string> run_command;
+  // The daemon's API: a unix socket path or http://127.0.0.1:PORT (--socket / EMBER_SOCKET,
+  // default /run/ember/ember.sock). `ember daemon` listens there; client commands connect to it.
+  std::string socket;
 };
 
 // Removes `ember run`'s command (everything after `--`, or from the first non-option after

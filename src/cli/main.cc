@@ -84,6 +84,10 @@ int RunCli(int argc, char** argv) {
   app.add_option("--run-dir", global.run_dir,
                  "where mounts and runtime locks live (env EMBER_RUN_DIR)")
       ->capture_default_str();
+  global.socket = FromEnv("EMBER_SOCKET", "/run/ember/ember.sock");
+  app.add_option("--socket", global.socket,
+                 "the daemon's API socket, or http://127.0.0.1:PORT (env EMBER_SOCKET)")
+      ->capture_default_str();
   // Logging is set up before parsing (from EMBER_LOG or the default) and again when --log-level
   // is parsed, so that it is ready before any command runs.
   (void)ember::log::Init(global.log_level);
