@@ -44,7 +44,7 @@ std::string WhyUnavailable(const BootSources& sources, BootMode mode) {
   const std::string& reason =
       mode == BootMode::kFork ? sources.template_reason : sources.snapshot_reason;
   if (!reason.empty()) return reason;
-  return mode == BootMode::kFork ? "the function has no live template"
+  return mode == BootMode::kFork   ? "the function has no live template"
          : mode == BootMode::kWarm ? "the function has no snapshot resident in memory"
                                    : "the function has no snapshot";
 }
@@ -54,9 +54,9 @@ std::string WhyUnavailable(const BootSources& sources, BootMode mode) {
 Result<BootMode> PlanBoot(const BootSources& sources, std::optional<BootMode> forced) {
   if (forced) {
     if (Available(sources, *forced)) return *forced;
-    return Fail(ErrorCode::kUnavailable, std::string("boot mode ") + BootModeName(*forced) +
-                                             " is not available: " +
-                                             WhyUnavailable(sources, *forced));
+    return Fail(ErrorCode::kUnavailable,
+                std::string("boot mode ") + BootModeName(*forced) +
+                    " is not available: " + WhyUnavailable(sources, *forced));
   }
   for (BootMode mode : {BootMode::kFork, BootMode::kWarm, BootMode::kCold}) {
     if (Available(sources, mode)) return mode;

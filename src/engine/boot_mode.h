@@ -23,11 +23,11 @@ Result<BootMode> ParseBootMode(std::string_view text);  // "plain", "cold", "war
 
 // What a function has that a boot could start from, as seen by the engine at one moment.
 struct BootSources {
-  bool template_alive = false;      // fork boot possible
-  bool snapshot_resident = false;   // warm boot possible
-  bool snapshot_on_disk = false;    // cold boot possible
-  std::string template_reason;      // why there is no template (for errors), if known
-  std::string snapshot_reason;      // why there is no snapshot, if known
+  bool template_alive = false;     // fork boot possible
+  bool snapshot_resident = false;  // warm boot possible
+  bool snapshot_on_disk = false;   // cold boot possible
+  std::string template_reason;     // why there is no template (for errors), if known
+  std::string snapshot_reason;     // why there is no snapshot, if known
 };
 
 // The mode to boot with: `forced` if given and available, else the fastest available

@@ -67,7 +67,7 @@ std::string EnvValue(const std::vector<std::string>& env, const std::string& key
 }  // namespace
 
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
-                         const BpfProgram* seccomp, int cap_last_cap, const int stdio[3]) {
+                         const BpfProgram* seccomp, int cap_last_cap, const int inherited[4]) {
   ChildPlan plan;
   plan.mounts = BuildMountPlan(spec, staging);
   plan.hostname = spec.hostname.empty() ? spec.id : spec.hostname;
@@ -78,7 +78,7 @@ ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
   plan.workdir = spec.workdir.empty() ? "/" : spec.workdir;
   plan.seccomp = seccomp;
   plan.cap_last_cap = cap_last_cap;
-  for (int i = 0; i < 3; ++i) plan.stdio[i] = stdio[i];
+  for (int i = 0; i < 4; ++i) plan.inherited[i] = inherited[i];
 
   const std::string& command = spec.argv.at(0);
   if (command.find('/') != std::string::npos) {
@@ -136,16 +136,19 @@ int SendLayerFd(int sync_fd, const char* staging) noexcept {
   return err;
 }
 
-// Makes the plan's stdio fds the process's 0, 1 and 2. Sources are first moved above 2 so that
-// one dup2 cannot clobber another's source.
-int InstallStdio(const int stdio[3]) noexcept {
-  int moved[3];
-  for (int i = 0; i < 3; ++i) {
-    moved[i] = stdio[i] == i ? i : ::fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
+// Makes the plan's inherited fds the process's 0, 1, 2 (and 3). Sources are first moved above 3
+// so that one dup2 cannot clobber another's source; dup2 clears close-on-exec on the targets.
+int InstallInheritedFds(const int inherited[4]) noexcept {
+  int moved[4];
+  int count = inherited[3] >= 0 ? 4 : 3;
+  for (int i = 0; i < count; ++i) {
+    moved[i] = inherited[i] == i ? i : ::fcntl(inherited[i], F_DUPFD_CLOEXEC, 4);
     if (moved[i] < 0) return errno;
   }
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < count; ++i) {
     if (moved[i] != i && ::dup2(moved[i], i) < 0) return errno;
+    // An fd already in place still has the parent's close-on-exec flag.
+    if (moved[i] == i && ::fcntl(i, F_SETFD, 0) < 0) return errno;
   }
   return 0;
 }
@@ -215,7 +218,9 @@ bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexc
   }
   // As the sandbox's user, so that permissions are checked as that user.
   if (::chdir(plan.workdir.c_str()) != 0) return Failed(report, ChildStage::kWorkdir, errno);
-  if (int err = InstallStdio(plan.stdio); err != 0) return Failed(report, ChildStage::kStdio, err);
+  if (int err = InstallInheritedFds(plan.inherited); err != 0) {
+    return Failed(report, ChildStage::kStdio, err);
+  }
   // The parent-death signal is cleared by credential changes, so it is set after the last one.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (plan.seccomp != nullptr) {

@@ -56,7 +56,8 @@ struct ChildPlan {
   std::string workdir;
   const BpfProgram* seccomp = nullptr;
   int cap_last_cap = 40;
-  int stdio[3] = {0, 1, 2};  // fds of the parent that become the sandbox's 0, 1, 2
+  // fds of the parent that become the sandbox's 0, 1, 2 and, when inherited[3] >= 0, 3.
+  int inherited[4] = {0, 1, 2, -1};
 
   // exec: the paths to try in order (argv[0] resolved against PATH by the parent, since the
   // child cannot allocate) and NULL-terminated argv/envp arrays pointing into the strings below.
@@ -68,8 +69,9 @@ struct ChildPlan {
 };
 
 // Builds the plan for a spec. `staging` is an existing empty directory on the host.
+// `inherited` are the parent's fds that become the sandbox's 0..3 (fd 3 only when >= 0).
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
-                         const BpfProgram* seccomp, int cap_last_cap, const int stdio[3]);
+                         const BpfProgram* seccomp, int cap_last_cap, const int inherited[4]);
 
 // Waits for the parent's go byte, then performs every isolation step up to (not including) the
 // exec. Returns true on success; on failure fills *report.

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 
+#include "sys/syscalls.h"
+
 namespace ember::sandbox {
 
 const std::vector<std::string>& MaskedProcFiles() {
@@ -56,6 +58,10 @@ class PlanBuilder {
   void MaskDir(std::string target) {
     plan_->steps.push_back({MountOp::kMaskDir, "tmpfs", std::move(target), "tmpfs",
                             MS_RDONLY | kNoSuidDevExec, "size=0"});
+  }
+  void BindReadOnly(std::string source, std::string target) {
+    plan_->steps.push_back(
+        {MountOp::kBindReadOnly, std::move(source), std::move(target), "", MS_BIND | MS_REC});
   }
   void RemountReadOnly(std::string target, unsigned long locked_flags) {
     plan_->steps.push_back({MountOp::kRemountReadOnly, "", std::move(target), "", locked_flags});
@@ -128,10 +134,28 @@ MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging) {
   b.Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           "mode=1777,size=" + std::to_string(spec.tmp_size));
 
+  // Host directories last, so that nothing above can shadow them. Missing parents of the target
+  // are created in the writable layer (the image itself stays untouched).
+  for (const auto& bind : spec.binds) {
+    for (size_t slash = bind.target.find('/', 1); slash != std::string::npos;
+         slash = bind.target.find('/', slash + 1)) {
+      b.Mkdir(root + bind.target.substr(0, slash));
+    }
+    b.Mkdir(root + bind.target);
+    b.BindReadOnly(bind.source, root + bind.target);
+  }
   return plan;
 }
 
 namespace {
+
+// Read-only, nosuid and nodev through mount_setattr, which changes only these attributes: a
+// MS_REMOUNT would also have to repeat the host mount's locked atime flags exactly.
+int MakeBindReadOnly(const char* target) noexcept {
+  struct mount_attr attr {};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  return sys::MountSetattr(AT_FDCWD, target, AT_RECURSIVE, &attr) == 0 ? 0 : errno;
+}
 
 int ApplyStep(const MountStep& s) noexcept {
   const char* target = s.target.c_str();
@@ -161,6 +185,9 @@ int ApplyStep(const MountStep& s) noexcept {
         return errno == ENOENT ? 0 : errno;
       }
       return 0;
+    case MountOp::kBindReadOnly:
+      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) return errno;
+      return MakeBindReadOnly(target);
     case MountOp::kRemountReadOnly:
       if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | s.flags, nullptr) !=
           0) {

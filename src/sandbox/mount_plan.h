@@ -11,6 +11,7 @@
 //   root/dev             tmpfs with bind-mounted null, zero, full, random, urandom, tty,
 //                        a private devpts instance and /dev/shm; read-only after population
 //   root/tmp             its own size-capped tmpfs
+//   root/<bind target>   host directories the spec asks for (agent, function code), read-only
 #pragma once
 
 #include <sys/types.h>
@@ -30,6 +31,7 @@ enum class MountOp {
   kBindOptional,     // bind source onto target; skipped when either is missing (masks, devices)
   kMaskDir,          // an empty read-only tmpfs over target; skipped when target is missing
   kRemountReadOnly,  // bind-remount target read-only, keeping the locked flags in `flags`
+  kBindReadOnly,     // recursive bind of source onto target, then read-only, nosuid, nodev
 };
 
 struct MountStep {

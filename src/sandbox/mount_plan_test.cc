@@ -112,6 +112,21 @@ TEST(MountPlanTest, TmpIsItsOwnSizeCappedTmpfs) {
   EXPECT_NE(tmp->data.find("mode=1777"), std::string::npos);
 }
 
+TEST(MountPlanTest, BindsComeLastWithTheirParentsCreatedAndAreReadOnly) {
+  SandboxSpec spec = TestSpec();
+  spec.binds = {{"/var/lib/ember/functions/f/code", "/opt/fn/code"}};
+  MountPlan plan = BuildMountPlan(spec, "/stage");
+  size_t parent = IndexOf(plan, MountOp::kMkdir, "/stage/root/opt");
+  size_t leaf = IndexOf(plan, MountOp::kMkdir, "/stage/root/opt/fn/code");
+  size_t bind = IndexOf(plan, MountOp::kBindReadOnly, "/stage/root/opt/fn/code");
+  ASSERT_LT(bind, plan.steps.size());
+  EXPECT_LT(parent, leaf);
+  EXPECT_LT(leaf, bind);
+  EXPECT_EQ(bind, plan.steps.size() - 1);
+  EXPECT_EQ(plan.steps[bind].source, "/var/lib/ember/functions/f/code");
+  EXPECT_EQ(plan.steps[bind].flags, static_cast<unsigned long>(MS_BIND | MS_REC));
+}
+
 TEST(SpecTest, ValidateNamesTheProblem) {
   SandboxSpec spec = TestSpec();
   EXPECT_TRUE(Validate(spec));
@@ -132,6 +147,11 @@ TEST(SpecTest, ValidateNamesTheProblem) {
   EXPECT_FALSE(Validate(bad));
   bad = spec;
   bad.env = {"NOVALUE"};
+  EXPECT_FALSE(Validate(bad));
+  bad = spec;
+  bad.binds = {{"/host", "/"}};
+  EXPECT_NE(Validate(bad).error().message().find("bind mount '/host' -> '/'"), std::string::npos);
+  bad.binds = {{"relative", "/x"}};
   EXPECT_FALSE(Validate(bad));
 }
 

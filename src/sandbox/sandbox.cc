@@ -64,8 +64,9 @@ Error ReportToError(const ChildReport& report, const ChildPlan& plan) {
   std::string what = ChildStageName(report.stage);
   if (report.stage == ChildStage::kMount && report.step < plan.mounts.steps.size()) {
     const MountStep& step = plan.mounts.steps[report.step];
-    what = (step.fstype.empty() ? std::string("prepare") : "mount " + step.fstype) + " on " +
-           step.target;
+    what = step.op == MountOp::kBindReadOnly ? "bind " + step.source + " on " + step.target
+           : step.fstype.empty()             ? "prepare " + step.target
+                                             : "mount " + step.fstype + " on " + step.target;
     if (step.fstype == "overlay") what += " (" + step.data + ")";
   } else if (report.stage == ChildStage::kExec) {
     std::string reason = report.error == ENOENT   ? "command not found in the image"
@@ -102,8 +103,10 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   auto start = Clock::now();
   EMBER_TRY(Validate(spec));
   StartTimings timings;
+  const int inherited[4] = {options.stdio[0], options.stdio[1], options.stdio[2],
+                            options.control_fd};
   ChildPlan plan =
-      BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(), options.stdio);
+      BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(), inherited);
   timings.plan = Since(start);
 
   int socks[2];

@@ -40,6 +40,7 @@ struct StartOptions {
   std::string staging_dir;  // existing empty directory, shared by all sandboxes of a run dir
   const BpfProgram* seccomp = nullptr;  // must outlive Start()
   int stdio[3] = {0, 1, 2};             // the caller's fds that become the sandbox's stdin/out/err
+  int control_fd = -1;                  // if set, becomes the sandbox's fd 3 (the agent's socket)
 };
 
 class Sandbox {

@@ -28,6 +28,13 @@ Status Validate(const SandboxSpec& spec) {
   if (!spec.workdir.empty() && spec.workdir[0] != '/') {
     return invalid("workdir '" + spec.workdir + "' must be an absolute path");
   }
+  for (const auto& bind : spec.binds) {
+    if (bind.source.empty() || bind.source[0] != '/' || bind.target.size() < 2 ||
+        bind.target[0] != '/' || bind.target.find("..") != std::string::npos) {
+      return invalid("bind mount '" + bind.source + "' -> '" + bind.target +
+                     "' needs absolute paths, a target other than / and no '..'");
+    }
+  }
   for (const auto& kv : spec.env) {
     if (kv.find('=') == std::string::npos || kv[0] == '=') {
       return invalid("environment entry '" + kv + "' is not KEY=VALUE");

@@ -42,6 +42,13 @@ struct Rlimit {
   rlim_t hard;
 };
 
+// A host directory shown inside the sandbox (ember's agent, a function's code). Always read-only,
+// nosuid and nodev; the target is created in the writable layer if the image lacks it.
+struct BindMount {
+  std::string source;  // absolute host path
+  std::string target;  // absolute path inside the sandbox
+};
+
 struct SandboxSpec {
   std::string id;        // unique per host, names the sandbox in logs and paths ("sb-…")
   std::string hostname;  // defaults to the id
@@ -58,6 +65,8 @@ struct SandboxSpec {
   NetworkMode network = NetworkMode::kLoopback;
   CgroupLimits limits;
   std::vector<Rlimit> rlimits;
+
+  std::vector<BindMount> binds;
 
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "K=V"

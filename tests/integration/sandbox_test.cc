@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -63,7 +65,7 @@ class SandboxTest : public ::testing::Test {
   };
 
   // Runs argv in a sandbox with stdout+stderr captured; fails the test if it cannot start.
-  Ran RunIn(const SandboxSpec& spec) {
+  Ran RunIn(const SandboxSpec& spec, int control_fd = -1) {
     Ran ran;
     int pipefd[2];
     EXPECT_EQ(::pipe2(pipefd, O_CLOEXEC), 0);
@@ -72,7 +74,7 @@ class SandboxTest : public ::testing::Test {
     EXPECT_TRUE(lease) << lease.error().ToString();
     if (!lease) return ran;
     EXPECT_TRUE(lease->Apply(spec.limits));
-    StartOptions options{staging_, &seccomp_, {0, write_end.get(), write_end.get()}};
+    StartOptions options{staging_, &seccomp_, {0, write_end.get(), write_end.get()}, control_fd};
     auto sandbox = Sandbox::Start(spec, std::move(*lease), options);
     EXPECT_TRUE(sandbox) << sandbox.error().ToString();
     if (!sandbox) return ran;
@@ -122,6 +124,31 @@ TEST_F(SandboxTest, ExitCodeAndSignalArePassedThrough) {
   auto killed = RunIn(Spec({"sh", "-c", "kill -TERM $$; sleep 5"}));
   // pid 1 ignores signals it has no handler for, even from itself: it exits by sleeping out.
   EXPECT_FALSE(killed.status.signaled);
+}
+
+TEST_F(SandboxTest, HostDirectoriesAreBoundReadOnlyAndTheControlFdIsFdThree) {
+  std::string code = tmp_.path() + "/code";
+  ASSERT_TRUE(MakeDirs(code));
+  ASSERT_TRUE(WriteFileAtomic(code + "/handler.txt", "from the host\n"));
+  ASSERT_EQ(::chmod(code.c_str(), 0755), 0);
+  SandboxSpec spec = Spec({"sh", "-c",
+                           "cat /opt/fn/code/handler.txt; echo x > /opt/fn/code/new 2>&1 || true; "
+                           "echo via-control >&3"});
+  spec.binds = {{code, "/opt/fn/code"}};
+  int socks[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks), 0);
+  UniqueFd ours(socks[0]), theirs(socks[1]);
+  auto ran = RunIn(spec, theirs.get());
+  theirs.reset();
+  EXPECT_EQ(ran.status.ShellCode(), 0) << ran.out;
+  EXPECT_NE(ran.out.find("from the host\n"), std::string::npos) << ran.out;
+  EXPECT_NE(ran.out.find("Read-only file system"), std::string::npos) << ran.out;
+  EXPECT_FALSE(PathExists(code + "/new"));
+  char buf[64] = {};
+  ssize_t n = ::read(ours.get(), buf, sizeof buf - 1);
+  EXPECT_EQ(std::string(buf, n > 0 ? n : 0), "via-control\n");
+  // The mount point was made in the writable layer, not in the image.
+  EXPECT_FALSE(PathExists(rootfs_ + "/opt"));
 }
 
 TEST_F(SandboxTest, WritesGoToThePrivateLayerAndItsSizeIsCapped) {
