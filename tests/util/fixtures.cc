@@ -10,11 +10,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "base/fs.h"
 #include "base/mounts.h"
+
 
 extern char** environ;
 
@@ -128,6 +131,36 @@ std::string EmberEnv::ImportBusyboxImage(const std::string& name) const {
   auto r = Ember({"image", "import", rootfs, "--name", name});
   EXPECT_EQ(r.exit_code, 0) << "image import failed: " << r.err;
   (void)RemoveTree(rootfs);
+  return name;
+}
+
+std::string EmberEnv::ImportPythonImage() const {
+  const std::string name = "python3.11";
+  const std::string cache = std::string(EMBER_BIN_DIR) + "/../test-cache/" + name;
+  const std::string cache_data = cache + "/data";
+  EXPECT_TRUE(MakeDirs(cache + "/run"));
+  // One builder at a time; the others wait and then reuse its image.
+  auto lock = FileLock::Acquire(cache + ".lock", FileLock::Mode::kExclusive);
+  EXPECT_TRUE(lock) << lock.error().ToString();
+  const std::string ref = "/refs/" + name + ".json";
+  if (!PathExists(cache_data + ref)) {
+    auto built = RunCommand({EmberBinary(), "--data-dir", cache_data, "--run-dir", cache + "/run",
+                             "image", "build", name},
+                            "", 900);
+    EXPECT_EQ(built.exit_code, 0) << "build the python3.11 test image: " << built.err;
+  }
+  auto record = ReadFile(cache_data + ref);
+  EXPECT_TRUE(record) << "python3.11 test image: " << record.error().ToString();
+  if (!record) return name;
+  auto json = nlohmann::json::parse(*record, nullptr, /*allow_exceptions=*/false);
+  std::string digest = json.is_object() ? json.value("digest", "") : "";
+  EXPECT_FALSE(digest.empty()) << "no digest in " << cache_data + ref;
+  EXPECT_TRUE(MakeDirs(data_dir_ + "/images"));
+  EXPECT_TRUE(MakeDirs(data_dir_ + "/refs"));
+  std::string blob = "/images/" + digest + ".erofs";
+  EXPECT_EQ(::link((cache_data + blob).c_str(), (data_dir_ + blob).c_str()), 0)
+      << "link " << cache_data + blob << ": " << std::strerror(errno);
+  EXPECT_TRUE(WriteFileAtomic(data_dir_ + ref, *record));
   return name;
 }
 

@@ -67,6 +67,11 @@ class EmberEnv {
   // error. Returns the image name.
   std::string ImportBusyboxImage(const std::string& name = "busybox") const;
 
+  // Makes the `python3.11` image (Debian minbase + python3.11, what functions run on) available
+  // in this env. It is built once per build tree with `ember image build` (about a minute) into a
+  // cache beside the binaries, then hard-linked into this env's store. Returns the image name.
+  std::string ImportPythonImage() const;
+
   // Mounts under this env's dirs and processes in its cgroups, described; "" when clean.
   // Image mounts are expected to be gone once no sandbox uses them.
   std::string Leaks() const;
