@@ -1,0 +1,101 @@
+// Boots instances: turns a function (manifest + code on the host) into a running sandbox whose
+// pid 1 is ember-agent, with the runtime initialized and the handler loaded. Everything a boot
+// needs from the host is opened once per daemon and shared by all boots: the image store and
+// one image mount per image (the daemon holds it, so an image's page cache survives between
+// instances), the cgroup pool, the compiled seccomp filter, the staging dir.
+//
+// Boot() blocks (clone, mounts, the runtime's init) and is called on the engine's boot threads,
+// never on the io thread; it is safe to call from several threads at once. A boot thread must
+// outlive the instances it started: the sandbox's parent-death signal follows the thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "agent/protocol.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
+#include "engine/manifest.h"
+#include "image/mount.h"
+#include "image/store.h"
+#include "sandbox/cgroup/pool.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/seccomp.h"
+
+namespace ember::engine {
+
+// Where things are inside every instance.
+inline constexpr const char* kAgentMountPoint = "/.ember";
+inline constexpr const char* kCodeMountPoint = "/function";
+
+struct LauncherOptions {
+  std::string data_dir;
+  std::string run_dir;
+  std::string agent_dir;  // host dir with ember-agent and ember-python.so
+  std::string cgroup_name = "ember";
+  sandbox::IdRange ids;
+  std::chrono::milliseconds init_timeout{60000};  // runtime init + handler import + warmup
+  uint64_t tmpfs_size = 64ULL << 20;              // each instance's writable layer
+};
+
+struct BootRequest {
+  std::string instance_id;  // "i-…", also the sandbox id and hostname
+  Manifest manifest;
+  std::string code_dir;  // host path of the function's code
+};
+
+struct BootTimings {
+  std::chrono::microseconds sandbox{0};  // host preparation + sandbox start up to the agent exec
+  std::chrono::microseconds init{0};     // runtime init + import (+ warmup), as seen by the host
+};
+
+struct BootedInstance {
+  sandbox::Sandbox sandbox;
+  UniqueFd control;    // the agent's socket (framed protocol), blocking
+  UniqueFd log;        // read end of the instance's stdout+stderr
+  std::string early_log;  // what the instance printed during init
+  BootTimings timings;
+};
+
+struct BootError {
+  Error error;
+  // Set when the runtime reported the failure (import error, syntax error, missing handler):
+  // its type, message and traceback.
+  std::optional<agent::ErrorInfo> init;
+  std::string early_log;
+};
+
+class Launcher {
+ public:
+  static Result<std::unique_ptr<Launcher>> Create(LauncherOptions options);
+  ~Launcher();
+
+  tl::expected<BootedInstance, BootError> Boot(const BootRequest& request);
+
+  // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
+  void Shutdown();
+  const LauncherOptions& options() const { return options_; }
+  Result<size_t> FreeCgroups();
+
+ private:
+  explicit Launcher(LauncherOptions options) : options_(std::move(options)) {}
+  Result<std::string> ImageLowerDir(const std::string& image_name);
+  Result<cgroup::Lease> ClaimCgroup(const Manifest& manifest);
+  Result<sandbox::SandboxSpec> BuildSpec(const BootRequest& request, const std::string& lower_dir);
+
+  LauncherOptions options_;
+  sandbox::BpfProgram seccomp_;
+  std::mutex mutex_;  // guards everything below
+  std::optional<image::Store> store_;
+  std::optional<cgroup::Pool> pool_;
+  std::map<std::string, image::MountLease> images_;  // by digest
+};
+
+// A fresh instance id: "i-" + 12 hex digits.
+std::string NewInstanceId();
+
+}  // namespace ember::engine
