@@ -57,6 +57,7 @@ class Instance : public std::enable_shared_from_this<Instance> {
   void Start();
 
   bool alive() const { return !dead_; }
+  bool stopping() const { return stopping_ || dead_; }
   bool accepting() const { return !dead_ && !stopping_ && in_flight_.size() < manifest_.concurrency; }
   size_t in_flight() const { return in_flight_.size(); }
   const std::string& id() const { return id_; }
