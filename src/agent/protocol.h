@@ -28,11 +28,13 @@
 
 namespace ember::agent {
 
-inline constexpr uint32_t kFrameMagic = 0x524d4245;  // "EMBR" read as little-endian
+inline constexpr uint32_t kFrameMagic = 0x52424d45;  // "EMBR" read as little-endian
 inline constexpr uint16_t kProtocolVersion = 1;
 inline constexpr size_t kFrameHeaderSize = 24;
 // Events and results are capped below this (the HTTP API refuses larger events with 413).
 inline constexpr uint32_t kMaxPayload = 16u << 20;
+// InitRequest.concurrency is 1..kMaxConcurrency (the agent starts that many worker threads).
+inline constexpr uint32_t kMaxConcurrency = 1024;
 
 enum class FrameType : uint16_t {
   // daemon -> agent
@@ -90,13 +92,14 @@ Result<Frame> ReadFrame(int fd);
 
 // kInit payload.
 struct InitRequest {
-  std::string function;  // name
-  std::string runtime;   // python3.11 | native | process
-  std::string handler;   // module.func | lib.so:symbol | command
-  std::string code_dir;  // where the function's code is, inside the sandbox (the cwd)
+  std::string function;             // name
+  std::string runtime;              // python3.11 | native | process
+  std::string handler;              // module.func | lib.so:symbol | command
+  std::string code_dir;             // where the function's code is, inside the sandbox (the cwd)
   uint64_t memory_limit_bytes = 0;  // 0 = unlimited
   uint32_t concurrency = 1;         // invocations served at once
   std::string warmup_event;         // JSON; empty = none. Invoked once after init, result dropped
+  uint64_t timeout_ms = 0;  // the per-invocation timeout: the warmup call's time left (0 = unset)
 };
 std::string EncodeInit(const InitRequest& init);
 Result<InitRequest> DecodeInit(std::string_view payload);
@@ -105,7 +108,7 @@ Result<InitRequest> DecodeInit(std::string_view payload);
 // {"request_id": "...", "timeout_ms": N}, then the event's JSON text verbatim (so the agent can
 // hand it to the runtime without re-serializing it).
 struct InvokeRequest {
-  std::string request_id;  // the API's id for the invocation ("req-…")
+  std::string request_id;   // the API's id for the invocation ("req-…")
   uint64_t timeout_ms = 0;  // time the handler has left when the frame is sent
   std::string event;        // JSON text
 };
@@ -114,7 +117,7 @@ Result<InvokeRequest> DecodeInvoke(std::string_view payload);
 
 // kInitFailed / kError payload.
 struct ErrorInfo {
-  std::string type;       // e.g. "ZeroDivisionError", "HandlerNotFound", "ResultNotSerializable"
+  std::string type;  // e.g. "ZeroDivisionError", "HandlerNotFound", "ResultNotSerializable"
   std::string message;
   std::string traceback;  // may be empty
 };
