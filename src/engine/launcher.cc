@@ -112,6 +112,12 @@ Result<size_t> Launcher::FreeCgroups() {
   return pool_->Fill();
 }
 
+Result<size_t> Launcher::CountFreeCgroups() {
+  std::lock_guard lock(mutex_);
+  if (!pool_) return size_t{0};
+  return pool_->CountFree();
+}
+
 Result<std::string> Launcher::ImageLowerDir(const std::string& image_name) {
   std::lock_guard lock(mutex_);
   EMBER_ASSIGN_OR_RETURN(auto record, store_->Get(image_name));

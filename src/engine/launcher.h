@@ -79,7 +79,9 @@ class Launcher {
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();
   const LauncherOptions& options() const { return options_; }
+  // Tops the cgroup pool up (off the hot path); how many free slots exist.
   Result<size_t> FreeCgroups();
+  Result<size_t> CountFreeCgroups();
 
  private:
   explicit Launcher(LauncherOptions options) : options_(std::move(options)) {}
