@@ -1,0 +1,200 @@
+#include "agent/agent_loop.h"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "agent/invocation_pool.h"
+#include "agent/runtime.h"
+
+namespace ember::agent {
+namespace {
+
+// Error fields are capped so that any error fits in a frame; a traceback keeps its end, where
+// the exception is.
+constexpr size_t kMaxErrorType = 256;
+constexpr size_t kMaxErrorMessage = 64u << 10;
+constexpr size_t kMaxTraceback = 1u << 20;
+
+ErrorInfo ClampError(ErrorInfo error) {
+  if (error.type.size() > kMaxErrorType) error.type.resize(kMaxErrorType);
+  if (error.message.size() > kMaxErrorMessage) {
+    error.message.resize(kMaxErrorMessage);
+    error.message += "... (truncated)";
+  }
+  if (error.traceback.size() > kMaxTraceback) {
+    error.traceback =
+        "... (truncated)\n" + error.traceback.substr(error.traceback.size() - kMaxTraceback);
+  }
+  return error;
+}
+
+void Complain(const std::string& message) {
+  std::fprintf(stderr, "ember-agent: %s\n", message.c_str());
+}
+
+class Agent {
+ public:
+  explicit Agent(int fd) : fd_(fd) {}
+  int Run();
+
+ private:
+  // The handshake; the exit code when the agent cannot go on, nullopt when it is ready.
+  std::optional<int> Start();
+  int Serve();
+  // Decodes, invokes and answers one kInvoke frame. Thread-safe.
+  void Handle(const Frame& frame);
+  void SendError(FrameType type, uint64_t id, ErrorInfo error);
+  void Reply(FrameType type, uint64_t id, std::string_view payload);
+  // Ends the agent with `code` once the main thread notices; the first caller wins.
+  void Stop(int code);
+
+  int fd_;
+  InitRequest init_;
+  std::unique_ptr<Runtime> runtime_;
+  std::mutex write_mutex_;  // one reply on the socket at a time
+  std::atomic<int> stop_code_{-1};
+};
+
+int Agent::Run() {
+  if (auto code = Start()) return *code;
+  return Serve();
+}
+
+std::optional<int> Agent::Start() {
+  auto frame = ReadFrame(fd_);
+  if (!frame) {
+    Complain(frame.error().code() == ErrorCode::kNotFound
+                 ? "the connection closed before the init frame"
+                 : "reading the init frame: " + frame.error().ToString());
+    return kExitBadStart;
+  }
+  if (frame->type != FrameType::kInit) {
+    Complain(std::string("protocol error: expected an init frame first, got ") +
+             FrameTypeName(frame->type));
+    return kExitBadStart;
+  }
+  auto init = DecodeInit(frame->payload);
+  if (!init) {
+    Complain("protocol error: " + init.error().ToString());
+    SendError(FrameType::kInitFailed, frame->request_id,
+              MakeError("InvalidInit", init.error().message()));
+    return kExitBadStart;
+  }
+  init_ = std::move(*init);
+
+  auto start = std::chrono::steady_clock::now();
+  auto runtime = MakeRuntime(init_.runtime);
+  if (!runtime) {
+    SendError(FrameType::kInitFailed, frame->request_id, std::move(runtime).error());
+    return kExitUnusable;
+  }
+  runtime_ = std::move(*runtime);
+  if (auto loaded = runtime_->Init(init_); !loaded) {
+    SendError(FrameType::kInitFailed, frame->request_id, std::move(loaded).error());
+    return kExitUnusable;
+  }
+  if (!init_.warmup_event.empty()) {
+    auto warm = runtime_->Invoke(InvokeRequest{"warmup", init_.timeout_ms, init_.warmup_event});
+    if (!warm) {
+      ErrorInfo error = std::move(warm).error();
+      error.message = "warmup event failed: " + error.message;
+      SendError(FrameType::kInitFailed, frame->request_id, std::move(error));
+      return kExitUnusable;
+    }
+  }
+  auto init_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+  Reply(FrameType::kReady, frame->request_id, "{\"init_us\":" + std::to_string(init_us) + "}");
+  if (stop_code_ >= 0) return stop_code_.load();
+  return std::nullopt;
+}
+
+int Agent::Serve() {
+  std::optional<InvocationPool> pool;
+  if (init_.concurrency > 1) {
+    pool.emplace(init_.concurrency, [this](Frame frame) { Handle(frame); });
+  }
+  for (;;) {
+    if (stop_code_ >= 0) return stop_code_;
+    auto frame = ReadFrame(fd_);
+    if (!frame) {
+      if (stop_code_ >= 0) return stop_code_;  // Stop() shut the socket down to wake us
+      if (frame.error().code() == ErrorCode::kNotFound) return kExitClosed;
+      Complain("protocol error: " + frame.error().ToString());
+      return kExitProtocolError;
+    }
+    if (frame->type != FrameType::kInvoke) {
+      Complain(std::string("protocol error: unexpected ") + FrameTypeName(frame->type) +
+               " frame (request id " + std::to_string(frame->request_id) + ") after init");
+      return kExitProtocolError;
+    }
+    if (pool) {
+      pool->Submit(std::move(*frame));
+    } else {
+      Handle(*frame);
+    }
+  }
+}
+
+void Agent::Handle(const Frame& frame) {
+  auto request = DecodeInvoke(frame.payload);
+  if (!request) {
+    // The framing is intact, so only this request is lost; the daemon gets an answer for it.
+    Complain("invoke frame " + std::to_string(frame.request_id) + ": " +
+             request.error().ToString());
+    SendError(FrameType::kError, frame.request_id,
+              MakeError("InvalidRequest", request.error().message()));
+    return;
+  }
+  auto outcome = runtime_->Invoke(*request);
+  if (!outcome) {
+    SendError(FrameType::kError, frame.request_id, std::move(outcome).error());
+  } else if (outcome->size() > kMaxPayload) {
+    SendError(
+        FrameType::kError, frame.request_id,
+        MakeError(kResultTooLarge, "the result is " + std::to_string(outcome->size()) +
+                                       " bytes, the limit is " + std::to_string(kMaxPayload)));
+  } else {
+    Reply(FrameType::kResult, frame.request_id, *outcome);
+  }
+  if (!runtime_->Usable()) Stop(kExitUnusable);
+}
+
+void Agent::SendError(FrameType type, uint64_t id, ErrorInfo error) {
+  Reply(type, id, EncodeError(ClampError(std::move(error))));
+}
+
+void Agent::Reply(FrameType type, uint64_t id, std::string_view payload) {
+  Status written;
+  {
+    std::lock_guard lock(write_mutex_);
+    written = WriteFrame(fd_, type, id, payload);
+  }
+  if (!written) {
+    Complain(written.error().ToString());
+    Stop(kExitProtocolError);
+  }
+}
+
+void Agent::Stop(int code) {
+  int expected = -1;
+  if (!stop_code_.compare_exchange_strong(expected, code)) return;
+  // Wakes the main thread if it is blocked reading the next frame.
+  ::shutdown(fd_, SHUT_RD);
+}
+
+}  // namespace
+
+int RunAgent(int control_fd) {
+  Agent agent(control_fd);
+  return agent.Run();
+}
+
+}  // namespace ember::agent

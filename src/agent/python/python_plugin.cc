@@ -1,0 +1,223 @@
+// ember-python.so: CPython 3.11 embedded for ember-agent, behind the C ABI of
+// agent/python_plugin.h. The interpreter is configured here; the handler logic lives in the
+// bootstrap module (bootstrap.cc).
+#define PY_SSIZE_T_CLEAN
+#include "agent/python_plugin.h"
+
+#include <Python.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "agent/python/bootstrap.h"
+
+namespace ember::agent::python {
+namespace {
+
+// Type of the errors that come from the plugin itself rather than from the function's code.
+constexpr const char* kPythonInitFailed = "PythonInitFailed";
+constexpr const char* kInternalError = "AgentInternalError";
+
+// _ember_bootstrap.invoke; a strong reference held for the life of the process.
+PyObject* g_invoke = nullptr;
+
+char* Dup(std::string_view text) {
+  auto* copy = static_cast<char*>(std::malloc(text.size() + 1));
+  if (copy == nullptr) return nullptr;
+  std::memcpy(copy, text.data(), text.size());
+  copy[text.size()] = '\0';
+  return copy;
+}
+
+void SetError(ember_plugin_error* error, std::string_view type, std::string_view message,
+              std::string_view traceback = "") {
+  error->type = Dup(type);
+  error->message = Dup(message);
+  error->traceback = traceback.empty() ? nullptr : Dup(traceback);
+}
+
+// UTF-8 of a str; lone surrogates (possible in exception messages) become escapes instead of
+// failing the conversion.
+std::string Utf8(PyObject* object) {
+  if (object == nullptr || !PyUnicode_Check(object)) return "";
+  PyObject* bytes = PyUnicode_AsEncodedString(object, "utf-8", "backslashreplace");
+  if (bytes == nullptr) {
+    PyErr_Clear();
+    return "";
+  }
+  std::string text(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
+  Py_DECREF(bytes);
+  return text;
+}
+
+// The pending Python exception, for failures of the plugin's own calls (not the handler's).
+void SetErrorFromPython(ember_plugin_error* error, std::string_view what) {
+  PyObject *type = nullptr, *value = nullptr, *traceback = nullptr;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  std::string message(what);
+  if (type != nullptr)
+    message += std::string(": ") + reinterpret_cast<PyTypeObject*>(type)->tp_name;
+  if (value != nullptr) {
+    if (PyObject* text = PyObject_Str(value)) {
+      message += ": " + Utf8(text);
+      Py_DECREF(text);
+    } else {
+      PyErr_Clear();
+    }
+  }
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(traceback);
+  SetError(error, kInternalError, message);
+}
+
+// A (type, message, traceback) triple from the bootstrap, starting at index `first`.
+void SetErrorFromTuple(ember_plugin_error* error, PyObject* tuple, Py_ssize_t first) {
+  if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) < first + 3) {
+    SetError(error, kInternalError, "the bootstrap returned a malformed error");
+    return;
+  }
+  SetError(error, Utf8(PyTuple_GET_ITEM(tuple, first)), Utf8(PyTuple_GET_ITEM(tuple, first + 1)),
+           Utf8(PyTuple_GET_ITEM(tuple, first + 2)));
+}
+
+bool StatusOk(const PyStatus& status, std::string_view step, ember_plugin_error* error) {
+  if (!PyStatus_Exception(status)) return true;
+  std::string message(step);
+  if (status.func != nullptr) message += std::string(": ") + status.func;
+  message += status.err_msg != nullptr ? std::string(": ") + status.err_msg
+                                       : ": exit status " + std::to_string(status.exitcode);
+  SetError(error, kPythonInitFailed, message);
+  return false;
+}
+
+bool StartInterpreter(ember_plugin_error* error) {
+  PyPreConfig preconfig;
+  PyPreConfig_InitIsolatedConfig(&preconfig);
+  // UTF-8 everywhere, whatever locale the image has (usually none: "C").
+  preconfig.utf8_mode = 1;
+  if (!StatusOk(Py_PreInitialize(&preconfig), "pre-initialize Python", error)) return false;
+
+  // Isolated: no PYTHON* variables, no user site, no script directory on sys.path.
+  PyConfig config;
+  PyConfig_InitIsolatedConfig(&config);
+  config.write_bytecode = 0;  // the code directory is read-only
+  config.buffered_stdio = 0;  // print() reaches the log at once, even if the instance is killed
+  config.user_site_directory = 0;
+  config.install_signal_handlers = 0;  // the agent owns signal dispositions
+  config.pathconfig_warnings = 0;
+  config.site_import = 1;  // Debian's site module adds dist-packages
+  // sys.prefix is derived from the program name: /usr, where the image's Python lives.
+  PyStatus status = PyConfig_SetString(&config, &config.program_name, L"/usr/bin/python3.11");
+  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  return StatusOk(status, "initialize Python", error);
+}
+
+// With the GIL held: runs the bootstrap and imports the handler.
+int LoadHandler(const char* code_dir, const char* module_name, const char* function,
+                ember_plugin_error* error) {
+  PyObject* code = Py_CompileString(kBootstrapSource, "<ember-bootstrap>", Py_file_input);
+  if (code == nullptr) {
+    SetErrorFromPython(error, "compile the bootstrap module");
+    return 1;
+  }
+  PyObject* bootstrap = PyImport_ExecCodeModule("_ember_bootstrap", code);
+  Py_DECREF(code);
+  if (bootstrap == nullptr) {
+    SetErrorFromPython(error, "run the bootstrap module");
+    return 1;
+  }
+  PyObject* failure =
+      PyObject_CallMethod(bootstrap, "load", "sss", code_dir, module_name, function);
+  if (failure == nullptr) {
+    SetErrorFromPython(error, "load the handler");
+    Py_DECREF(bootstrap);
+    return 1;
+  }
+  int rc = 0;
+  if (failure != Py_None) {
+    SetErrorFromTuple(error, failure, 0);
+    rc = 1;
+  } else {
+    g_invoke = PyObject_GetAttrString(bootstrap, "invoke");
+    if (g_invoke == nullptr) {
+      SetErrorFromPython(error, "find the bootstrap's invoke");
+      rc = 1;
+    }
+  }
+  Py_DECREF(failure);
+  Py_DECREF(bootstrap);
+  return rc;
+}
+
+int Init(const char* code_dir, const char* module_name, const char* function,
+         ember_plugin_error* error) {
+  if (Py_IsInitialized()) {
+    SetError(error, kPythonInitFailed, "the Python interpreter is already initialized");
+    return 1;
+  }
+  if (!StartInterpreter(error)) return 1;
+  int rc = LoadHandler(code_dir, module_name, function, error);
+  // Invocations take the GIL per call (PyGILState_Ensure), from whichever thread serves them.
+  PyEval_SaveThread();
+  return rc;
+}
+
+// With the GIL held.
+int InvokeLocked(const char* event, size_t event_size, const ember_context* context, char** result,
+                 size_t* result_size, ember_plugin_error* error) {
+  PyObject* outcome = PyObject_CallFunction(
+      g_invoke, "y#ssKK", event, static_cast<Py_ssize_t>(event_size), context->request_id,
+      context->function_name, static_cast<unsigned long long>(context->memory_limit_bytes),
+      static_cast<unsigned long long>(context->timeout_ms));
+  if (outcome == nullptr) {
+    SetErrorFromPython(error, "call the handler");
+    return 1;
+  }
+  int rc = 1;
+  if (!PyTuple_Check(outcome) || PyTuple_GET_SIZE(outcome) < 2) {
+    SetError(error, kInternalError, "the bootstrap returned a malformed outcome");
+  } else if (PyTuple_GET_ITEM(outcome, 0) != Py_True) {
+    SetErrorFromTuple(error, outcome, 1);
+  } else {
+    Py_ssize_t size = 0;
+    const char* text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(outcome, 1), &size);
+    if (text == nullptr) {
+      SetErrorFromPython(error, "convert the result");
+    } else if ((*result = Dup(std::string_view(text, static_cast<size_t>(size)))) == nullptr) {
+      SetError(error, "MemoryError",
+               "no memory for a result of " + std::to_string(size) + " bytes");
+    } else {
+      *result_size = static_cast<size_t>(size);
+      rc = 0;
+    }
+  }
+  Py_DECREF(outcome);
+  return rc;
+}
+
+int Invoke(const char* event, size_t event_size, const ember_context* context, char** result,
+           size_t* result_size, ember_plugin_error* error) {
+  if (g_invoke == nullptr) {
+    SetError(error, kInternalError, "invoke before a successful init");
+    return 1;
+  }
+  PyGILState_STATE gil = PyGILState_Ensure();
+  int rc = InvokeLocked(event, event_size, context, result, result_size, error);
+  PyGILState_Release(gil);
+  return rc;
+}
+
+}  // namespace
+}  // namespace ember::agent::python
+
+extern "C" __attribute__((visibility("default"))) const ember_python_plugin*
+ember_python_plugin_entry(void) {
+  static const ember_python_plugin plugin = {
+      EMBER_PYTHON_PLUGIN_ABI_VERSION, &ember::agent::python::Init, &ember::agent::python::Invoke};
+  return &plugin;
+}
