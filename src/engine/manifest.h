@@ -20,7 +20,7 @@ enum class Runtime { kPython311, kNative, kProcess };
 const char* RuntimeName(Runtime runtime);  // "python3.11", "native", "process"
 
 struct Manifest {
-  std::string name;     // [a-z0-9][a-z0-9_-]{0,62}
+  std::string name;  // [a-z0-9][a-z0-9_-]{0,62}
   Runtime runtime = Runtime::kPython311;
   std::string handler;  // python: "module.func"; native: "lib.so:symbol"; process: a command
   std::string image = "python3.11";  // an image name in the store
@@ -42,6 +42,9 @@ Result<Manifest> ParseManifest(std::string_view toml_text, std::string_view sour
 // module/__init__.py; native: the .so; process: the command's first word when it is a relative
 // path).
 Result<Manifest> LoadBundleManifest(const std::string& dir);
+// The same, naming the bundle `shown` in errors instead of `dir` (the daemon says "the bundle":
+// its path is a staging directory the client never saw).
+Result<Manifest> LoadBundleManifest(const std::string& dir, std::string_view shown);
 
 std::string ManifestToJson(const Manifest& manifest);
 Result<Manifest> ManifestFromJson(std::string_view json);

@@ -57,7 +57,7 @@ Status CheckPythonHandler(int root_fd, const Manifest& m, const std::string& dir
     if (found.kind == Lookup::kFile) return Ok();
   }
   return NotFound("handler module '" + module + "' not found in the bundle (looked for " + path +
-                  ".py and " + path + "/__init__.py in " + dir + ")");
+                  ".py and " + path + "/__init__.py)");
 }
 
 Status CheckNativeHandler(int root_fd, const Manifest& m, const std::string& dir) {
@@ -67,9 +67,8 @@ Status CheckNativeHandler(int root_fd, const Manifest& m, const std::string& dir
   if (found.kind == Lookup::kEscapes) {
     return NotFound("handler library '" + library + "' is a symlink that leads outside the bundle");
   }
-  return NotFound(
-      "handler library '" + library + "' not found in the bundle " + dir +
-      (m.handler.find(".so") != std::string::npos ? " (build it before deploying)" : ""));
+  return NotFound("handler library '" + library + "' not found in the bundle" +
+                  (library.ends_with(".so") ? " (build it before deploying)" : ""));
 }
 
 // Only a command given as a relative path ("./run.sh", "bin/app") must be in the bundle; a bare
@@ -90,7 +89,7 @@ Status CheckProcessHandler(int root_fd, const Manifest& m, const std::string& di
     return NotFound("handler command '" + command + "' is a symlink that leads outside the bundle");
   }
   if (found.kind != Lookup::kFile) {
-    return NotFound("handler command '" + command + "' not found in the bundle " + dir);
+    return NotFound("handler command '" + command + "' not found in the bundle");
   }
   if ((found.mode & 0111) == 0) {
     return NotFound("handler command '" + command + "' is not executable (chmod +x " + command +
@@ -101,48 +100,52 @@ Status CheckProcessHandler(int root_fd, const Manifest& m, const std::string& di
 
 }  // namespace
 
-Result<Manifest> LoadBundleManifest(const std::string& dir) {
+Result<Manifest> LoadBundleManifest(const std::string& dir) { return LoadBundleManifest(dir, dir); }
+
+Result<Manifest> LoadBundleManifest(const std::string& dir, std::string_view shown_view) {
+  std::string shown(shown_view);
   auto root = OpenFile(dir, O_RDONLY | O_DIRECTORY);
   if (!root) {
     if (root.error().sys_errno() == ENOENT || root.error().sys_errno() == ENOTDIR) {
-      return Fail(ErrorCode::kInvalidArgument, "bundle " + dir + " is not a directory");
+      return Fail(ErrorCode::kInvalidArgument, "bundle " + shown + " is not a directory");
     }
     return Fail(std::move(root).error());
   }
   int fd = ::openat(root->get(), "ember.toml", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return Fail(ErrorCode::kInvalidArgument, "no ember.toml in " + dir);
+    if (errno == ENOENT) return Fail(ErrorCode::kInvalidArgument, "no ember.toml in " + shown);
     if (errno == ELOOP) {
       return Fail(ErrorCode::kInvalidArgument,
-                  dir + "/ember.toml is a symlink; it must be a regular file");
+                  "ember.toml in " + shown + " is a symlink; it must be a regular file");
     }
-    return FailErrno("open " + dir + "/ember.toml");
+    return FailErrno("open ember.toml in " + shown);
   }
   UniqueFd file(fd);
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return FailErrno("stat " + dir + "/ember.toml");
+  if (::fstat(fd, &st) != 0) return FailErrno("stat ember.toml in " + shown);
   if (!S_ISREG(st.st_mode)) {
-    return Fail(ErrorCode::kInvalidArgument, dir + "/ember.toml is not a regular file");
+    return Fail(ErrorCode::kInvalidArgument, "ember.toml in " + shown + " is not a regular file");
   }
   if (static_cast<uint64_t>(st.st_size) > kMaxManifestFileBytes) {
-    return Fail(ErrorCode::kInvalidArgument, dir + "/ember.toml is " + std::to_string(st.st_size) +
+    return Fail(ErrorCode::kInvalidArgument, "ember.toml in " + shown + " is " +
+                                                 std::to_string(st.st_size) +
                                                  " bytes: a manifest is at most 64KiB");
   }
   std::string text(static_cast<size_t>(st.st_size), '\0');
   ssize_t n = ::pread(fd, text.data(), text.size(), 0);
-  if (n < 0) return FailErrno("read " + dir + "/ember.toml");
+  if (n < 0) return FailErrno("read ember.toml in " + shown);
   text.resize(static_cast<size_t>(n));
 
   EMBER_ASSIGN_OR_RETURN(auto manifest, ParseManifest(text, "ember.toml"));
   switch (manifest.runtime) {
     case Runtime::kPython311:
-      EMBER_TRY(CheckPythonHandler(root->get(), manifest, dir));
+      EMBER_TRY(CheckPythonHandler(root->get(), manifest, shown));
       break;
     case Runtime::kNative:
-      EMBER_TRY(CheckNativeHandler(root->get(), manifest, dir));
+      EMBER_TRY(CheckNativeHandler(root->get(), manifest, shown));
       break;
     case Runtime::kProcess:
-      EMBER_TRY(CheckProcessHandler(root->get(), manifest, dir));
+      EMBER_TRY(CheckProcessHandler(root->get(), manifest, shown));
       break;
   }
   return manifest;

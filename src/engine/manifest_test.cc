@@ -367,15 +367,14 @@ TEST_F(BundleManifestTest, MissingManifestOrDirectory) {
 TEST_F(BundleManifestTest, ManifestMustBeARegularFileInTheBundle) {
   Write("real.toml", "name = \"f\"\nruntime = \"process\"\nhandler = \"true\"\n");
   ASSERT_EQ(::symlink("real.toml", (dir_ + "/ember.toml").c_str()), 0);
-  EXPECT_NE(ErrorOf().find("ember.toml is a symlink"), std::string::npos) << ErrorOf();
+  EXPECT_EQ(ErrorOf(), "ember.toml in " + dir_ + " is a symlink; it must be a regular file");
 }
 
 TEST_F(BundleManifestTest, PythonModuleOrPackage) {
   Manifest("python3.11", "handler.handle");
   EXPECT_EQ(ErrorOf(),
             "handler module 'handler' not found in the bundle (looked for handler.py and "
-            "handler/__init__.py in " +
-                dir_ + ")");
+            "handler/__init__.py)");
   Write("handler.py", "def handle(e, c): return 1\n");
   EXPECT_EQ(ErrorOf(), "");
   Manifest("python3.11", "pkg.sub.handle");
