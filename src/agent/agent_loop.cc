@@ -57,7 +57,8 @@ class Agent {
   int fd_;
   InitRequest init_;
   std::unique_ptr<Runtime> runtime_;
-  std::mutex write_mutex_;  // one reply on the socket at a time
+  std::optional<InvocationPool> pool_;  // concurrency > 1 only
+  std::mutex write_mutex_;              // one reply on the socket at a time
   std::atomic<int> stop_code_{-1};
 };
 
@@ -117,9 +118,8 @@ std::optional<int> Agent::Start() {
 }
 
 int Agent::Serve() {
-  std::optional<InvocationPool> pool;
   if (init_.concurrency > 1) {
-    pool.emplace(init_.concurrency, [this](Frame frame) { Handle(frame); });
+    pool_.emplace(init_.concurrency, [this](const Frame& frame) { Handle(frame); });
   }
   for (;;) {
     if (stop_code_ >= 0) return stop_code_;
@@ -135,8 +135,8 @@ int Agent::Serve() {
                " frame (request id " + std::to_string(frame->request_id) + ") after init");
       return kExitProtocolError;
     }
-    if (pool) {
-      pool->Submit(std::move(*frame));
+    if (pool_) {
+      pool_->Submit(std::move(*frame));
     } else {
       Handle(*frame);
     }
@@ -190,11 +190,16 @@ void Agent::Stop(int code) {
   ::shutdown(fd_, SHUT_RD);
 }
 
+// Never deleted: with concurrency > 1, worker threads wait on the pool's condition variables and
+// may be inside the runtime until the process ends (glibc's pthread_cond_destroy would block on
+// them). The caller ends the process with _exit right after RunAgent returns.
+Agent* g_agent = nullptr;
+
 }  // namespace
 
 int RunAgent(int control_fd) {
-  Agent agent(control_fd);
-  return agent.Run();
+  g_agent = new Agent(control_fd);
+  return g_agent->Run();
 }
 
 }  // namespace ember::agent

@@ -29,7 +29,7 @@ void InvocationPool::StartThreads() {
 void InvocationPool::Submit(Frame frame) {
   if (!tried_start_) StartThreads();
   if (started_ == 0) {
-    work_(std::move(frame));
+    work_(frame);
     return;
   }
   std::unique_lock lock(mutex_);
@@ -52,7 +52,7 @@ void InvocationPool::WorkerLoop() {
     queue_.pop_front();
     lock.unlock();
     not_full_.notify_one();
-    work_(std::move(frame));
+    work_(frame);
   }
 }
 

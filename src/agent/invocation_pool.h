@@ -17,7 +17,7 @@ namespace ember::agent {
 
 class InvocationPool {
  public:
-  using Work = std::function<void(Frame)>;
+  using Work = std::function<void(const Frame&)>;
   InvocationPool(uint32_t workers, Work work) : workers_(workers), work_(std::move(work)) {}
   InvocationPool(const InvocationPool&) = delete;
   InvocationPool& operator=(const InvocationPool&) = delete;
