@@ -51,7 +51,9 @@ class Agent {
   void Handle(const Frame& frame);
   void SendError(FrameType type, uint64_t id, ErrorInfo error);
   void Reply(FrameType type, uint64_t id, std::string_view payload);
-  // Ends the agent with `code` once the main thread notices; the first caller wins.
+  // Ends the agent with `code` once the main thread notices; the first code recorded wins.
+  void RecordStop(int code);
+  // RecordStop, then wakes the main thread if it is blocked reading the next frame.
   void Stop(int code);
 
   int fd_;
@@ -154,6 +156,10 @@ void Agent::Handle(const Frame& frame) {
     return;
   }
   auto outcome = runtime_->Invoke(*request);
+  // Recorded before the reply goes out, so that a daemon closing the connection on reading it
+  // cannot make the main thread exit 0 first.
+  bool unusable = !runtime_->Usable();
+  if (unusable) RecordStop(kExitUnusable);
   if (!outcome) {
     SendError(FrameType::kError, frame.request_id, std::move(outcome).error());
   } else if (outcome->size() > kMaxPayload) {
@@ -164,7 +170,7 @@ void Agent::Handle(const Frame& frame) {
   } else {
     Reply(FrameType::kResult, frame.request_id, *outcome);
   }
-  if (!runtime_->Usable()) Stop(kExitUnusable);
+  if (unusable) Stop(kExitUnusable);
 }
 
 void Agent::SendError(FrameType type, uint64_t id, ErrorInfo error) {
@@ -183,10 +189,14 @@ void Agent::Reply(FrameType type, uint64_t id, std::string_view payload) {
   }
 }
 
-void Agent::Stop(int code) {
+void Agent::RecordStop(int code) {
   int expected = -1;
-  if (!stop_code_.compare_exchange_strong(expected, code)) return;
-  // Wakes the main thread if it is blocked reading the next frame.
+  stop_code_.compare_exchange_strong(expected, code);
+}
+
+void Agent::Stop(int code) {
+  RecordStop(code);
+  // Only the reading side: replies still in progress on other workers can be written.
   ::shutdown(fd_, SHUT_RD);
 }
 

@@ -2,6 +2,8 @@
 // the protocol.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "integration/agent_harness.h"
 
 namespace ember::agent::testing {
@@ -137,14 +139,18 @@ TEST_F(AgentProcessRuntime, LineProtocol) {
 
 TEST_F(AgentProcessRuntime, ExitingProcessEndsTheInstance) {
   WriteCode("once.sh", "read -r line\necho 'bye' >&2\nexit 3\n");
-  AgentProcess agent;
-  agent.Init(Init("process", "sh once.sh"));
-  agent.ExpectReady();
-  agent.Invoke(1, "{}");
-  ErrorInfo error = agent.ReadError(FrameType::kError);
-  EXPECT_EQ(error.type, "ProcessExited");
-  EXPECT_NE(error.message.find("exited with status 3"), std::string::npos) << error.message;
-  EXPECT_EQ(agent.Wait(), 1);
+  for (uint32_t concurrency : {1u, 2u}) {
+    SCOPED_TRACE(concurrency);
+    AgentProcess agent;
+    agent.Init(Init("process", "sh once.sh", concurrency));
+    agent.ExpectReady();
+    agent.Invoke(1, "{}");
+    ErrorInfo error = agent.ReadError(FrameType::kError);
+    EXPECT_EQ(error.type, "ProcessExited");
+    EXPECT_NE(error.message.find("exited with status 3"), std::string::npos) << error.message;
+    // Even if the daemon hangs up right after the answer, the exit code says the instance broke.
+    EXPECT_EQ(agent.CloseAndWait(), 1);
+  }
 }
 
 TEST_F(AgentProcessRuntime, StartFailure) {
@@ -156,6 +162,22 @@ TEST_F(AgentProcessRuntime, StartFailure) {
   EXPECT_EQ(error.type, "ProcessStartFailed");
   EXPECT_NE(error.message.find("chdir"), std::string::npos) << error.message;
   EXPECT_EQ(agent.Wait(), 1);
+}
+
+TEST(AgentBinary, LinksOnlyLibc) {
+  // The agent runs on the image's libc: any other shared library would have to be in every image.
+  auto ldd = ember::testing::RunCommand({"ldd", AgentBinary()});
+  ASSERT_EQ(ldd.exit_code, 0) << ldd.err;
+  std::istringstream lines(ldd.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    bool allowed = false;
+    for (const char* lib :
+         {"linux-vdso", "ld-linux", "libc.so", "libm.so", "libdl.so", "libpthread.so"}) {
+      allowed = allowed || line.find(lib) != std::string::npos;
+    }
+    EXPECT_TRUE(allowed) << "ember-agent needs " << line;
+  }
 }
 
 TEST(AgentProtocol, GarbageInsteadOfInit) {
