@@ -39,6 +39,8 @@ int ExitCodeFor(const Error& error);
 int ReportError(const Error& error);
 
 void RegisterRunCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+// deploy, invoke, ls, ps, logs, rm: clients of the daemon's API (client.cc).
+void RegisterClientCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterDoctorCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterCleanupCommand(CLI::App& app, GlobalOptions& global, int* exit_code);

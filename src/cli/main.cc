@@ -103,6 +103,7 @@ int RunCli(int argc, char** argv) {
   int exit_code = 0;
   RegisterRunCommand(app, global, &exit_code);
   RegisterImageCommands(app, global, &exit_code);
+  RegisterClientCommands(app, global, &exit_code);
   RegisterDoctorCommand(app, global, &exit_code);
   RegisterCleanupCommand(app, global, &exit_code);
 
