@@ -424,3 +424,29 @@ TEST_F(BundleManifestTest, ProcessCommandsOnlyCheckedWhenARelativePath) {
 
 }  // namespace
 }  // namespace ember::engine
+
+namespace ember::engine {
+namespace {
+
+// The examples a new user deploys first must stay valid bundles.
+TEST(ExampleBundlesTest, ExamplesAreValid) {
+  std::string file = __FILE__;
+  std::string examples = file.substr(0, file.rfind("/src/engine/")) + "/examples";
+  for (const char* name : {"hello-python", "json-transform", "process-shell"}) {
+    auto m = LoadBundleManifest(examples + "/" + name);
+    ASSERT_TRUE(m) << name << ": " << m.error().ToString();
+    EXPECT_EQ(m->name, name);
+  }
+  // native-c's library is built by `make`, so only its manifest is checked here.
+  auto text = ReadFile(examples + "/native-c/ember.toml");
+  ASSERT_TRUE(text);
+  auto native = ParseManifest(*text);
+  ASSERT_TRUE(native) << native.error().ToString();
+  EXPECT_EQ(native->handler, "libhello.so:handle");
+  EXPECT_EQ(native->env.at("SALUTATION"), "Hello");
+  auto warm = LoadBundleManifest(examples + "/json-transform");
+  EXPECT_EQ(warm->warmup, std::optional<std::string>(R"({"records":[]})"));
+}
+
+}  // namespace
+}  // namespace ember::engine
