@@ -38,6 +38,44 @@ show "$ember" run --timeout 300ms -- sleep 10
 step "Start timings (-v)"
 for _ in 1 2 3; do "$ember" run -v -- /bin/true; done
 
+step "Functions: the ember daemon deploys them once and invokes them many times"
+daemon_log=$(mktemp /tmp/ember-demo-daemon.XXXXXX)
+"$ember" daemon >"$daemon_log" 2>&1 &
+daemon_pid=$!
+stop_daemon() {
+  if kill -0 "$daemon_pid" 2>/dev/null; then
+    kill -TERM "$daemon_pid"
+    wait "$daemon_pid" || true
+  fi
+  rm -f "$daemon_log"
+}
+trap stop_daemon EXIT
+for _ in $(seq 100); do "$ember" ls >/dev/null 2>&1 && break; sleep 0.1; done
+make -s -C examples/native-c >/dev/null
+for example in hello-python json-transform native-c process-shell; do
+  show "$ember" deploy "examples/$example"
+done
+show "$ember" ls
+
+step "Invoking them (the first call reuses the instance deploy booted; -v shows the timings)"
+show "$ember" invoke hello-python -d '{"name": "ember"}' -v
+show "$ember" invoke json-transform -d '{"records": [{"group": "eu", "value": 12.5}, {"group": "eu", "value": 7.5}, {"group": "us", "value": 3}]}'
+show "$ember" invoke native-c -d '{"name": "ember"}'
+show "$ember" invoke process-shell -d '"the quick brown fox"'
+
+step "A plain boot forced: a fresh sandbox, runtime init and import, then the handler"
+show "$ember" invoke hello-python --boot plain -d '{"name": "cold"}' -v
+
+step "Errors name their cause, and the daemon keeps serving"
+show "$ember" invoke json-transform -d '{}'
+show "$ember" invoke no-such-function
+show "$ember" ps
+show "$ember" logs hello-python
+
+step "Stopping the daemon (SIGTERM: in-flight invocations finish, every instance is torn down)"
+stop_daemon
+trap - EXIT
+
 step "Between runs ember keeps idle images mounted (30s, EMBER_IMAGE_LINGER) and a pool of cgroups; remove both"
 show "$ember" cleanup
 

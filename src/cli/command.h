@@ -19,7 +19,7 @@ struct GlobalOptions {
   // options never reach ember's parser (SplitRunCommand).
   std::vector<std::string> run_command;
   // The daemon's API: a unix socket path or http://127.0.0.1:PORT (--socket / EMBER_SOCKET,
-  // default /run/ember/ember.sock). `ember daemon` listens there; client commands connect to it.
+  // default <run-dir>/ember.sock). `ember daemon` listens there; client commands connect to it.
   std::string socket;
 };
 
@@ -44,6 +44,7 @@ void RegisterClientCommands(CLI::App& app, GlobalOptions& global, int* exit_code
 void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterDoctorCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterCleanupCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+void RegisterDaemonCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 
 // The parent cgroup of the pool: EMBER_CGROUP_NAME, default "ember".
 std::string CgroupName();

@@ -63,6 +63,17 @@ std::string FromEnv(const char* name, const char* fallback) {
   return value != nullptr && *value != '\0' ? value : fallback;
 }
 
+// <run-dir>/ember.sock, with --run-dir looked up in the arguments before parsing (the commands
+// run inside the parse, so the default cannot wait for it).
+std::string DefaultSocket(const std::vector<std::string>& args, std::string run_dir) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--") break;
+    if (args[i] == "--run-dir" && i + 1 < args.size()) run_dir = args[i + 1];
+    if (args[i].rfind("--run-dir=", 0) == 0) run_dir = args[i].substr(10);
+  }
+  return run_dir + "/ember.sock";
+}
+
 }  // namespace
 }  // namespace ember::cli
 
@@ -84,10 +95,12 @@ int RunCli(int argc, char** argv) {
   app.add_option("--run-dir", global.run_dir,
                  "where mounts and runtime locks live (env EMBER_RUN_DIR)")
       ->capture_default_str();
-  global.socket = FromEnv("EMBER_SOCKET", "/run/ember/ember.sock");
+  // Default: ember.sock in the run dir, so that a daemon and its clients started with the same
+  // --run-dir (tests, side-by-side daemons) find each other without naming the socket.
+  global.socket = FromEnv("EMBER_SOCKET", "");
   app.add_option("--socket", global.socket,
-                 "the daemon's API socket, or http://127.0.0.1:PORT (env EMBER_SOCKET)")
-      ->capture_default_str();
+                 "the daemon's API socket, or http://127.0.0.1:PORT (env EMBER_SOCKET; default "
+                 "<run-dir>/ember.sock)");
   // Logging is set up before parsing (from EMBER_LOG or the default) and again when --log-level
   // is parsed, so that it is ready before any command runs.
   (void)ember::log::Init(global.log_level);
@@ -106,10 +119,12 @@ int RunCli(int argc, char** argv) {
   RegisterClientCommands(app, global, &exit_code);
   RegisterDoctorCommand(app, global, &exit_code);
   RegisterCleanupCommand(app, global, &exit_code);
+  RegisterDaemonCommand(app, global, &exit_code);
 
   // CLI11 reports usage errors with exceptions; this is the edge where they become exit codes.
   std::vector<std::string> args(argv, argv + argc);
   global.run_command = SplitRunCommand(app, &args);
+  if (global.socket.empty()) global.socket = DefaultSocket(args, global.run_dir);
   std::vector<const char*> cargs;
   for (const auto& a : args) cargs.push_back(a.c_str());
   try {

@@ -52,32 +52,30 @@ void Instance::Start() {
 }
 
 void Instance::ReadControl() {
-  control_.async_read_some(
-      asio::buffer(control_buf_), [self = shared_from_this()](boost::system::error_code ec,
-                                                              size_t n) {
-        if (ec) {
-          // EOF or an error: the agent is gone or going. The exit watch tells why.
-          if (ec != asio::error::operation_aborted && !self->dead_) {
-            (void)self->sandbox_.Signal(SIGKILL);
-          }
-          return;
-        }
-        self->reader_.Feed(self->control_buf_, n);
-        for (;;) {
-          auto frame = self->reader_.Next();
-          if (!frame) {
-            spdlog::warn("instance {}: {}", self->id_, frame.error().ToString());
-            self->Kill(InvokeStatus::kCrashed,
-                       "instance " + self->id_ + " broke the agent protocol: " +
-                           frame.error().ToString());
-            return;
-          }
-          if (!*frame) break;
-          self->OnFrame(std::move(**frame));
-          if (self->dead_) return;
-        }
-        self->ReadControl();
-      });
+  control_.async_read_some(asio::buffer(control_buf_), [self = shared_from_this()](
+                                                           boost::system::error_code ec, size_t n) {
+    if (ec) {
+      // EOF or an error: the agent is gone or going. The exit watch tells why.
+      if (ec != asio::error::operation_aborted && !self->dead_) {
+        (void)self->sandbox_.Signal(SIGKILL);
+      }
+      return;
+    }
+    self->reader_.Feed(self->control_buf_, n);
+    for (;;) {
+      auto frame = self->reader_.Next();
+      if (!frame) {
+        spdlog::warn("instance {}: {}", self->id_, frame.error().ToString());
+        self->Kill(InvokeStatus::kCrashed, "instance " + self->id_ + " broke the agent protocol: " +
+                                               frame.error().ToString());
+        return;
+      }
+      if (!*frame) break;
+      self->OnFrame(std::move(**frame));
+      if (self->dead_) return;
+    }
+    self->ReadControl();
+  });
 }
 
 void Instance::ReadLog() {
@@ -187,8 +185,7 @@ void Instance::Finish(uint64_t frame_id, InvokeResult result) {
 void Instance::OnTimeout(uint64_t frame_id) {
   if (!in_flight_.count(frame_id)) return;
   std::string message = "function " + manifest_.name + " timed out after " +
-                        FormatDuration(manifest_.timeout) + "; instance " + id_ +
-                        " was killed";
+                        FormatDuration(manifest_.timeout) + "; instance " + id_ + " was killed";
   InvokeResult result;
   result.status = InvokeStatus::kTimeout;
   result.message = message;

@@ -44,8 +44,8 @@ class Instance : public std::enable_shared_from_this<Instance> {
  public:
   using Done = std::function<void(InvokeResult)>;
   struct Hooks {
-    std::function<void(Instance&)> on_free;                    // can take another invocation
-    std::function<void(Instance&)> on_dead;                    // pid 1 is gone; all answered
+    std::function<void(Instance&)> on_free;                   // can take another invocation
+    std::function<void(Instance&)> on_dead;                   // pid 1 is gone; all answered
     std::function<void(Instance&, std::string_view)> on_log;  // output of the instance
   };
 
@@ -58,7 +58,9 @@ class Instance : public std::enable_shared_from_this<Instance> {
 
   bool alive() const { return !dead_; }
   bool stopping() const { return stopping_ || dead_; }
-  bool accepting() const { return !dead_ && !stopping_ && in_flight_.size() < manifest_.concurrency; }
+  bool accepting() const {
+    return !dead_ && !stopping_ && in_flight_.size() < manifest_.concurrency;
+  }
   size_t in_flight() const { return in_flight_.size(); }
   const std::string& id() const { return id_; }
   const std::string& version() const { return version_; }

@@ -92,7 +92,8 @@ Result<std::unique_ptr<Launcher>> Launcher::Create(LauncherOptions options) {
   } else if (*reset > 0) {
     spdlog::info("reset {} cgroup(s) left by a previous daemon", *reset);
   }
-  if (auto filled = pool.Fill(); !filled) spdlog::warn("fill cgroup pool: {}", filled.error().ToString());
+  if (auto filled = pool.Fill(); !filled)
+    spdlog::warn("fill cgroup pool: {}", filled.error().ToString());
   launcher->pool_.emplace(std::move(pool));
   EMBER_ASSIGN_OR_RETURN(launcher->seccomp_, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                                   o.run_dir + "/seccomp"));
@@ -188,7 +189,8 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   UniqueFd control(socks[0]), agent_end(socks[1]);
   UniqueFd log_read(pipe_fds[0]), log_write(pipe_fds[1]);
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  sandbox::StartOptions start_options{options_.run_dir + "/staging", &seccomp_,
+  sandbox::StartOptions start_options{options_.run_dir + "/staging",
+                                      &seccomp_,
                                       {dev_null.get(), log_write.get(), log_write.get()},
                                       agent_end.get()};
   auto started = sandbox::Sandbox::Start(*spec, std::move(*cgroup), start_options);
@@ -217,11 +219,11 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   for (;;) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
-      return tl::unexpected(Failed(
-          Error(ErrorCode::kTimeout, "instance " + request.instance_id + " of " + m.name +
-                                         ": runtime init did not finish within " +
-                                         FormatDuration(options_.init_timeout)),
-          std::move(booted.early_log)));
+      return tl::unexpected(
+          Failed(Error(ErrorCode::kTimeout, "instance " + request.instance_id + " of " + m.name +
+                                                ": runtime init did not finish within " +
+                                                FormatDuration(options_.init_timeout)),
+                 std::move(booted.early_log)));
     }
     struct pollfd fds[3] = {{booted.control.get(), POLLIN, 0},
                             {booted.log.get(), POLLIN, 0},
@@ -234,10 +236,10 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
       if (frame && frame->type == agent::FrameType::kReady) break;
       if (frame && frame->type == agent::FrameType::kInitFailed) {
         auto info = agent::DecodeError(frame->payload);
-        BootError error = Failed(Error(ErrorCode::kInvalidArgument,
-                                       "function " + m.name + " failed to initialize: " +
-                                           (info ? info->type + ": " + info->message
-                                                 : info.error().ToString())));
+        BootError error =
+            Failed(Error(ErrorCode::kInvalidArgument,
+                         "function " + m.name + " failed to initialize: " +
+                             (info ? info->type + ": " + info->message : info.error().ToString())));
         if (info) error.init = std::move(*info);
         DrainLog(booted.log.get(), &booted.early_log);
         error.early_log = std::move(booted.early_log);
@@ -245,8 +247,8 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
       }
       if (frame) {
         return tl::unexpected(context(Error(
-            ErrorCode::kCorrupt, std::string("agent sent ") +
-                                     agent::FrameTypeName(frame->type) + " before it was ready")));
+            ErrorCode::kCorrupt, std::string("agent sent ") + agent::FrameTypeName(frame->type) +
+                                     " before it was ready")));
       }
       fds[2].revents = POLLIN;  // EOF or a broken frame: the agent is gone, say why below
     }
@@ -254,14 +256,14 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
       DrainLog(booted.log.get(), &booted.early_log);
       auto status = booted.sandbox.Wait();
       auto oom = booted.sandbox.cgroup().OomKills();
-      std::string why = oom && *oom > 0 ? "ran out of memory (limit " +
-                                              FormatSize(m.memory_bytes) + ")"
-                        : status        ? "exited (" + status->Describe() + ")"
-                                        : "exited";
+      std::string why = oom && *oom > 0
+                            ? "ran out of memory (limit " + FormatSize(m.memory_bytes) + ")"
+                        : status ? "exited (" + status->Describe() + ")"
+                                 : "exited";
       std::string tail = LogTail(booted.early_log);
       return tl::unexpected(Failed(
-          Error(ErrorCode::kUnavailable, "instance " + request.instance_id + " of " + m.name +
-                                             " " + why + " before its runtime was ready" +
+          Error(ErrorCode::kUnavailable, "instance " + request.instance_id + " of " + m.name + " " +
+                                             why + " before its runtime was ready" +
                                              (tail.empty() ? "" : ": " + tail)),
           std::move(booted.early_log)));
     }

@@ -55,8 +55,8 @@ struct BootTimings {
 
 struct BootedInstance {
   sandbox::Sandbox sandbox;
-  UniqueFd control;    // the agent's socket (framed protocol), blocking
-  UniqueFd log;        // read end of the instance's stdout+stderr
+  UniqueFd control;       // the agent's socket (framed protocol), blocking
+  UniqueFd log;           // read end of the instance's stdout+stderr
   std::string early_log;  // what the instance printed during init
   BootTimings timings;
 };

@@ -55,7 +55,8 @@ FunctionScheduler::FunctionScheduler(SchedulerHost* host, FunctionVersion functi
 
 FunctionScheduler::~FunctionScheduler() {
   *alive_ = false;
-  for (auto& instance : instances_) instance->Stop("function " + function_.manifest.name + " was removed");
+  for (auto& instance : instances_)
+    instance->Stop("function " + function_.manifest.name + " was removed");
 }
 
 size_t FunctionScheduler::Live() const {
@@ -79,8 +80,8 @@ void FunctionScheduler::Invoke(InvokeCall call) {
   if (queued.call.boot) {
     auto mode = PlanBoot(BootSources{}, queued.call.boot);
     if (!mode) {
-      queued.call.done(Refused(InvokeOutcome::kBootUnavailable, queued.request_id,
-                               mode.error().message()));
+      queued.call.done(
+          Refused(InvokeOutcome::kBootUnavailable, queued.request_id, mode.error().message()));
       return;
     }
     if (Live() >= m.max_instances) {
@@ -115,9 +116,8 @@ void FunctionScheduler::Invoke(InvokeCall call) {
     return;
   }
   queue_.push_back(std::move(queued));
-  size_t waiting = std::count_if(queue_.begin(), queue_.end(), [](const Queued& q) {
-    return !q.fresh;
-  });
+  size_t waiting =
+      std::count_if(queue_.begin(), queue_.end(), [](const Queued& q) { return !q.fresh; });
   if (Live() < m.max_instances && waiting > booting_ * m.concurrency) {
     StartBoot(std::nullopt, BootMode::kPlain);
   }
@@ -170,8 +170,8 @@ void FunctionScheduler::OnBooted(tl::expected<BootedInstance, BootError> result,
   --booting_;
   const std::string& name = function_.manifest.name;
   if (host_->booted) {
-    auto took = result ? result->timings.sandbox + result->timings.init
-                       : std::chrono::microseconds(0);
+    auto took =
+        result ? result->timings.sandbox + result->timings.init : std::chrono::microseconds(0);
     host_->booted(name, mode, result.has_value(), took);
   }
   if (!result) {
@@ -247,9 +247,9 @@ std::shared_ptr<Instance> FunctionScheduler::AddInstance(BootedInstance booted, 
     host->dispose(self);
   };
   hooks.on_log = [host](Instance& instance, std::string_view text) { host->log(instance, text); };
-  auto instance = std::make_shared<Instance>(*host_->io, instance_id, function_.version,
-                                             function_.manifest, mode, std::move(booted),
-                                             std::move(hooks));
+  auto instance =
+      std::make_shared<Instance>(*host_->io, instance_id, function_.version, function_.manifest,
+                                 mode, std::move(booted), std::move(hooks));
   instance->Start();
   instances_.push_back(instance);
   return instance;
@@ -260,9 +260,8 @@ void FunctionScheduler::OnDead(Instance& instance) {
   std::erase_if(instances_, [&](const auto& i) { return i.get() == &instance; });
   // Replace it if invocations are waiting.
   const Manifest& m = function_.manifest;
-  size_t waiting = std::count_if(queue_.begin(), queue_.end(), [](const Queued& q) {
-    return !q.fresh;
-  });
+  size_t waiting =
+      std::count_if(queue_.begin(), queue_.end(), [](const Queued& q) { return !q.fresh; });
   if (waiting > 0 && Live() < m.max_instances && waiting > booting_ * m.concurrency) {
     StartBoot(std::nullopt, BootMode::kPlain);
   }

@@ -1,0 +1,83 @@
+// `ember daemon`: serve the HTTP API (docs/api.md) on a unix socket and optionally loopback TCP.
+#include <unistd.h>
+
+#include "base/units.h"
+#include "cli/command.h"
+#include "daemon/daemon.h"
+
+namespace ember::cli {
+namespace {
+
+struct DaemonFlags {
+  std::string listen;
+  std::string agent_dir;
+  size_t boot_threads = 2;
+  size_t queue_size = 100;
+  std::string shutdown_grace = "30s";
+  std::string init_timeout = "60s";
+  std::string tmpfs_size = "64M";
+};
+
+std::string ExecutableDir() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, n);
+  return path.substr(0, path.rfind('/'));
+}
+
+Status Run(const GlobalOptions& global, const DaemonFlags& flags) {
+  daemon::DaemonOptions options;
+  options.socket = global.socket;
+  if (!flags.listen.empty()) options.listen = flags.listen;
+  engine::EngineOptions& e = options.engine;
+  e.launcher.data_dir = global.data_dir;
+  e.launcher.run_dir = global.run_dir;
+  e.launcher.cgroup_name = CgroupName();
+  e.boot_threads = std::max<size_t>(1, flags.boot_threads);
+  e.queue_limit = flags.queue_size;
+  EMBER_ASSIGN_OR_RETURN(options.shutdown_grace,
+                         ParseDuration(flags.shutdown_grace, "--shutdown-grace"));
+  EMBER_ASSIGN_OR_RETURN(e.launcher.init_timeout,
+                         ParseDuration(flags.init_timeout, "--init-timeout"));
+  EMBER_ASSIGN_OR_RETURN(e.launcher.tmpfs_size, ParseSize(flags.tmpfs_size, "--tmpfs-size"));
+  EMBER_ASSIGN_OR_RETURN(
+      e.launcher.agent_dir,
+      daemon::InstallAgent(flags.agent_dir.empty() ? ExecutableDir() : flags.agent_dir,
+                           global.run_dir));
+  return daemon::RunDaemon(options);
+}
+
+}  // namespace
+
+void RegisterDaemonCommand(CLI::App& app, GlobalOptions& global, int* exit_code) {
+  auto flags = std::make_shared<DaemonFlags>();
+  auto* cmd = app.add_subcommand(
+      "daemon",
+      "Serve the ember API: deploy functions and invoke them in sandboxes (stops gracefully on "
+      "SIGTERM)");
+  cmd->add_option("--listen", flags->listen,
+                  "also listen on loopback TCP, e.g. 127.0.0.1:8080 (no authentication: loopback "
+                  "only)");
+  cmd->add_option("--agent-dir", flags->agent_dir,
+                  "where ember-agent and ember-python.so are (default: beside this binary)");
+  cmd->add_option("--boot-threads", flags->boot_threads,
+                  "threads that boot and tear down instances")
+      ->capture_default_str();
+  cmd->add_option("--queue-size", flags->queue_size,
+                  "invocations that may wait per function when all instances are busy (then 429)")
+      ->capture_default_str();
+  cmd->add_option("--shutdown-grace", flags->shutdown_grace,
+                  "on SIGTERM, how long invocations in flight may take to finish")
+      ->capture_default_str();
+  cmd->add_option("--init-timeout", flags->init_timeout,
+                  "how long a runtime may take to initialize and import its handler")
+      ->capture_default_str();
+  cmd->add_option("--tmpfs-size", flags->tmpfs_size, "each instance's private writable layer")
+      ->capture_default_str();
+  cmd->callback([&global, flags, exit_code] {
+    if (auto status = Run(global, *flags); !status) *exit_code = ReportError(status.error());
+  });
+}
+
+}  // namespace ember::cli

@@ -1,0 +1,165 @@
+#include "engine/engine.h"
+
+#include <boost/asio/post.hpp>
+
+#include "base/log.h"
+
+namespace ember::engine {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::chrono::seconds kTickInterval(1);
+
+}  // namespace
+
+const char* InvokeOutcomeName(InvokeOutcome outcome) {
+  switch (outcome) {
+    case InvokeOutcome::kOk:
+      return "ok";
+    case InvokeOutcome::kHandlerError:
+      return "handler_error";
+    case InvokeOutcome::kCrashed:
+      return "instance_crashed";
+    case InvokeOutcome::kOutOfMemory:
+      return "out_of_memory";
+    case InvokeOutcome::kTimeout:
+      return "timeout";
+    case InvokeOutcome::kStopped:
+      return "instance_stopped";
+    case InvokeOutcome::kNotFound:
+      return "function_not_found";
+    case InvokeOutcome::kQueueFull:
+      return "queue_full";
+    case InvokeOutcome::kQueueTimeout:
+      return "queue_timeout";
+    case InvokeOutcome::kBootUnavailable:
+      return "boot_mode_unavailable";
+    case InvokeOutcome::kBootFailed:
+      return "boot_failed";
+    case InvokeOutcome::kShuttingDown:
+      return "shutting_down";
+  }
+  return "unknown";
+}
+
+Engine::Engine(asio::io_context& io, EngineOptions options, daemon::MetricsRegistry* metrics)
+    : io_(io),
+      options_(std::move(options)),
+      metrics_(metrics),
+      boot_pool_(options_.boot_threads),
+      logs_dir_(options_.launcher.data_dir + "/logs"),
+      tick_(io) {}
+
+Result<std::unique_ptr<Engine>> Engine::Create(asio::io_context& io, EngineOptions options,
+                                               daemon::MetricsRegistry* metrics) {
+  std::unique_ptr<Engine> engine(new Engine(io, std::move(options), metrics));
+  EMBER_ASSIGN_OR_RETURN(engine->launcher_, Launcher::Create(engine->options_.launcher));
+  EMBER_ASSIGN_OR_RETURN(auto store, FunctionStore::Open(engine->options_.launcher.data_dir));
+  engine->store_.emplace(std::move(store));
+  Engine* self = engine.get();
+  self->host_.io = &io;
+  self->host_.boot = [self](BootRequest request, auto done) {
+    self->Boot(std::move(request), std::move(done));
+  };
+  self->host_.log = [self](Instance& instance, std::string_view text) {
+    self->Log(instance, text);
+  };
+  self->host_.dispose = [self](std::shared_ptr<Instance> instance) {
+    self->Dispose(std::move(instance));
+  };
+  self->host_.queue_limit = self->options_.queue_limit;
+  self->host_.queue_timeout = self->options_.queue_timeout;
+  self->RegisterMetrics();
+  // Deployed functions survive the daemon: reload them (instances are booted on demand).
+  EMBER_ASSIGN_OR_RETURN(auto stored, self->store_->List());
+  for (auto& function : stored) {
+    std::string name = function.manifest.name;
+    self->schedulers_[name] = std::make_unique<FunctionScheduler>(
+        &self->host_, FunctionVersion{function.manifest, function.version, function.code_dir});
+    self->DropUnusedVersions(name);
+  }
+  spdlog::info("engine: {} function(s) loaded", self->schedulers_.size());
+  self->ScheduleTick();
+  return engine;
+}
+
+Engine::~Engine() {
+  tick_.cancel();
+  schedulers_.clear();
+  boot_pool_.join();
+  logs_.clear();
+}
+
+void Engine::Boot(BootRequest request,
+                  std::function<void(tl::expected<BootedInstance, BootError>)> done) {
+  asio::post(boot_pool_, [this, request = std::move(request), done = std::move(done)]() mutable {
+    auto result =
+        std::make_shared<tl::expected<BootedInstance, BootError>>(launcher_->Boot(request));
+    asio::post(io_, [result, done = std::move(done)] { done(std::move(*result)); });
+  });
+}
+
+void Engine::Dispose(std::shared_ptr<Instance> instance) {
+  logs_.erase(instance->id());
+  ++disposing_;
+  // Reaping and returning the cgroup can take milliseconds: not on the io thread.
+  auto sandbox = std::make_shared<sandbox::Sandbox>(instance->TakeSandbox());
+  std::string function = instance->manifest().name;
+  asio::post(boot_pool_, [this, sandbox, function] {
+    if (auto destroyed = sandbox->Destroy(); !destroyed) {
+      spdlog::warn("teardown of {}: {}", sandbox->id(), destroyed.error().ToString());
+    }
+    asio::post(io_, [this, function] {
+      --disposing_;
+      DropUnusedVersions(function);
+    });
+  });
+}
+
+void Engine::Log(Instance& instance, std::string_view text) {
+  auto it = logs_.find(instance.id());
+  if (it == logs_.end()) {
+    const std::string& function = instance.manifest().name;
+    std::set<std::string> live;
+    for (const auto& [id, sink] : logs_) live.insert(id);
+    live.insert(instance.id());
+    if (auto pruned = PruneLogs(logs_dir_, function, kDefaultKeptLogInstances, live); !pruned) {
+      spdlog::warn("prune logs of {}: {}", function, pruned.error().ToString());
+    }
+    auto sink =
+        LogSink::Open(InstanceLogPath(logs_dir_, function, instance.id()), options_.log_max_bytes);
+    if (!sink) {
+      spdlog::warn("logs of {}: {}", instance.id(), sink.error().ToString());
+      return;
+    }
+    it = logs_.emplace(instance.id(), std::make_unique<LogSink>(std::move(*sink))).first;
+  }
+  if (auto written = it->second->Write(text); !written) {
+    spdlog::warn("logs of {}: {}", instance.id(), written.error().ToString());
+  }
+}
+
+void Engine::DropUnusedVersions(const std::string& function) {
+  auto it = schedulers_.find(function);
+  if (it == schedulers_.end()) return;
+  std::set<std::string> keep = {it->second->function().version};
+  for (const auto& v : it->second->VersionsInUse()) keep.insert(v);
+  if (auto dropped = store_->RemoveVersionsExcept(function, keep); !dropped) {
+    spdlog::warn("{}", dropped.error().ToString());
+  }
+}
+
+void Engine::ScheduleTick() {
+  tick_.expires_after(kTickInterval);
+  tick_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    for (auto& [name, scheduler] : schedulers_) scheduler->Tick();
+    // Keep the cgroup pool topped up off the hot path.
+    asio::post(boot_pool_, [this] { (void)launcher_->FreeCgroups(); });
+    ScheduleTick();
+  });
+}
+
+}  // namespace ember::engine

@@ -1,0 +1,122 @@
+// The engine: the one owner of the daemon's state (functions, their schedulers and instances).
+// Every method runs on the io thread; blocking work (unpacking a bundle, booting a sandbox,
+// tearing one down) runs on a small pool of boot threads and comes back to the io thread as a
+// posted completion. The boot threads live as long as the engine, because a sandbox's
+// parent-death signal follows the thread that cloned it.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon/metrics.h"
+#include "engine/function_store.h"
+#include "engine/invocation.h"
+#include "engine/launcher.h"
+#include "engine/log_sink.h"
+#include "engine/scheduler.h"
+
+namespace ember::engine {
+
+struct EngineOptions {
+  LauncherOptions launcher;
+  size_t boot_threads = 2;
+  size_t queue_limit = 100;  // per function
+  std::chrono::milliseconds queue_timeout{60000};
+  uint64_t log_max_bytes = 1 << 20;  // per instance log file, before rotation
+};
+
+enum class DeployOutcome { kCreated, kUpdated, kInvalid, kInitFailed, kBusy, kFailed };
+
+struct DeployReply {
+  DeployOutcome outcome = DeployOutcome::kFailed;
+  std::string message;
+  agent::ErrorInfo init_error;  // kInitFailed: the runtime's type, message and traceback
+  std::string early_log;        // what the instance printed before failing
+  std::string function;         // the deployed function's name
+  std::chrono::microseconds took{0};
+};
+
+struct FunctionView {
+  StoredFunction stored;
+  FunctionScheduler::Counts counts;
+};
+
+struct InstanceView {
+  std::string id;
+  std::string function;
+  std::string version;
+  std::string state;  // idle | busy | stopping
+  BootMode boot_mode = BootMode::kPlain;
+  pid_t pid = 0;
+  std::chrono::system_clock::time_point started;
+  std::chrono::system_clock::time_point last_used;
+  uint64_t invocations = 0;
+  size_t in_flight = 0;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Create(boost::asio::io_context& io, EngineOptions options,
+                                                daemon::MetricsRegistry* metrics);
+  ~Engine();
+
+  // Stages the bundle, boots one instance from it to check that the code initializes, and only
+  // then makes it the function's current version; the checking instance stays as a warm one.
+  void Deploy(const std::string& name, std::string bundle_tar,
+              std::function<void(DeployReply)> done);
+  Result<FunctionView> GetFunction(const std::string& name) const;
+  std::vector<FunctionView> ListFunctions() const;
+  Status RemoveFunction(const std::string& name);
+
+  void Invoke(InvokeCall call);
+
+  std::vector<InstanceView> ListInstances() const;
+  Status StopInstance(const std::string& id);
+  Result<LogRead> ReadLogs(const std::string& function, const LogReadOptions& options) const;
+
+  // Refuses new work, lets invocations in flight finish for up to `grace`, stops everything,
+  // then calls `done` (on the io thread).
+  void Shutdown(std::chrono::milliseconds grace, std::function<void()> done);
+  bool shutting_down() const { return shutting_down_; }
+  size_t instance_count() const;
+  size_t function_count() const { return schedulers_.size(); }
+
+ private:
+  Engine(boost::asio::io_context& io, EngineOptions options, daemon::MetricsRegistry* metrics);
+  void Boot(BootRequest request, std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  void Dispose(std::shared_ptr<Instance> instance);
+  void Log(Instance& instance, std::string_view text);
+  void CommitDeploy(const std::string& name, StagedFunction staged, BootedInstance booted,
+                    const std::string& instance_id, std::chrono::steady_clock::time_point start,
+                    std::function<void(DeployReply)> done);
+  void DropUnusedVersions(const std::string& function);
+  void ScheduleTick();
+  void RegisterMetrics();
+  void CountInvocation(const std::string& function, const InvokeReply& reply);
+
+  boost::asio::io_context& io_;
+  EngineOptions options_;
+  daemon::MetricsRegistry* metrics_;
+  boost::asio::thread_pool boot_pool_;
+  std::unique_ptr<Launcher> launcher_;
+  std::optional<FunctionStore> store_;
+  SchedulerHost host_;
+  std::map<std::string, std::unique_ptr<FunctionScheduler>> schedulers_;
+  std::set<std::string> deploying_;
+  std::string logs_dir_;                                  // <data_dir>/logs
+  std::map<std::string, std::unique_ptr<LogSink>> logs_;  // by instance id
+  boost::asio::steady_timer tick_;
+  bool shutting_down_ = false;
+  size_t disposing_ = 0;
+};
+
+}  // namespace ember::engine
