@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +21,33 @@ std::string DumpJson(const Json& value) {
 }
 
 ErrorInfo Invalid(std::string message) { return MakeError(kInvalidResponse, std::move(message)); }
+
+// nlohmann parses iteratively but serializes recursively: a result nested a million levels deep
+// would overflow the stack when re-encoded. Python's json refuses ~1000 levels, so does this.
+constexpr size_t kMaxNesting = 1000;
+
+size_t NestingDepth(std::string_view json) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : json) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
 
 // False when the reader is gone (EPIPE) or another write error occurs.
 bool WriteAll(int fd, std::string_view data) {
@@ -86,6 +114,10 @@ std::string MakeRequestLine(const InvokeRequest& request, std::string_view funct
 
 InvokeOutcome ParseResponseLine(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (NestingDepth(line) > kMaxNesting) {
+    return tl::unexpected(Invalid("the handler process's response is nested more than " +
+                                  std::to_string(kMaxNesting) + " levels deep"));
+  }
   Json response = Json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (response.is_discarded()) {
     return tl::unexpected(
@@ -116,7 +148,7 @@ InvokeOutcome ParseResponseLine(std::string_view line) {
     return tl::unexpected(
         Invalid("\"error\" in the handler process's response must be an object "
                 "{\"type\": .., \"message\": ..}, not " +
-                QuoteForMessage(error->dump())));
+                QuoteForMessage(DumpJson(*error))));
   }
   auto type = error->find("type");
   if (type == error->end() || !type->is_string() || type->get_ref<const std::string&>().empty()) {

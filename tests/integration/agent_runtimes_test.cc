@@ -94,6 +94,7 @@ while IFS= read -r line; do
   case "$line" in
     *'"fail"'*) printf '%s\n' '{"error": {"type": "Refused", "message": "no thanks"}}' ;;
     *'"garbage"'*) echo 'this is not json' ;;
+    *'"deep"'*) printf '{"result": %s}\n' "$(printf '%2000s' '' | tr ' ' '[')" ;;
     *) printf '{"result": {"got": %s}}\n' "$line" ;;
   esac
 done
@@ -124,6 +125,11 @@ TEST_F(AgentProcessRuntime, LineProtocol) {
   ErrorInfo invalid = agent.ReadError(FrameType::kError);
   EXPECT_EQ(invalid.type, "InvalidResponse");
   EXPECT_NE(invalid.message.find("\"this is not json\""), std::string::npos) << invalid.message;
+
+  agent.Invoke(6, "\"deep\"");
+  ErrorInfo deep = agent.ReadError(FrameType::kError);
+  EXPECT_EQ(deep.type, "InvalidResponse");
+  EXPECT_NE(deep.message.find("nested more than 1000 levels"), std::string::npos) << deep.message;
 
   // Two requests at once are serialized onto the one process; both are answered.
   agent.Invoke(4, "4");

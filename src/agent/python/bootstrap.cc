@@ -88,8 +88,8 @@ def invoke(event_bytes, request_id, function_name, memory_limit_bytes, timeout_m
     context = Context(request_id, function_name, memory_limit_bytes, timeout_ms)
     try:
         event = json.loads(event_bytes) if event_bytes else None
-    except ValueError as exc:
-        return (False, "InvalidEvent", f"the event is not valid JSON: {exc}", "")
+    except (ValueError, RecursionError) as exc:
+        return (False, "InvalidEvent", f"the event is not valid JSON: {_text(exc)}", "")
     try:
         result = _handler(event, context)
     except BaseException as exc:
