@@ -48,12 +48,6 @@ bool IsVersion(std::string_view s) {
          });
 }
 
-Status CheckName(std::string_view name) {
-  if (rules::IsFunctionName(name)) return Ok();
-  return Fail(ErrorCode::kInvalidArgument,
-              "invalid function name '" + std::string(name) + "': " + rules::NameProblem(name));
-}
-
 std::string VersionOf(const std::string& manifest_json, const std::string& tree_digest) {
   std::string material = manifest_json + '\0' + tree_digest;
   XXH128_canonical_t canonical;
@@ -264,7 +258,7 @@ Result<StoredFunction> FunctionStore::Commit(StagedFunction&& staged_arg) {
 
 Result<StoredFunction> FunctionStore::GetVersion(std::string_view name,
                                                  std::string_view version) const {
-  EMBER_TRY(CheckName(name));
+  EMBER_TRY(rules::CheckFunctionName(name));
   if (!IsVersion(version)) {
     return Fail(ErrorCode::kInvalidArgument, "invalid version '" + std::string(version) +
                                                  "': a version is 16 lower-case hex digits");
@@ -291,7 +285,7 @@ Result<StoredFunction> FunctionStore::GetVersion(std::string_view name,
 }
 
 Result<StoredFunction> FunctionStore::Get(std::string_view name) const {
-  EMBER_TRY(CheckName(name));
+  EMBER_TRY(rules::CheckFunctionName(name));
   EMBER_ASSIGN_OR_RETURN(auto current, ReadCurrent(root_ + "/" + std::string(name), name));
   auto function = GetVersion(name, current.version);
   if (!function && function.error().code() == ErrorCode::kNotFound) {
@@ -319,7 +313,7 @@ Result<std::vector<StoredFunction>> FunctionStore::List() const {
 }
 
 Result<std::vector<std::string>> FunctionStore::Versions(std::string_view name) const {
-  EMBER_TRY(CheckName(name));
+  EMBER_TRY(rules::CheckFunctionName(name));
   std::string fn_dir = root_ + "/" + std::string(name);
   if (!PathExists(fn_dir)) {
     return Fail(ErrorCode::kNotFound, "function '" + std::string(name) + "' is not deployed");
@@ -334,7 +328,7 @@ Result<std::vector<std::string>> FunctionStore::Versions(std::string_view name) 
 }
 
 Status FunctionStore::Remove(std::string_view name) {
-  EMBER_TRY(CheckName(name));
+  EMBER_TRY(rules::CheckFunctionName(name));
   std::string fn_dir = root_ + "/" + std::string(name);
   if (!PathExists(fn_dir)) {
     return Fail(ErrorCode::kNotFound, "function '" + std::string(name) + "' is not deployed");

@@ -13,12 +13,6 @@
 namespace ember::engine {
 namespace {
 
-Status CheckFunction(std::string_view function) {
-  if (rules::IsFunctionName(function)) return Ok();
-  return Fail(ErrorCode::kInvalidArgument, "invalid function name '" + std::string(function) +
-                                               "': " + rules::NameProblem(function));
-}
-
 std::string FunctionLogDir(const std::string& logs_dir, std::string_view function) {
   return logs_dir + "/" + std::string(function);
 }
@@ -97,7 +91,7 @@ Status LogSink::Write(std::string_view data) {
 
 Result<std::vector<std::string>> ListLogInstances(const std::string& logs_dir,
                                                   std::string_view function) {
-  EMBER_TRY(CheckFunction(function));
+  EMBER_TRY(rules::CheckFunctionName(function));
   std::string dir = FunctionLogDir(logs_dir, function);
   auto names = ListDirectory(dir);
   if (!names) {
@@ -142,7 +136,7 @@ Status PruneLogs(const std::string& logs_dir, std::string_view function, size_t 
 }
 
 Status RemoveFunctionLogs(const std::string& logs_dir, std::string_view function) {
-  EMBER_TRY(CheckFunction(function));
+  EMBER_TRY(rules::CheckFunctionName(function));
   return RemoveTree(FunctionLogDir(logs_dir, function));
 }
 

@@ -9,7 +9,7 @@
 // normally <data_dir>/logs.
 //
 // Reading (`ember logs`, `ember logs -f`) goes through ReadLog with a cursor: an opaque string
-// that records, per instance, which file (by inode) and where in it the reader stopped. A follower
+// that records, per instance, which file and where in it the reader stopped. A follower
 // that passes back the cursor it got receives only output written since, whether or not the files
 // rotated in between; if they rotated twice (more than max_bytes written between two polls) the
 // output in between is gone and the read says so (`skipped`). Cursors use only URL-safe characters

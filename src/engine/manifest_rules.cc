@@ -97,6 +97,12 @@ std::string NameProblem(std::string_view name) {
          " (lower-case letters, digits, '_' and '-', starting with a letter or digit)";
 }
 
+Status CheckFunctionName(std::string_view name) {
+  if (IsFunctionName(name)) return Ok();
+  return Fail(ErrorCode::kInvalidArgument,
+              "invalid function name '" + std::string(name) + "': " + NameProblem(name));
+}
+
 std::string HandlerProblem(Runtime runtime, std::string_view handler) {
   if (handler.size() > kMaxHandlerLength) {
     return "longer than " + std::to_string(kMaxHandlerLength) + " characters";

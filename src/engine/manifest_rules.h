@@ -34,6 +34,8 @@ bool IsIdentifier(std::string_view text);
 
 // "" or why not.
 std::string NameProblem(std::string_view name);
+// For names that arrive in requests and become paths: kInvalidArgument naming the rule.
+Status CheckFunctionName(std::string_view name);
 std::string HandlerProblem(Runtime runtime, std::string_view handler);
 std::string ImageProblem(std::string_view image);
 std::string MemoryProblem(uint64_t bytes);
