@@ -10,6 +10,10 @@
 
 namespace ember::daemon {
 
+// Events (and so results' requests) are capped like AWS Lambda's synchronous payloads; the
+// server itself accepts bodies up to the bundle limit, for deploys.
+inline constexpr size_t kMaxEventBytes = 6u << 20;
+
 class Api {
  public:
   Api(engine::Engine* engine, MetricsRegistry* metrics) : engine_(engine), metrics_(metrics) {}

@@ -89,6 +89,12 @@ void Api::Invoke(const std::string& name, HttpRequest&& request, Responder respo
     }
     call.boot = *parsed;
   }
+  if (request.body.size() > kMaxEventBytes) {
+    respond(JsonError(413, "payload_too_large",
+                      "the event is " + std::to_string(request.body.size()) +
+                          " bytes; the limit is " + std::to_string(kMaxEventBytes) + " (6 MiB)"));
+    return;
+  }
   std::string event = request.body.empty() ? "{}" : std::move(request.body);
   auto parsed = nlohmann::json::parse(event, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
