@@ -69,6 +69,7 @@ std::string AgeSince(const std::string& rfc3339) {
 }
 
 void RegisterClientCommands(CLI::App& app, GlobalOptions& global, int* exit_code) {
+  RegisterDeployCommand(app, global, exit_code);
   RegisterInvokeCommand(app, global, exit_code);
   RegisterLsCommand(app, global, exit_code);
   RegisterPsCommand(app, global, exit_code);

@@ -148,6 +148,27 @@ class ClientCommandsTest : public ::testing::Test {
     if (path == "/v1/functions/slow/invoke") {
       return JsonError(504, "timeout", "function slow timed out after 3s; instance i-3 was killed");
     }
+    if (path == "/v1/functions/hello" && request.method == "PUT") {
+      // A tar: the ustar magic of the first header block, at offset 257.
+      if (request.Header("content-type") != "application/x-tar" || request.body.size() < 512 ||
+          request.body.compare(257, 5, "ustar") != 0) {
+        return JsonError(400, "invalid_bundle", "not a tar archive");
+      }
+      return JsonResponse(201, R"({"name":"hello","version":"5f0c8d2a9b1e4c37","deploy_ms":41.5})");
+    }
+    if (path == "/v1/functions/failing" && request.method == "PUT") {
+      return JsonResponse(
+          422,
+          nlohmann::json{{"error",
+                          {{"code", "init_failed"},
+                           {"type", "ModuleNotFoundError"},
+                           {"message", "No module named 'numpy'"},
+                           {"traceback",
+                            "Traceback (most recent call last):\n  File \"/function/main.py\", "
+                            "line 1, in <module>\nModuleNotFoundError: No module named 'numpy'"},
+                           {"output", "importing main\n"}}}}
+              .dump());
+    }
     if (path == "/v1/functions" && request.method == "GET") {
       return JsonResponse(
           200,
@@ -260,6 +281,56 @@ TEST_F(ClientCommandsTest, NoDaemon) {
   EXPECT_EQ(run.err, "ember: cannot reach the ember daemon at " + nowhere +
                          ": ENOENT (is `ember daemon` running? start it, or set --socket / "
                          "EMBER_SOCKET)\n");
+}
+
+TEST_F(ClientCommandsTest, DeployPacksTheBundleAndPrintsTheVersion) {
+  std::string bundle = dir_.path() + "/bundle";
+  ASSERT_TRUE(MakeDirs(bundle));
+  ASSERT_TRUE(
+      WriteFileAtomic(bundle + "/ember.toml",
+                      "name = \"hello\"\nruntime = \"python3.11\"\nhandler = \"main.handler\"\n"));
+  ASSERT_TRUE(WriteFileAtomic(bundle + "/main.py", "def handler(event):\n    return event\n"));
+  EmberRun run = Ember({"deploy", bundle});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, ::testing::MatchesRegex("deployed hello \\(version 5f0c8d2a9b1e4c37\\) in "
+                                               "[0-9]+ ms\n"));
+  auto requests = Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].method, "PUT");
+  EXPECT_EQ(requests[0].path, "/v1/functions/hello");
+
+  EmberRun json = Ember({"deploy", bundle, "-o", "json"});
+  EXPECT_EQ(nlohmann::json::parse(json.out)["deploy_ms"], 41.5);
+}
+
+TEST_F(ClientCommandsTest, DeployShowsAnInitFailureWithItsTracebackAndOutput) {
+  std::string bundle = dir_.path() + "/failing";
+  ASSERT_TRUE(MakeDirs(bundle));
+  ASSERT_TRUE(WriteFileAtomic(
+      bundle + "/ember.toml",
+      "name = \"failing\"\nruntime = \"python3.11\"\nhandler = \"main.handler\"\n"));
+  ASSERT_TRUE(WriteFileAtomic(bundle + "/main.py", "import numpy\n"));
+  EmberRun run = Ember({"deploy", bundle});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(
+      run.err,
+      "ember: deploy failing: init_failed: ModuleNotFoundError: No module named 'numpy'\n"
+      "Traceback (most recent call last):\n  File \"/function/main.py\", line 1, in <module>\n"
+      "ModuleNotFoundError: No module named 'numpy'\n"
+      "output of the instance:\nimporting main\n");
+}
+
+TEST_F(ClientCommandsTest, DeployChecksTheManifestBeforeSendingAnything) {
+  std::string bundle = dir_.path() + "/broken";
+  ASSERT_TRUE(MakeDirs(bundle));
+  ASSERT_TRUE(WriteFileAtomic(
+      bundle + "/ember.toml",
+      "name = \"hello\"\nruntime = \"python3.11\"\nhandler = \"missing.handler\"\n"));
+  EmberRun run = Ember({"deploy", bundle});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_THAT(run.err, HasSubstr("missing"));
+  EXPECT_TRUE(Requests().empty());
 }
 
 TEST_F(ClientCommandsTest, LsAndPsPrintTablesOrTheDaemonsJson) {
