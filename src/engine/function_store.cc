@@ -111,6 +111,13 @@ Result<FunctionStore> FunctionStore::Open(const std::string& data_dir) {
   if (::realpath(data_dir.c_str(), resolved) == nullptr) return FailErrno("realpath " + data_dir);
   FunctionStore store(std::string(resolved) + "/functions");
   auto usable = [&]() -> Status {
+    // The data dir may have been created 0700 (by the image store); sandboxes must be able to
+    // pass through it to bind-mount their code. Search permission only: it stays unlistable.
+    struct stat st {};
+    if (::stat(resolved, &st) != 0) return FailErrno(std::string("stat ") + resolved);
+    if ((st.st_mode & S_IXOTH) == 0 && ::chmod(resolved, (st.st_mode & 07777) | S_IXOTH) != 0) {
+      return FailErrno(std::string("chmod o+x ") + resolved);
+    }
     EMBER_TRY(MakeDirs(store.root_, kPathDirMode));
     if (::chmod(store.root_.c_str(), kPathDirMode) != 0) return FailErrno("chmod " + store.root_);
     return store.CollectGarbage();

@@ -81,7 +81,9 @@ class StagedFunction {
 
 class FunctionStore {
  public:
-  // Creates <data_dir>/functions if needed and collects what a crash left: .staging, .trash, and
+  // Creates <data_dir>/functions if needed (every directory on the way to the code searchable by
+  // others, 0711, including <data_dir> itself: sandboxes run as unprivileged host ids and
+  // bind-mount the code from its host path) and collects what a crash left: .staging, .trash, and
   // function directories without a `current` (a first deploy that never committed). Versions that
   // are not current are kept (see RemoveVersionsExcept).
   static Result<FunctionStore> Open(const std::string& data_dir);

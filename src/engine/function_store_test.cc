@@ -98,6 +98,7 @@ TEST_F(FunctionStoreTest, StageNormalizesAndCommitStores) {
   EXPECT_EQ(*ReadFile(stored->code_dir + "/handler.py"), kHandler);
   EXPECT_TRUE(Entries(".staging").empty());
   EXPECT_EQ(Mode(store_->root() + "/hello"), 0711u);
+  EXPECT_EQ(Mode(store_->root()), 0711u);
   EXPECT_EQ(Mode(store_->root() + "/hello/" + version), 0711u);
 
   auto got = store_->Get("hello");
@@ -126,6 +127,13 @@ TEST_F(FunctionStoreTest, StagedFilesBelongToTheDaemonWithoutSetIdBits) {
   EXPECT_EQ(st.st_uid, ::geteuid());
   EXPECT_EQ(st.st_gid, ::getegid());
   EXPECT_EQ(st.st_mode & 07777, 0755u);
+}
+
+TEST_F(FunctionStoreTest, SandboxesCanPassThroughAPrivateDataDir) {
+  ASSERT_EQ(::mkdir((dir_ + "/private").c_str(), 0700), 0);
+  ASSERT_TRUE(FunctionStore::Open(dir_ + "/private"));
+  EXPECT_EQ(Mode(dir_ + "/private"), 0701u) << "searchable, still not listable";
+  EXPECT_EQ(Mode(dir_ + "/private/functions"), 0711u);
 }
 
 TEST_F(FunctionStoreTest, VersionDependsOnContentNotOnTarOrder) {
