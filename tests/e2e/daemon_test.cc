@@ -358,3 +358,43 @@ TEST_F(DaemonTest, MetricsCountInvocationsAndBoots) {
 
 }  // namespace
 }  // namespace ember
+
+namespace ember {
+namespace {
+
+// The bundles in examples/, deployed and invoked as examples/README.md shows. The native one is
+// built into a copy of its bundle, so the source tree stays clean.
+TEST_F(DaemonTest, ExamplesDeployAndAnswerAsDocumented) {
+  std::string examples = std::string(EMBER_SOURCE_DIR) + "/examples";
+  std::string native = env_->root() + "/native-c";
+  ASSERT_EQ(ember::testing::RunCommand({"cp", "-r", examples + "/native-c", native}).exit_code, 0);
+  auto made = ember::testing::RunCommand(
+      {"make", "-s", "-C", native, "CFLAGS=-O2 -I" + std::string(EMBER_SOURCE_DIR) + "/include"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  Deploy(examples + "/hello-python");
+  Deploy(examples + "/json-transform");
+  Deploy(native);
+  Deploy(examples + "/process-shell");
+
+  auto hello = env_->Ember({"invoke", "hello-python", "-d", R"({"name": "ember"})"});
+  EXPECT_EQ(hello.out, "{\"greeting\":\"Hello, ember!\"}\n") << hello.err;
+  auto transform = env_->Ember(
+      {"invoke", "json-transform", "-d",
+       R"({"records": [{"group": "eu", "value": 12.5}, {"group": "eu", "value": 7.5}, {"group": "us", "value": 3}]})"});
+  ASSERT_EQ(transform.exit_code, 0) << transform.err;
+  json t = json::parse(transform.out, nullptr, false);
+  EXPECT_EQ(t["count"], 3) << transform.out;
+  EXPECT_EQ(t["top_group"], "eu") << transform.out;
+  auto c = env_->Ember({"invoke", "native-c", "-d", R"({"name":"ember"})"});
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("\"greeting\":\"Hello, ember!\""), std::string::npos) << c.out;
+  auto shell = env_->Ember({"invoke", "process-shell", "-d", R"("the quick brown fox")"});
+  EXPECT_EQ(shell.out, "{\"words\":4,\"chars\":19,\"lines\":1}\n") << shell.err;
+  // Errors from each kind of handler reach the caller.
+  auto bad = env_->Ember({"invoke", "process-shell", "-d", R"({"a": 1})"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("BadEvent"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ember
