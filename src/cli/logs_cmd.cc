@@ -1,5 +1,6 @@
 // `ember logs NAME [--instance ID] [-f]`: what a function's instances printed. With -f it polls
-// every 250 ms from the offset the daemon returned (X-Ember-Log-Offset) until interrupted.
+// every 250 ms from the offset the daemon returned (X-Ember-Log-Offset) until interrupted; a
+// read cut short (X-Ember-Log-More) is continued at once.
 #include <cstdio>
 #include <thread>
 
@@ -36,8 +37,10 @@ int RunLogs(const GlobalOptions& global, const LogsArgs& args) {
     }
     std::fwrite(response->body.data(), 1, response->body.size(), stdout);
     std::fflush(stdout);
-    if (!args.follow) return 0;
     offset = response->Header("x-ember-log-offset").value_or(offset);
+    // The daemon answers at most 1 MiB at a time and says when there is more right now.
+    if (response->Header("x-ember-log-more").value_or("") == "true") continue;
+    if (!args.follow) return 0;
     std::this_thread::sleep_for(kPollInterval);
   }
 }
