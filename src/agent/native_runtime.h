@@ -7,7 +7,7 @@
 
 #include "agent/runtime.h"
 // The agent target has only src/ on its include path; the public header lives in include/.
-#include "../../include/ember/function.h"
+#include "ember/function.h"
 
 namespace ember::agent {
 

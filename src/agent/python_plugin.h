@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* The agent target has only src/ on its include path; the public header lives in include/. */
-#include "../../include/ember/function.h"
+#include "ember/function.h"
 
 #ifdef __cplusplus
 extern "C" {

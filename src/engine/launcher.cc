@@ -208,6 +208,7 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   init.code_dir = kCodeMountPoint;
   init.memory_limit_bytes = m.memory_bytes;
   init.concurrency = m.concurrency;
+  init.timeout_ms = static_cast<uint64_t>(m.timeout.count());
   init.warmup_event = m.warmup.value_or("");
   if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kInit, 0,
                                     agent::EncodeInit(init));
