@@ -102,7 +102,7 @@ void Api::Invoke(const std::string& name, HttpRequest&& request, Responder respo
     return;
   }
   call.event = std::move(event);
-  call.done = [respond = std::move(respond)](engine::InvokeReply reply) {
+  call.done = [respond = std::move(respond)](const engine::InvokeReply& reply) {
     respond(InvokeResponse(reply));
   };
   engine_->Invoke(std::move(call));

@@ -60,14 +60,14 @@ Result<std::unique_ptr<Engine>> Engine::Create(asio::io_context& io, EngineOptio
   engine->store_.emplace(std::move(store));
   Engine* self = engine.get();
   self->host_.io = &io;
-  self->host_.boot = [self](BootRequest request, auto done) {
-    self->Boot(std::move(request), std::move(done));
+  self->host_.boot = [self](const BootRequest& request, auto done) {
+    self->Boot(request, std::move(done));
   };
   self->host_.log = [self](Instance& instance, std::string_view text) {
     self->Log(instance, text);
   };
-  self->host_.dispose = [self](std::shared_ptr<Instance> instance) {
-    self->Dispose(std::move(instance));
+  self->host_.dispose = [self](const std::shared_ptr<Instance>& instance) {
+    self->Dispose(instance);
   };
   self->host_.queue_limit = self->options_.queue_limit;
   self->host_.queue_timeout = self->options_.queue_timeout;
@@ -86,22 +86,27 @@ Result<std::unique_ptr<Engine>> Engine::Create(asio::io_context& io, EngineOptio
 }
 
 Engine::~Engine() {
-  tick_.cancel();
-  schedulers_.clear();
-  boot_pool_.join();
-  logs_.clear();
+  // Nothing may escape a destructor; a failure here can only be logged.
+  try {
+    tick_.cancel();
+    schedulers_.clear();
+    boot_pool_.join();
+    logs_.clear();
+  } catch (const std::exception& e) {
+    spdlog::error("engine teardown: {}", e.what());
+  }
 }
 
-void Engine::Boot(BootRequest request,
+void Engine::Boot(const BootRequest& request,
                   std::function<void(tl::expected<BootedInstance, BootError>)> done) {
-  asio::post(boot_pool_, [this, request = std::move(request), done = std::move(done)]() mutable {
+  asio::post(boot_pool_, [this, request, done = std::move(done)]() mutable {
     auto result =
         std::make_shared<tl::expected<BootedInstance, BootError>>(launcher_->Boot(request));
     asio::post(io_, [result, done = std::move(done)] { done(std::move(*result)); });
   });
 }
 
-void Engine::Dispose(std::shared_ptr<Instance> instance) {
+void Engine::Dispose(const std::shared_ptr<Instance>& instance) {
   logs_.erase(instance->id());
   ++disposing_;
   // Reaping and returning the cgroup can take milliseconds: not on the io thread.

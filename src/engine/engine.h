@@ -92,12 +92,13 @@ class Engine {
 
  private:
   Engine(boost::asio::io_context& io, EngineOptions options, daemon::MetricsRegistry* metrics);
-  void Boot(BootRequest request, std::function<void(tl::expected<BootedInstance, BootError>)> done);
-  void Dispose(std::shared_ptr<Instance> instance);
+  void Boot(const BootRequest& request,
+            std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  void Dispose(const std::shared_ptr<Instance>& instance);
   void Log(Instance& instance, std::string_view text);
   void CommitDeploy(const std::string& name, StagedFunction staged, BootedInstance booted,
                     const std::string& instance_id, std::chrono::steady_clock::time_point start,
-                    std::function<void(DeployReply)> done);
+                    const std::function<void(DeployReply)>& done);
   void DropUnusedVersions(const std::string& function);
   void ScheduleTick();
   void RegisterMetrics();

@@ -73,14 +73,14 @@ void Engine::Deploy(const std::string& name, std::string bundle_tar,
         return done(std::move(outcome->failure));
       }
       CommitDeploy(name, std::move(*outcome->staged), std::move(*outcome->booted),
-                   outcome->instance_id, start, std::move(done));
+                   outcome->instance_id, start, done);
     });
   });
 }
 
 void Engine::CommitDeploy(const std::string& name, StagedFunction staged, BootedInstance booted,
                           const std::string& instance_id, Clock::time_point start,
-                          std::function<void(DeployReply)> done) {
+                          const std::function<void(DeployReply)>& done) {
   if (shutting_down_) return done(DeployFailed(DeployOutcome::kFailed, "the daemon is stopping"));
   auto stored = store_->Commit(std::move(staged));
   if (!stored) return done(DeployFailed(DeployOutcome::kFailed, stored.error().ToString()));

@@ -156,8 +156,8 @@ void FunctionScheduler::StartBoot(std::optional<Queued> dedicated, BootMode mode
   std::weak_ptr<bool> alive = alive_;
   std::string version = function_.version;
   auto shared_dedicated = std::make_shared<std::optional<Queued>>(std::move(dedicated));
-  host_->boot(std::move(request), [this, alive, id, mode, version, shared_dedicated](
-                                      tl::expected<BootedInstance, BootError> result) {
+  host_->boot(request, [this, alive, id, mode, version,
+                        shared_dedicated](tl::expected<BootedInstance, BootError> result) {
     auto token = alive.lock();
     if (!token || !*token) return;  // the function is gone; the boot's sandbox dies with `result`
     OnBooted(std::move(result), id, mode, std::move(*shared_dedicated), version);
@@ -165,7 +165,7 @@ void FunctionScheduler::StartBoot(std::optional<Queued> dedicated, BootMode mode
 }
 
 void FunctionScheduler::OnBooted(tl::expected<BootedInstance, BootError> result,
-                                 std::string instance_id, BootMode mode,
+                                 const std::string& instance_id, BootMode mode,
                                  std::optional<Queued> dedicated, const std::string& version) {
   --booting_;
   const std::string& name = function_.manifest.name;

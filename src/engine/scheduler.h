@@ -36,12 +36,13 @@ struct FunctionVersion {
 struct SchedulerHost {
   boost::asio::io_context* io = nullptr;
   // Boots on a boot thread and calls `done` back on the io thread.
-  std::function<void(BootRequest, std::function<void(tl::expected<BootedInstance, BootError>)>)>
+  std::function<void(const BootRequest&,
+                     std::function<void(tl::expected<BootedInstance, BootError>)>)>
       boot;
   // Everything an instance prints.
   std::function<void(Instance&, std::string_view)> log;
   // An instance died or was stopped: tear its sandbox down off the io thread.
-  std::function<void(std::shared_ptr<Instance>)> dispose;
+  std::function<void(const std::shared_ptr<Instance>&)> dispose;
   // Observations for metrics.
   std::function<void(const std::string& function, BootMode, bool ok, std::chrono::microseconds)>
       booted;
@@ -87,7 +88,7 @@ class FunctionScheduler {
   void Dispatch();
   void Run(const std::shared_ptr<Instance>& instance, Queued queued, bool booted_for_it);
   void StartBoot(std::optional<Queued> dedicated, BootMode mode);
-  void OnBooted(tl::expected<BootedInstance, BootError> result, std::string instance_id,
+  void OnBooted(tl::expected<BootedInstance, BootError> result, const std::string& instance_id,
                 BootMode mode, std::optional<Queued> dedicated, const std::string& version);
   // Instances that can still serve, plus those booting.
   size_t Live() const;
