@@ -13,17 +13,17 @@ namespace ember::engine {
 
 enum class InvokeOutcome {
   kOk,
-  kHandlerError,        // the handler raised or returned an error
-  kCrashed,             // the instance died during the invocation
-  kOutOfMemory,         // ... because it was OOM-killed
-  kTimeout,             // the handler ran past the timeout; its instance was killed
-  kStopped,             // the instance was stopped under it (rm, redeploy, shutdown)
-  kNotFound,            // no such function
-  kQueueFull,           // every instance busy, max_instances reached, queue full
-  kQueueTimeout,        // waited in the queue for too long
-  kBootUnavailable,     // a forced boot mode cannot be used
-  kBootFailed,          // no instance could be booted (sandbox or runtime init failed)
-  kShuttingDown,        // the daemon is stopping
+  kHandlerError,     // the handler raised or returned an error
+  kCrashed,          // the instance died during the invocation
+  kOutOfMemory,      // ... because it was OOM-killed
+  kTimeout,          // the handler ran past the timeout; its instance was killed
+  kStopped,          // the instance was stopped under it (rm, redeploy, shutdown)
+  kNotFound,         // no such function
+  kQueueFull,        // every instance busy, max_instances reached, queue full
+  kQueueTimeout,     // waited in the queue for too long
+  kBootUnavailable,  // a forced boot mode cannot be used
+  kBootFailed,       // no instance could be booted (sandbox or runtime init failed)
+  kShuttingDown,     // the daemon is stopping
 };
 const char* InvokeOutcomeName(InvokeOutcome outcome);  // "ok", "handler_error", ...
 
@@ -37,9 +37,9 @@ struct InvokeTimings {
 
 struct InvokeReply {
   InvokeOutcome outcome = InvokeOutcome::kOk;
-  std::string body;         // the handler's result (JSON) when ok
-  agent::ErrorInfo error;   // handler / init errors: type, message, traceback
-  std::string message;      // every other failure: the cause, in one line
+  std::string body;        // the handler's result (JSON) when ok
+  agent::ErrorInfo error;  // handler / init errors: type, message, traceback
+  std::string message;     // every other failure: the cause, in one line
   std::string request_id;
   std::string instance_id;  // "" if none was involved
   BootMode boot_mode = BootMode::kPlain;
