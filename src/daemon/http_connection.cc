@@ -5,6 +5,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <exception>
+#include <limits>
 
 #include "base/log.h"
 
@@ -131,7 +132,9 @@ void Connection::ReadHeader() {
   phase_ = Phase::kReading;
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(state_->options.max_body_bytes);
+  // No limit while the header is read: the limit depends on the request (OnHeader). Not
+  // boost::none, which Beast 1.74 compares as smaller than any Content-Length.
+  parser_->body_limit(std::numeric_limits<uint64_t>::max());
   http::async_read_header(
       socket_, buffer_, *parser_,
       [self = shared_from_this()](error_code ec, size_t /*bytes*/) { self->OnHeader(ec); });
@@ -139,9 +142,23 @@ void Connection::ReadHeader() {
 
 void Connection::OnHeader(error_code ec) {
   if (phase_ == Phase::kClosed) return;
-  // Beast compares Content-Length with the body limit as soon as the header is parsed.
   if (ec) return OnReadError(ec);
   const auto& header = parser_->get();
+  body_limit_ = state_->options.max_body_bytes;
+  if (state_->options.body_limit) {
+    std::string_view target(header.target().data(), header.target().size());
+    target = target.substr(0, target.find('?'));
+    auto path = PercentDecode(target);
+    body_limit_ =
+        state_->options.body_limit({header.method_string().data(), header.method_string().size()},
+                                   path ? *path : std::string(target));
+  }
+  // Refused from the Content-Length, before a byte of the body is read; a chunked body is cut
+  // off by the parser as it arrives.
+  if (auto length = parser_->content_length(); length && *length > body_limit_) {
+    return OnReadError(http::error::body_limit);
+  }
+  parser_->body_limit(body_limit_);
   auto expect = header[http::field::expect];
   if (!expect.empty() && IEquals({expect.data(), expect.size()}, "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -196,13 +213,11 @@ void Connection::OnBody(error_code ec) {
 void Connection::OnReadError(error_code ec) {
   if (IsDisconnect(ec)) return Close();
   if (ec == http::error::body_limit) {
-    // From the Content-Length before any of the body is read, or from a chunked body as it
-    // arrives.
     auto length = parser_->content_length();
     std::string size = length ? "of " + std::to_string(*length) + " bytes " : "";
     return Reply(JsonError(413, "payload_too_large",
                            "request body " + size + "is above the limit of " +
-                               std::to_string(state_->options.max_body_bytes) + " bytes"),
+                               std::to_string(body_limit_) + " bytes"),
                  true);
   }
   // http::error::partial_message is a peer that closed in the middle of a request: nobody is

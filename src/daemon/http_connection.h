@@ -85,6 +85,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<boost::beast::http::response<boost::beast::http::string_body>> response_;
   std::shared_ptr<std::array<char, 16384>> drain_buffer_;
   size_t drained_ = 0;
+  uint64_t body_limit_ = 0;  // of the request being read
   Phase phase_ = Phase::kIdle;
   bool keep_alive_ = true;
   std::shared_ptr<HttpServer::State> state_;

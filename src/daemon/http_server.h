@@ -1,13 +1,13 @@
 // The daemon's HTTP/1.1 server (Boost.Beast), on a unix socket and optionally on loopback TCP.
 //
 // Everything runs on the caller's io_context thread: connections, the handler, the responses.
-// A request is read completely (headers, then a body of at most max_body_bytes), decoded into an
+// A request is read completely (headers, then a body within its limit), decoded into an
 // HttpRequest and given to the handler together with a Responder. The handler may answer at once
 // or much later (an invocation that waits for an instance): the connection stays open, and the
 // next request on it (keep-alive, pipelining) is read only once the answer is written, so
 // answers go out in request order. What the server answers itself, without the handler:
 //   400 malformed HTTP or a bad percent-escape (the connection is closed after a parse error),
-//   413 a body above max_body_bytes (from Content-Length, before the body is read; or while
+//   413 a body above its limit (from Content-Length, before the body is read; or while
 //       reading a chunked body), 503 a request that completes after the server was destroyed,
 //   500 when the handler drops its Responder without calling it, or throws.
 // A client that disconnects while its request is pending costs nothing: the answer is dropped
@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 #include "daemon/http_message.h"
@@ -41,6 +42,10 @@ struct HttpServerOptions {
   std::string unix_socket;                // path; required
   std::optional<std::string> tcp_listen;  // "127.0.0.1:PORT", "[::1]:PORT", "localhost:PORT"
   size_t max_body_bytes = 6 << 20;
+  // The body limit of one request, from its method and percent-decoded path, when requests
+  // differ (a deploy's bundle may be far larger than an event). Unset: max_body_bytes for all.
+  // Either way a body above its limit is refused from the Content-Length, before it is read.
+  std::function<uint64_t(std::string_view method, const std::string& path)> body_limit;
   // How long a connection may sit between requests, or take to send one or to read an answer.
   // A request the handler holds is never timed out here (the engine has its own timeouts).
   std::chrono::milliseconds idle_timeout{60000};

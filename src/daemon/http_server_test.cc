@@ -20,6 +20,16 @@ using testing::ScratchDir;
 using testing::ServerThread;
 using ::testing::StartsWith;
 
+// Polls `done` for up to 10 s, so that a broken server fails the test instead of hanging it.
+template <typename Fn>
+bool WaitUntil(Fn done) {
+  for (int i = 0; i < 2000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 // Answers every request with a JSON description of it.
 void Echo(HttpRequest&& request, const Responder& respond) {
   nlohmann::json query = request.query;
@@ -136,6 +146,30 @@ TEST_F(HttpServerTest, RefusesALargeBodyWithoutCallingTheHandler) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST_F(HttpServerTest, BodyLimitsPerRequest) {
+  std::atomic<int> calls = 0;
+  HttpServerOptions options = Options();
+  options.max_body_bytes = 1024;
+  options.body_limit = [](std::string_view method, const std::string& path) -> uint64_t {
+    return method == "PUT" && path.rfind("/v1/functions/", 0) == 0 ? 4096 : 1024;
+  };
+  ASSERT_TRUE(server_.Start(options, [&](HttpRequest&& request, Responder respond) {
+    ++calls;
+    Echo(std::move(request), respond);
+  }));
+  client_ = HttpClient(socket_);
+  EXPECT_EQ(Call("PUT", "/v1/functions/f%20x", std::string(3000, 'b'), 201)["path"],
+            "/v1/functions/f x");
+  auto refused = client_.Request("POST", "/v1/functions/f/invoke", std::string(3000, 'e'));
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 413);
+  EXPECT_THAT(refused->body, HasSubstr("request body of 3000 bytes is above the limit of 1024"));
+  auto too_big = client_.Request("PUT", "/v1/functions/f", std::string(5000, 'b'));
+  ASSERT_TRUE(too_big);
+  EXPECT_EQ(too_big->status, 413);
+  EXPECT_EQ(calls, 1);
+}
+
 TEST_F(HttpServerTest, AnswersGarbageWith400AndCloses) {
   StartEcho();
   RawClient raw(socket_);
@@ -205,9 +239,7 @@ TEST_F(HttpServerTest, ClientGoneWhileItsRequestIsPending) {
     RawClient raw(socket_);
     ASSERT_TRUE(raw.connected());
     ASSERT_TRUE(raw.Send("POST /hold HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"));
-    while (server_.OnIo([&] { return held.size(); }) == 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    ASSERT_TRUE(WaitUntil([&] { return server_.OnIo([&] { return held.size(); }) > 0; }));
   }  // the client disconnects here
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   server_.OnIo([&] {
@@ -217,10 +249,7 @@ TEST_F(HttpServerTest, ClientGoneWhileItsRequestIsPending) {
   client_ = HttpClient(socket_);
   EXPECT_EQ(Call("GET", "/alive")["path"], "/alive");
   // Only the client's connection is left once the dropped one noticed its peer is gone.
-  for (int i = 0; i < 200 && server_.OpenConnections() > 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(server_.OpenConnections(), 1u);
+  EXPECT_TRUE(WaitUntil([&] { return server_.OpenConnections() == 1; }));
 }
 
 TEST_F(HttpServerTest, DroppedResponderOrThrowingHandlerAnswers500) {
@@ -321,9 +350,7 @@ TEST_F(HttpServerTest, StopClosesIdleConnectionsAndFinishesPendingOnes) {
   RawClient busy(socket_);
   ASSERT_TRUE(idle.connected() && busy.connected());
   ASSERT_TRUE(busy.Send("GET /hold HTTP/1.1\r\nHost: h\r\n\r\n"));
-  while (server_.OnIo([&] { return held.size(); }) == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(WaitUntil([&] { return server_.OnIo([&] { return held.size(); }) > 0; }));
   server_.OnIo([&] { server_.server().Stop(); });
   EXPECT_EQ(idle.ReadToEnd(), "");  // closed without a word
   EXPECT_FALSE(RawClient(socket_).connected()) << "no longer accepting";
@@ -341,9 +368,7 @@ TEST_F(HttpServerTest, AnswersAfterTheServerIsDestroyed) {
       Options(), [&](HttpRequest&&, Responder respond) { held.push_back(std::move(respond)); }));
   RawClient raw(socket_);
   ASSERT_TRUE(raw.Send("GET /hold HTTP/1.1\r\nHost: h\r\n\r\n"));
-  while (server_.OnIo([&] { return held.size(); }) == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(WaitUntil([&] { return server_.OnIo([&] { return held.size(); }) > 0; }));
   server_.DestroyServer();
   server_.OnIo([&] {
     held[0](JsonError(503, "shutting_down", "bye"));
