@@ -11,6 +11,7 @@
 #include "daemon/api.h"
 #include "daemon/http_server.h"
 #include "daemon/metrics.h"
+#include "engine/bundle.h"
 
 namespace ember::daemon {
 namespace {
@@ -57,7 +58,12 @@ Status RunDaemon(const DaemonOptions& options) {
   HttpServerOptions server_options;
   server_options.unix_socket = options.socket;
   server_options.tcp_listen = options.listen;
-  server_options.max_body_bytes = 256ULL << 20;  // bundles; events are capped by the API
+  // A deploy carries the bundle; everything else at most an event.
+  server_options.max_body_bytes = kMaxEventBytes;
+  server_options.body_limit = [](std::string_view method, const std::string& path) -> uint64_t {
+    bool deploy = method == "PUT" && path.rfind("/v1/functions/", 0) == 0;
+    return deploy ? engine::kMaxBundleTarBytes : kMaxEventBytes;
+  };
   EMBER_ASSIGN_OR_RETURN(
       auto server,
       HttpServer::Start(io, server_options, [&api](HttpRequest&& request, Responder respond) {

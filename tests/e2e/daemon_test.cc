@@ -395,7 +395,7 @@ TEST_F(DaemonTest, ExamplesDeployAndAnswerAsDocumented) {
   EXPECT_EQ(c.exit_code, 0) << c.err;
   EXPECT_NE(c.out.find("\"greeting\":\"Hello, ember!\""), std::string::npos) << c.out;
   auto shell = env_->Ember({"invoke", "process-shell", "-d", R"("the quick brown fox")"});
-  EXPECT_EQ(shell.out, "{\"words\":4,\"chars\":19,\"lines\":1}\n") << shell.err;
+  EXPECT_EQ(shell.out, "{\"chars\":19,\"lines\":1,\"words\":4}\n") << shell.err;
   // Errors from each kind of handler reach the caller.
   auto bad = env_->Ember({"invoke", "process-shell", "-d", R"({"a": 1})"});
   EXPECT_EQ(bad.exit_code, 1);
