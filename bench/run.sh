@@ -2,13 +2,18 @@
 # `make bench` / `make bench-quick`: ember run against crun, runc, gVisor runsc and an
 # unshare+chroot baseline, on the same python3.11 image, in the same run.
 #
-#   bench/run.sh EMBER_BIN [--quick] [--write-docs] [--rootfs-image FILE] [-- SCRIPT_ARGS...]
+#   bench/run.sh EMBER_BIN [--quick] [--write-docs] [--rootfs-image FILE] [--only BENCH] [-- SCRIPT_ARGS...]
+#
+# --only run-vs-peers|invoke-latency runs one of the two benchmarks; SCRIPT_ARGS go to that
+# one (without --only, to run_vs_peers.py).
 #
 # 1. installs the peers from Debian when missing (crun, runc, runsc, python3);
 # 2. makes sure ember's python3.11 image exists (`ember image build python3.11` once);
 # 3. mounts that image's EROFS file read-only, so every peer runs on the very same bytes;
 # 4. runs bench/run_vs_peers.py, which prints a markdown table and writes
-#    bench/results/run-vs-peers-<timestamp>.json.
+#    bench/results/run-vs-peers-<timestamp>.json;
+# 5. runs bench/invoke_latency.py: invocations through a private `ember daemon` (warm and
+#    plain-boot) against the same peers' cold starts; bench/results/invoke-latency-<timestamp>.json.
 # Everything made here (mount, bundles, containers, cgroups, temp dirs) is removed at exit,
 # also on failure or Ctrl-C. Needs root.
 #
@@ -21,12 +26,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 usage() { sed -n '5p' "$0" | sed 's/^# *//' >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 ember=$1; shift
-quick=() write_docs=() image_file="" extra=()
+quick=() write_docs=() image_file="" extra=() only=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) quick=(--quick) ;;
     --write-docs) write_docs=(--write-docs) ;;
     --rootfs-image) image_file=$2; shift ;;
+    --only) only=$2; shift ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) usage ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; usage ;;
@@ -34,6 +40,10 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ $ember == */* ]] && ember=$(realpath -m "$ember")
+case $only in
+  ""|run-vs-peers|invoke-latency) ;;
+  *) echo "bench/run.sh: --only takes run-vs-peers or invoke-latency, not '$only'" >&2; exit 2 ;;
+esac
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "bench/run.sh: needs root (namespaces, mounts, cgroups, containers)" >&2
@@ -160,9 +170,23 @@ fi
 log "image $image_file mounted read-only at $rootfs"
 
 # ---- measure -------------------------------------------------------------------------------
-"$python" "$here/run_vs_peers.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
-  --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
-  ${ember_image_error:+--ember-error "image: $ember_image_error"} \
-  "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
-script_pid=$!
-wait "$script_pid"
+if [[ $only != invoke-latency ]]; then
+  "$python" "$here/run_vs_peers.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
+    --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
+    ${ember_image_error:+--ember-error "image: $ember_image_error"} \
+    "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
+  script_pid=$!
+  wait "$script_pid"
+  extra=()  # the script arguments were for run_vs_peers.py
+fi
+
+# Invocations through the daemon, with the same peers on the same rootfs as the reference. The
+# script starts and stops its own daemon (private data/run dirs, cgroup pool ember-bench-daemon).
+if [[ $only != run-vs-peers ]]; then
+  "$python" "$here/invoke_latency.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
+    --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
+    ${ember_image_error:+--ember-error "image: $ember_image_error"} \
+    "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
+  script_pid=$!
+  wait "$script_pid"
+fi

@@ -27,55 +27,25 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # The pieces live in bench/peers/ (this script's directory is on sys.path when it is run).
 from peers.host import machine_info, remove_cgroups
+from peers.measure import run_tool_once
 from peers.report import check_target, markdown, write_docs
 from peers.scenarios import MEMORY_FLAG, PYTHON_IN_IMAGE, SCENARIOS
 from peers.stats import summarize
-from peers.tools import (Baseline, Crun, Ember, HostPython, OciRuntime, Runc, Runsc, Tool,
-                         ToolError)
+from peers.tools import Baseline, Crun, Ember, HostPython, Runc, Runsc, Tool, ToolError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DOCS = REPO / "docs" / "benchmarks.md"
 
-PER_RUN_TIMEOUT_S = 60.0
 WARMUPS = 3
 
 
 # ---------------------------------------------------------------------------------------------
 # Measurement
-
-
-def spawn_and_time(tool: Tool, argv: list[str]) -> tuple[float, int, str, str]:
-    tool.before()
-    try:
-        t0 = time.perf_counter_ns()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-    finally:
-        tool.after()
-    try:
-        out, err = proc.communicate(timeout=PER_RUN_TIMEOUT_S)
-        t1 = time.perf_counter_ns()
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # our own child's session, nothing else
-        out, err = proc.communicate()
-        return float("nan"), -1, out.decode(errors="replace"), "timed out after " \
-            f"{PER_RUN_TIMEOUT_S:.0f}s; " + err.decode(errors="replace")
-    except BaseException:  # SIGTERM/Ctrl-C mid-run: take the child down with us
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        raise
-    return (t1 - t0) / 1e6, proc.returncode, out.decode(errors="replace"), \
-        err.decode(errors="replace")
-
 
 
 class Runner:
@@ -92,25 +62,7 @@ class Runner:
         return f"{self.tag}-{self.seq}"
 
     def one(self, tool: Tool, scenario: dict) -> tuple[float, str | None]:
-        run_id = self.next_id()
-        cmd = scenario["argv"]
-        if isinstance(tool, OciRuntime):
-            tool.prepare_run(cmd, run_id)
-        argv = tool.argv(cmd, run_id)
-        try:
-            ms, rc, out, err = spawn_and_time(tool, argv)
-        finally:
-            try:
-                tool.cleanup_run(run_id)
-            except Exception as e:  # noqa: BLE001 - cleanup must not hide the measurement
-                print(f"warning: {tool.name}: cleanup of {run_id} failed: {e}", file=sys.stderr)
-        problem = None
-        if rc != 0:
-            problem = f"exit status {rc}: {(err.strip() or out.strip())[-600:]}"
-        elif scenario["expect"] is not None and scenario["expect"] not in out:
-            problem = (f"unexpected output {out.strip()[-200:]!r} "
-                       f"(stderr {err.strip()[-300:]!r})")
-        return ms, problem
+        return run_tool_once(tool, scenario["argv"], scenario["expect"], self.next_id())
 
     def scenario(self, scenario: dict) -> dict:
         tools = [t for t in self.tools if t.error is None

@@ -129,12 +129,12 @@ def check_target(results: dict) -> dict:
             f"{'MET' if met else 'NOT MET'}."}
 
 
-def write_docs(table: str, path: Path) -> None:
+def write_docs(table: str, path: Path, begin: str = BEGIN_MARK, end: str = END_MARK) -> None:
     text = path.read_text()
-    b, e = text.find(BEGIN_MARK), text.find(END_MARK)
+    b, e = text.find(begin), text.find(end)
     if b < 0 or e < b:
-        raise SystemExit(f"{path}: markers {BEGIN_MARK} / {END_MARK} not found")
-    new = text[: b + len(BEGIN_MARK)] + "\n" + table + text[e:]
+        raise SystemExit(f"{path}: markers {begin} / {end} not found")
+    new = text[: b + len(begin)] + "\n" + table + text[e:]
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(new)
     os.replace(tmp, path)

@@ -34,3 +34,21 @@ SCENARIOS = [
     {"name": "python-heavy", "title": "heavy Python handler (stdlib imports)",
      "argv": [PYTHON_IN_IMAGE, "-c", HEAVY_CODE], "expect": EXPECTED_ANSWER, "python": True},
 ]
+
+# The light and heavy scenarios as ember functions (docs/functions.md), for
+# bench/invoke_latency.py: the module imports what the scenario imports and holds HANDLER
+# unchanged; ember calls handle(event, context), a one-line adapter. The peers run the scenario
+# of the same kind (`peer_scenario`), so the ratios compare the same work.
+FUNCTION_HANDLER = "main.handle"
+
+
+def function_module(imports: str) -> str:
+    return f"import {imports}\n\n{HANDLER}\n\ndef handle(event, context):\n    return handler(event)\n"
+
+
+FUNCTIONS = [
+    {"name": "bench-light", "kind": "light", "title": "light Python handler",
+     "module": function_module("json"), "peer_scenario": "python-light"},
+    {"name": "bench-heavy", "kind": "heavy", "title": "heavy Python handler (stdlib imports)",
+     "module": function_module(HEAVY_IMPORTS), "peer_scenario": "python-heavy"},
+]

@@ -105,6 +105,44 @@ class Ember(Tool):
                 holder.wait()
 
 
+class EmberRunIsolated(Ember):
+    """`ember run` with its own data dir, run dir and cgroup pool name (bench/invoke_latency.py
+    runs it beside a private daemon): it shares nothing live with the daemon and leaves nothing
+    in the host's ember state once teardown() has run `ember cleanup` on its run dir."""
+    name = "ember run"
+
+    def __init__(self, binary: str, image: str, data_dir: Path, run_dir: Path, cgroup_name: str):
+        super().__init__(binary, image)
+        self.data_dir, self.run_dir, self.cgroup_name = data_dir, run_dir, cgroup_name
+        self.saved_env: str | None = None
+
+    def dirs(self) -> list[str]:
+        return [self.binary, "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir)]
+
+    def argv(self, cmd, run_id):
+        return [*self.dirs(), "run", "--image", self.image, "--memory", MEMORY_FLAG, "--", *cmd]
+
+    # The pool's name comes only from the environment; Popen copies os.environ at the spawn,
+    # and before/after run outside the timed region.
+    def before(self):
+        self.saved_env = os.environ.get("EMBER_CGROUP_NAME")
+        os.environ["EMBER_CGROUP_NAME"] = self.cgroup_name
+
+    def after(self):
+        if self.saved_env is None:
+            os.environ.pop("EMBER_CGROUP_NAME", None)
+        else:
+            os.environ["EMBER_CGROUP_NAME"] = self.saved_env
+
+    def teardown(self):
+        super().teardown()
+        if self.run_dir.exists():
+            out = run_checked([*self.dirs(), "cleanup"], timeout=120,
+                              env=dict(os.environ, EMBER_CGROUP_NAME=self.cgroup_name))
+            if out.returncode != 0:
+                raise ToolError(f"ember cleanup of {self.run_dir}: {out.stderr.strip()[-300:]}")
+
+
 class Baseline(Tool):
     """The cheapest sandbox-ish thing: new mount/pid/net/ipc/uts namespaces and a chroot."""
     name = "unshare+chroot"
