@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -185,8 +186,8 @@ def main() -> int:
             log(f"daemon on {daemon.socket}: "
                 + "; ".join(results["deploys"].values()))
         except (ToolError, OSError, subprocess.SubprocessError, ValueError) as e:
-            daemon_error = f"ember daemon: {e}"
-            log(f"cannot run: {daemon_error}")
+            daemon_error = str(e)
+            log(f"ember daemon: cannot run: {daemon_error}")
             tool_errors["ember daemon"] = daemon_error
         for t in tools:
             if isinstance(t, Ember) and args.ember_error:
@@ -203,14 +204,13 @@ def main() -> int:
         results["machine"]["versions"] = {"ember daemon": daemon.version(),
                                           **results["machine"]["versions"]}
 
-        seq = iter(range(1, 1 << 30))
-        ids = (f"{os.getpid():x}-{n}" for n in seq)
+        ids = (f"{os.getpid():x}-{n}" for n in itertools.count(1))  # container ids
         for fn in functions:
             scenario = scenarios[fn["peer_scenario"]]
             variants: list[Variant] = []
             for name, boot, count in ((WARM, None, args.warm_per_round), (PLAIN, "plain", 1)):
                 if daemon_error:
-                    v = Variant(name, daemon_error)
+                    v = Variant(name, f"ember daemon: {daemon_error}")
                 else:
                     v = InvokeVariant(name, client, fn["name"], boot, warm_instances[fn["name"]],
                                       count)

@@ -25,7 +25,8 @@ def ratio(value: dict, reference: dict | None) -> str:
 
 
 def _failed_cell(r: dict, errors: dict, name: str) -> str:
-    why = "could not run (see below)" if name in errors else _one_line(r["error"])
+    listed = name in errors or (name in (WARM, PLAIN) and "ember daemon" in errors)
+    why = "could not run (see below)" if listed else _one_line(r["error"])
     return f"failed: {why}"
 
 
