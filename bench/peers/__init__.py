@@ -1,5 +1,7 @@
-"""Pieces of bench/run_vs_peers.py, one concern per module.
+"""Pieces of bench/run_vs_peers.py and bench/invoke_latency.py, one concern per module.
 
 scenarios: what every tool runs; host: the machine (mount namespace, cgroups, cleanup);
-tools: how each peer is set up and run; stats: the figures; report: the tables and the docs.
+tools: how each peer is set up and run; measure: one timed run of a tool; stats: the figures;
+report: the tables and the docs; daemon: a private `ember daemon` and its HTTP client;
+invoke_variants / invoke_report: what invoke_latency.py compares, and its tables.
 """
