@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
+#include <random>
 #include <string>
 
 namespace ember {
@@ -138,6 +140,22 @@ std::string FormatDuration(std::chrono::milliseconds ms) {
   auto count = ms.count();
   if (count % 1000 == 0) return std::to_string(count / 1000) + "s";
   return std::to_string(count) + "ms";
+}
+
+std::string FormatRfc3339(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  struct tm tm {};
+  ::gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string RandomHex() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
 }
 
 }  // namespace ember

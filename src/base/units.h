@@ -26,5 +26,10 @@ Result<uint64_t> ParseCount(std::string_view text, std::string_view what, uint64
 
 std::string FormatSize(uint64_t bytes);                    // 134217728 -> "128M"
 std::string FormatDuration(std::chrono::milliseconds ms);  // -> "10s", "250ms"
+// RFC 3339 in UTC, to the second: "2026-11-21T16:55:15Z".
+std::string FormatRfc3339(std::chrono::system_clock::time_point t);
+inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock::now()); }
+// 16 random hex digits, for names of temporary files and directories.
+std::string RandomHex();
 
 }  // namespace ember

@@ -77,4 +77,38 @@ void RegisterClientCommands(CLI::App& app, GlobalOptions& global, int* exit_code
   RegisterRmCommand(app, global, exit_code);
 }
 
+std::optional<nlohmann::json> FetchList(const GlobalOptions& global, const std::string& path,
+                                        const char* key, const std::string& what,
+                                        OutputFormat format, int* exit_code) {
+  auto client = DaemonClient(global);
+  auto response = client.Request("GET", path, {}, {}, {}, kQuickTimeout);
+  if (!response) {
+    *exit_code = ReportError(response.error());
+    return std::nullopt;
+  }
+  if (response->status != 200) {
+    *exit_code = ReportApiError(*response, what, format);
+    return std::nullopt;
+  }
+  if (format == OutputFormat::kJson) {
+    std::printf("%s\n", response->body.c_str());
+    *exit_code = 0;
+    return std::nullopt;
+  }
+  auto doc = nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || !doc[key].is_array()) {
+    *exit_code =
+        ReportError(Error(ErrorCode::kIo, what + ": the daemon's answer is not {\"" + key +
+                                              "\": [...]}: " + response->body.substr(0, 200)));
+    return std::nullopt;
+  }
+  return doc[key];
+}
+
+std::string JsonText(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return "-";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
 }  // namespace ember::cli

@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +33,15 @@ inline constexpr std::chrono::milliseconds kQuickTimeout{30000};
 // Reports an error answer and returns the exit code (ExitCodeFor of ToError): in text mode
 // "ember: CONTEXT: CODE: MESSAGE" and then the traceback / the instance's output to stderr; in
 // json mode the daemon's JSON on stdout as well, for scripts.
+// For ls and ps: GETs `path` and returns the array under `key` of the daemon's answer. Returns
+// nullopt with *exit_code set when there is nothing more to print: an error was reported, or
+// --output json printed the answer as it is.
+std::optional<nlohmann::json> FetchList(const GlobalOptions& global, const std::string& path,
+                                        const char* key, const std::string& what,
+                                        OutputFormat format, int* exit_code);
+// A field of a JSON object as table text: strings as they are, other values dumped, "-" if absent.
+std::string JsonText(const nlohmann::json& object, const char* key);
+
 int ReportApiError(const daemon::HttpResponse& response, std::string_view context,
                    OutputFormat format);
 

@@ -9,37 +9,21 @@ namespace {
 
 using nlohmann::json;
 
-std::string Text(const json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return "-";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
 int RunPs(const GlobalOptions& global, const std::string& output) {
   OutputFormat format = ParseOutputFormat(output);
-  auto client = DaemonClient(global);
-  auto response = client.Request("GET", "/v1/instances", {}, {}, {}, kQuickTimeout);
-  if (!response) return ReportError(response.error());
-  if (response->status != 200) return ReportApiError(*response, "list instances", format);
-  if (format == OutputFormat::kJson) {
-    std::printf("%s\n", response->body.c_str());
-    return 0;
-  }
-  auto doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object() || !doc["instances"].is_array()) {
-    return ReportError(Error(ErrorCode::kIo,
-                             "list instances: the daemon's answer is not "
-                             "{\"instances\": [...]}: " +
-                                 response->body.substr(0, 200)));
-  }
+  int exit_code = 0;
+  auto items =
+      FetchList(global, "/v1/instances", "instances", "list instances", format, &exit_code);
+  if (!items) return exit_code;
   std::vector<std::vector<std::string>> rows = {{"ID", "FUNCTION", "VERSION", "STATE", "BOOT",
                                                  "PID", "STARTED", "LAST USED", "INVOCATIONS",
                                                  "IN FLIGHT"}};
-  for (const auto& i : doc["instances"]) {
-    rows.push_back({Text(i, "id"), Text(i, "function"), Text(i, "version"), Text(i, "state"),
-                    Text(i, "boot_mode"), Text(i, "pid"), AgeSince(Text(i, "started")) + " ago",
-                    AgeSince(Text(i, "last_used")) + " ago", Text(i, "invocations"),
-                    Text(i, "in_flight")});
+  for (const auto& i : *items) {
+    rows.push_back({JsonText(i, "id"), JsonText(i, "function"), JsonText(i, "version"),
+                    JsonText(i, "state"), JsonText(i, "boot_mode"), JsonText(i, "pid"),
+                    AgeSince(JsonText(i, "started")) + " ago",
+                    AgeSince(JsonText(i, "last_used")) + " ago", JsonText(i, "invocations"),
+                    JsonText(i, "in_flight")});
   }
   PrintTable(rows);
   return 0;

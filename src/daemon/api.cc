@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "base/units.h"
 
 namespace ember::daemon {
 namespace {
@@ -11,15 +12,6 @@ using nlohmann::json;
 
 std::string Dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string Rfc3339(std::chrono::system_clock::time_point t) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  struct tm tm {};
-  ::gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 int StatusForError(const Error& error) {
@@ -229,8 +221,8 @@ HttpResponse Api::ListInstances() {
                     {"state", i.state},
                     {"boot_mode", engine::BootModeName(i.boot_mode)},
                     {"pid", i.pid},
-                    {"started", Rfc3339(i.started)},
-                    {"last_used", Rfc3339(i.last_used)},
+                    {"started", FormatRfc3339(i.started)},
+                    {"last_used", FormatRfc3339(i.last_used)},
                     {"invocations", i.invocations},
                     {"in_flight", i.in_flight}});
   }

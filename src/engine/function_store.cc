@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/units.h"
 #include "engine/bundle_tree.h"
 #include "engine/manifest_rules.h"
 #include "image/unpack.h"
@@ -25,22 +26,6 @@ using nlohmann::json;
 // Sandboxes run as unprivileged host ids and bind-mount the code from its host path, so every
 // directory on the way must be searchable by others (not listable).
 constexpr mode_t kPathDirMode = 0711;
-
-std::string NowRfc3339() {
-  std::time_t now = std::time(nullptr);
-  struct tm tm {};
-  ::gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string RandomHex() {
-  std::random_device rd;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
-  return buf;
-}
 
 bool IsVersion(std::string_view s) {
   return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) {

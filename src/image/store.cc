@@ -14,6 +14,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/mounts.h"
+#include "base/units.h"
 #include "image/erofs.h"
 #include "image/locks.h"
 #include "image/name.h"
@@ -25,22 +26,6 @@ using nlohmann::json;
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-std::string NowRfc3339() {
-  std::time_t now = std::time(nullptr);
-  struct tm tm {};
-  ::gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string RandomHex() {
-  std::random_device rd;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
-  return buf;
 }
 
 bool IsDigest(std::string_view s) {
