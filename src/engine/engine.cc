@@ -144,6 +144,9 @@ void Engine::Log(Instance& instance, std::string_view text) {
   if (auto written = it->second->Write(text); !written) {
     spdlog::warn("logs of {}: {}", instance.id(), written.error().ToString());
   }
+  // The pipe is drained after the instance died (Dispose dropped its sink): do not keep the
+  // file open for an instance that is gone.
+  if (!instance.alive()) logs_.erase(it);
 }
 
 void Engine::DropUnusedVersions(const std::string& function) {

@@ -102,9 +102,9 @@ void Engine::Shutdown(std::chrono::milliseconds grace, std::function<void()> don
       tick_.cancel();
       launcher_->Shutdown();
       spdlog::info("engine: every instance stopped");
-      auto finish = done;
-      *step = nullptr;  // breaks the self-reference
-      finish();
+      // Break the self-reference once this call has returned, not while it runs.
+      boost::asio::post(io_, [step] { *step = nullptr; });
+      done();
       return;
     }
     timer->expires_after(std::chrono::milliseconds(20));

@@ -10,14 +10,13 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "base/fs.h"
 #include "base/mounts.h"
-
 
 extern char** environ;
 
