@@ -14,6 +14,7 @@
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "base/units.h"
+#include "engine/bundle_tree.h"
 #include "engine/manifest.h"
 
 namespace ember::engine {
@@ -29,14 +30,6 @@ struct EntryFreer {
 la_ssize_t AppendToString(struct archive* /*a*/, void* out, const void* buffer, size_t length) {
   static_cast<std::string*>(out)->append(static_cast<const char*>(buffer), length);
   return static_cast<la_ssize_t>(length);
-}
-
-const char* TypeName(mode_t mode) {
-  if (S_ISFIFO(mode)) return "a fifo";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  return "of an unknown type";
 }
 
 class Packer {
@@ -80,7 +73,7 @@ class Packer {
         EMBER_TRY(WriteHeader(path, st, AE_IFLNK, target));
       } else {
         return Fail(ErrorCode::kInvalidArgument,
-                    Shown(path) + " is " + TypeName(st.st_mode) +
+                    Shown(path) + " is " + ModeTypeName(st.st_mode) +
                         ": a bundle may hold only files, directories and symlinks");
       }
     }

@@ -37,14 +37,6 @@ Error BadType(const std::string& path, const char* type) {
                                                 "and symlinks");
 }
 
-const char* ModeTypeName(mode_t mode) {
-  if (S_ISFIFO(mode)) return "a fifo";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  return "of an unknown type";
-}
-
 struct HashStateFreer {
   void operator()(XXH3_state_t* state) const { XXH3_freeState(state); }
 };
@@ -238,6 +230,14 @@ Result<BundleTree> NormalizeBundleTree(const std::string& dir) {
   Normalizer normalizer;
   EMBER_TRY(normalizer.Directory(root.get(), ""));
   return normalizer.Finish();
+}
+
+const char* ModeTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a fifo";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "of an unknown type";
 }
 
 }  // namespace ember::engine

@@ -5,6 +5,8 @@
 // set-id bits, foreign owners and extended attributes (file capabilities, ACLs) are dropped.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 
@@ -17,6 +19,9 @@ struct BundleTree {
   uint64_t entries = 0;
   uint64_t bytes = 0;
 };
+
+// "a fifo", "a socket", "a character device", ...: what a bundle cannot hold, for errors.
+const char* ModeTypeName(mode_t mode);
 
 // Reads every header of the tar at `path`: refuses entries other than files, directories, symlinks
 // and hardlinks, and bundles over kMaxBundleEntries entries or kMaxBundleBytes of data.
