@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 namespace ember {
@@ -111,15 +112,38 @@ bool PathExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-Result<std::vector<std::string>> ListDirectory(const std::string& path) {
-  DIR* dir = ::opendir(path.c_str());
-  if (dir == nullptr) return FailErrno("opendir " + path);
+namespace {
+
+// Reads and closes `dir`.
+std::vector<std::string> ReadEntries(DIR* dir) {
   std::vector<std::string> names;
   while (struct dirent* ent = ::readdir(dir)) {
     std::string_view name = ent->d_name;
     if (name != "." && name != "..") names.emplace_back(name);
   }
   ::closedir(dir);
+  return names;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> ListDirectory(const std::string& path) {
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return FailErrno("opendir " + path);
+  return ReadEntries(dir);
+}
+
+Result<std::vector<std::string>> ListDirectoryAt(int dir_fd, const std::string& shown) {
+  int fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);  // fdopendir takes the fd it is given
+  if (fd < 0) return FailErrno("dup " + shown);
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    int err = errno;
+    ::close(fd);
+    return FailErrno("opendir " + shown, err);
+  }
+  std::vector<std::string> names = ReadEntries(dir);
+  std::sort(names.begin(), names.end());
   return names;
 }
 

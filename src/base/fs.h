@@ -34,6 +34,9 @@ Status RemoveTreeAt(int parent_fd, const std::string& name, const std::string& s
 bool PathExists(const std::string& path);
 // Names of the entries of a directory, without "." and "..".
 Result<std::vector<std::string>> ListDirectory(const std::string& path);
+// The same for an open directory (the fd stays the caller's), sorted by name; `shown` names it in
+// errors ("opendir SHOWN").
+Result<std::vector<std::string>> ListDirectoryAt(int dir_fd, const std::string& shown);
 
 Result<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode = 0644);
 

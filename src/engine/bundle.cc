@@ -38,7 +38,7 @@ class Packer {
 
   // Packs the entries of directory `dir_fd` (`rel` is its path in the bundle, "" for the root).
   Status PackDirectory(int dir_fd, const std::string& rel) {
-    EMBER_ASSIGN_OR_RETURN(auto names, ListEntries(dir_fd, rel));
+    EMBER_ASSIGN_OR_RETURN(auto names, ListDirectoryAt(dir_fd, Shown(rel)));
     for (const auto& name : names) {
       std::string path = rel.empty() ? name : rel + "/" + name;
       struct stat st {};
@@ -82,24 +82,6 @@ class Packer {
 
  private:
   std::string Shown(const std::string& rel) const { return dir_ + "/" + rel; }
-
-  static Result<std::vector<std::string>> ListEntries(int dir_fd, const std::string& shown) {
-    int fd = ::dup(dir_fd);
-    if (fd < 0) return FailErrno("dup");
-    DIR* dir = ::fdopendir(fd);
-    if (dir == nullptr) {
-      ::close(fd);
-      return FailErrno("opendir " + shown);
-    }
-    std::vector<std::string> names;
-    while (struct dirent* ent = ::readdir(dir)) {
-      std::string_view name = ent->d_name;
-      if (name != "." && name != "..") names.emplace_back(name);
-    }
-    ::closedir(dir);
-    std::sort(names.begin(), names.end());
-    return names;
-  }
 
   Status WriteHeader(const std::string& path, const struct stat& st, unsigned type,
                      const std::string& symlink, int64_t size = 0) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/fs.h"
 #include "base/unique_fd.h"
 #include "base/units.h"
 #include "engine/bundle.h"
@@ -47,7 +48,7 @@ class Normalizer {
 
   Status Directory(int dir_fd, const std::string& rel) {
     EMBER_TRY(Own(dir_fd, 0755, rel));
-    EMBER_ASSIGN_OR_RETURN(auto names, SortedEntries(dir_fd, rel));
+    EMBER_ASSIGN_OR_RETURN(auto names, ListDirectoryAt(dir_fd, "bundle directory '" + rel + "'"));
     for (const auto& name : names) {
       std::string path = rel.empty() ? name : rel + "/" + name;
       struct stat st {};
@@ -147,24 +148,6 @@ class Normalizer {
   void Hash(std::string_view type, const std::string& path, const std::string& extra) {
     std::string record = std::string(type) + '\0' + path + '\0' + extra + '\0';
     XXH3_128bits_update(state_.get(), record.data(), record.size());
-  }
-
-  static Result<std::vector<std::string>> SortedEntries(int dir_fd, const std::string& rel) {
-    int fd = ::dup(dir_fd);
-    if (fd < 0) return FailErrno("dup");
-    DIR* dir = ::fdopendir(fd);
-    if (dir == nullptr) {
-      ::close(fd);
-      return FailErrno("opendir bundle directory '" + rel + "'");
-    }
-    std::vector<std::string> names;
-    while (struct dirent* ent = ::readdir(dir)) {
-      std::string_view name = ent->d_name;
-      if (name != "." && name != "..") names.emplace_back(name);
-    }
-    ::closedir(dir);
-    std::sort(names.begin(), names.end());
-    return names;
   }
 
   std::unique_ptr<XXH3_state_t, HashStateFreer> state_;
