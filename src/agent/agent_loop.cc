@@ -10,7 +10,9 @@
 #include <optional>
 
 #include "agent/invocation_pool.h"
+#include "agent/protocol_json.h"
 #include "agent/runtime.h"
+#include "agent/template_loop.h"
 
 namespace ember::agent {
 namespace {
@@ -34,6 +36,8 @@ ErrorInfo ClampError(ErrorInfo error) {
   return error;
 }
 
+std::string JsonString(const std::string& text) { return detail::DumpJson(nlohmann::json(text)); }
+
 void Complain(const std::string& message) {
   std::fprintf(stderr, "ember-agent: %s\n", message.c_str());
 }
@@ -44,8 +48,11 @@ class Agent {
   int Run();
 
  private:
-  // The handshake; the exit code when the agent cannot go on, nullopt when it is ready.
+  // The handshake up to an initialized runtime; the exit code when the agent cannot go on.
   std::optional<int> Start();
+  // A template: reports whether it can fork, then serves spawns. Returns in a forked child
+  // (nullopt: go on serving as an instance) or with the template's exit code.
+  std::optional<int> ServeAsTemplate();
   int Serve();
   // Decodes, invokes and answers one kInvoke frame. Thread-safe.
   void Handle(const Frame& frame);
@@ -58,6 +65,8 @@ class Agent {
 
   int fd_;
   InitRequest init_;
+  uint64_t ready_id_ = 0;  // the init frame's request id
+  int64_t init_us_ = 0;
   std::unique_ptr<Runtime> runtime_;
   std::optional<InvocationPool> pool_;  // concurrency > 1 only
   std::mutex write_mutex_;              // one reply on the socket at a time
@@ -66,7 +75,29 @@ class Agent {
 
 int Agent::Run() {
   if (auto code = Start()) return *code;
+  if (!init_.template_spec.empty()) {
+    if (auto code = ServeAsTemplate()) return *code;
+  }
   return Serve();
+}
+
+std::optional<int> Agent::ServeAsTemplate() {
+  std::string refusal = TemplateRefusal(*runtime_);
+  std::string ready = "{\"init_us\":" + std::to_string(init_us_) + ",\"fork\":";
+  if (!refusal.empty()) {
+    // The daemon stops a template that cannot fork; it never serves invocations, since its
+    // sandbox kept the capabilities a template needs.
+    Reply(FrameType::kReady, ready_id_, ready + "false,\"refused\":" + JsonString(refusal) + "}");
+    while (ReadFrame(fd_)) {
+    }
+    return kExitUnusable;
+  }
+  Reply(FrameType::kReady, ready_id_, ready + "true}");
+  TemplateOutcome outcome = RunTemplate(fd_, *runtime_, init_);
+  if (outcome.exit_code) return outcome.exit_code;
+  // A forked child, sandboxed, with its own socket on fd 3: the daemon learns it is ready here.
+  Reply(FrameType::kReady, 0, "{\"instance_id\":" + JsonString(outcome.instance_id) + "}");
+  return std::nullopt;
 }
 
 std::optional<int> Agent::Start() {
@@ -111,10 +142,13 @@ std::optional<int> Agent::Start() {
       return kExitUnusable;
     }
   }
-  auto init_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
-  Reply(FrameType::kReady, frame->request_id, "{\"init_us\":" + std::to_string(init_us) + "}");
+  init_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                 std::chrono::steady_clock::now() - start)
+                 .count();
+  ready_id_ = frame->request_id;
+  if (init_.template_spec.empty()) {
+    Reply(FrameType::kReady, ready_id_, "{\"init_us\":" + std::to_string(init_us_) + "}");
+  }
   if (stop_code_ >= 0) return stop_code_.load();
   return std::nullopt;
 }

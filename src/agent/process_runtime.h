@@ -46,6 +46,10 @@ class ProcessRuntime : public Runtime {
   InitOutcome Init(const InitRequest& init) override;
   InvokeOutcome Invoke(const InvokeRequest& request) override;
   bool Usable() const override { return !exited_.load(); }
+  std::string ForkRefusal() override {
+    return "the process runtime runs its command in a separate process, which a fork of the "
+           "agent would not copy";
+  }
 
  private:
   // Reaps the child after its stdout closed or its stdin broke; the error for the caller.

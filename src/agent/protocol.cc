@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "agent/protocol_json.h"
+
 namespace ember::agent {
 namespace {
 
@@ -21,6 +23,25 @@ uint64_t GetLe(const uint8_t* bytes, size_t size) {
   for (size_t i = 0; i < size; ++i) value |= uint64_t(bytes[i]) << (8 * i);
   return value;
 }
+
+// Reads exactly `size` bytes unless the stream ends first; returns the count read.
+Result<size_t> ReadFull(int fd, char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::read(fd, data + done, size - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return FailErrno("read from fd " + std::to_string(fd));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+}  // namespace
+
+namespace detail {
 
 // nlohmann's dump() throws on invalid UTF-8; handler messages may contain anything, so invalid
 // sequences become U+FFFD instead.
@@ -66,22 +87,12 @@ Result<uint64_t> GetUint(const Json& object, const char* key, uint64_t fallback,
   return it->get<uint64_t>();
 }
 
-// Reads exactly `size` bytes unless the stream ends first; returns the count read.
-Result<size_t> ReadFull(int fd, char* data, size_t size) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::read(fd, data + done, size - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return FailErrno("read from fd " + std::to_string(fd));
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
-}
+}  // namespace detail
 
-}  // namespace
+using detail::DumpJson;
+using detail::GetString;
+using detail::GetUint;
+using detail::ParseObject;
 
 bool IsKnownFrameType(uint16_t type) {
   switch (static_cast<FrameType>(type)) {
@@ -91,6 +102,10 @@ bool IsKnownFrameType(uint16_t type) {
     case FrameType::kInitFailed:
     case FrameType::kResult:
     case FrameType::kError:
+    case FrameType::kSpawn:
+    case FrameType::kSpawned:
+    case FrameType::kSpawnFailed:
+    case FrameType::kChildExited:
       return true;
   }
   return false;
@@ -110,6 +125,14 @@ const char* FrameTypeName(FrameType type) {
       return "result";
     case FrameType::kError:
       return "error";
+    case FrameType::kSpawn:
+      return "spawn";
+    case FrameType::kSpawned:
+      return "spawned";
+    case FrameType::kSpawnFailed:
+      return "spawn_failed";
+    case FrameType::kChildExited:
+      return "child_exited";
   }
   return "unknown";
 }
@@ -251,6 +274,8 @@ std::string EncodeInit(const InitRequest& init) {
                 {"concurrency", init.concurrency},
                 {"timeout_ms", init.timeout_ms}};
   if (!init.warmup_event.empty()) value["warmup_event"] = init.warmup_event;
+  if (!init.template_spec.empty())
+    value["template"] = Json::parse(init.template_spec, nullptr, false);
   return DumpJson(value);
 }
 
@@ -271,6 +296,12 @@ Result<InitRequest> DecodeInit(std::string_view payload) {
                                          " is outside 1.." + std::to_string(kMaxConcurrency));
   }
   init.concurrency = static_cast<uint32_t>(concurrency);
+  if (auto it = value.find("template"); it != value.end()) {
+    if (!it->is_object()) {
+      return Fail(ErrorCode::kCorrupt, "init request: \"template\" must be an object");
+    }
+    init.template_spec = DumpJson(*it);
+  }
   if (init.handler.empty()) return Fail(ErrorCode::kCorrupt, "init request: empty \"handler\"");
   if (init.code_dir.empty()) return Fail(ErrorCode::kCorrupt, "init request: empty \"code_dir\"");
   return init;

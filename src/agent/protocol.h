@@ -15,6 +15,10 @@
 // kInitFailed and every kInvoke with exactly one kResult or kError of the same request_id.
 // A malformed frame (bad magic, version, type or length) is a protocol error: the reader reports
 // it and the connection is dropped, since the stream cannot be resynchronised.
+//
+// A fork-boot template (an init request with "template") answers kReady, then serves only
+// kSpawn frames (protocol_template.h): each carries fds (SCM_RIGHTS) and is answered with
+// kSpawned or kSpawnFailed of the same request_id; kChildExited reports a child's end.
 #pragma once
 
 #include <cstddef>
@@ -40,11 +44,17 @@ enum class FrameType : uint16_t {
   // daemon -> agent
   kInit = 1,    // payload: InitRequest as JSON
   kInvoke = 2,  // payload: InvokeRequest (see EncodeInvoke)
+  kSpawn = 3,   // to a template: SpawnRequest as JSON, with fds
+
   // agent -> daemon
   kReady = 16,       // payload: {"init_us": N}  runtime initialized, handler loaded
   kInitFailed = 17,  // payload: ErrorInfo as JSON
   kResult = 18,      // payload: the handler's return value, serialized JSON
   kError = 19,       // payload: ErrorInfo as JSON
+  // template -> daemon
+  kSpawned = 20,      // payload: SpawnReply as JSON, with the child's pidfd
+  kSpawnFailed = 21,  // payload: ErrorInfo as JSON
+  kChildExited = 22,  // payload: ChildExit as JSON (request_id 0)
 };
 
 bool IsKnownFrameType(uint16_t type);
@@ -100,6 +110,8 @@ struct InitRequest {
   uint32_t concurrency = 1;         // invocations served at once
   std::string warmup_event;         // JSON; empty = none. Invoked once after init, result dropped
   uint64_t timeout_ms = 0;  // the per-invocation timeout: the warmup call's time left (0 = unset)
+  // Set for a fork-boot template: the TemplateSpec JSON object (protocol_template.h), as text.
+  std::string template_spec;
 };
 std::string EncodeInit(const InitRequest& init);
 Result<InitRequest> DecodeInit(std::string_view payload);

@@ -96,3 +96,25 @@ InvokeOutcome PythonRuntime::Invoke(const InvokeRequest& request) {
 }
 
 }  // namespace ember::agent
+
+namespace ember::agent {
+
+// gc.freeze() happens here too: the template freezes right after it checked it can fork.
+std::string PythonRuntime::ForkRefusal() {
+  char* names = plugin_->freeze();
+  if (names == nullptr) return "";
+  std::string threads = names;
+  std::free(names);
+  return "the function started threads while it was imported (" + threads +
+         "), and a fork would copy only one of them";
+}
+
+InitOutcome PythonRuntime::AfterForkChild(const std::string& instance_id) {
+  ember_plugin_error error{};
+  if (plugin_->after_fork_child(instance_id.c_str(), &error) != 0) {
+    return tl::unexpected(TakeError(&error));
+  }
+  return {};
+}
+
+}  // namespace ember::agent

@@ -25,6 +25,10 @@ class PythonRuntime : public Runtime {
  public:
   InitOutcome Init(const InitRequest& init) override;
   InvokeOutcome Invoke(const InvokeRequest& request) override;
+  std::string ForkRefusal() override;
+  void BeforeFork() override { plugin_->before_fork(); }
+  void AfterForkParent() override { plugin_->after_fork_parent(); }
+  InitOutcome AfterForkChild(const std::string& instance_id) override;
 
  private:
   const ember_python_plugin* plugin_ = nullptr;  // the library is never unloaded

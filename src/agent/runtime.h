@@ -32,6 +32,23 @@ class Runtime {
   // False once the runtime can serve nothing more (the process runtime's child exited); the
   // agent then exits after answering, and the daemon replaces the instance.
   virtual bool Usable() const { return true; }
+
+  // Fork boot (template_loop.h). Why this runtime cannot be forked ("" = it can), checked after
+  // init and warmup; the template also refuses when the process has more than one thread.
+  virtual std::string ForkRefusal() { return ""; }
+  // Once, before the template serves spawns (Python: gc.freeze(), so that children do not
+  // write to the template's objects when they collect garbage).
+  virtual void Freeze() {}
+  // Around each clone of a child, in the template.
+  virtual void BeforeFork() {}
+  virtual void AfterForkParent() {}
+  // In the child, once it is sandboxed and before it serves anything: the runtime's own
+  // after-fork work (Python: PyOS_AfterFork_Child, which runs os.register_at_fork hooks such as
+  // random's reseed) and the child's identity (EMBER_INSTANCE).
+  virtual InitOutcome AfterForkChild(const std::string& instance_id) {
+    (void)instance_id;
+    return {};
+  }
 };
 
 // The runtime for InitRequest.runtime ("python3.11", "native", "process"), or an

@@ -25,7 +25,12 @@ Result<int> ReadCapLastCap(const std::string& proc_root) {
   return static_cast<int>(value);
 }
 
-int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids) noexcept {
+uint64_t TemplateCapabilities() {
+  return (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) |
+         (1ULL << CAP_SETPCAP);
+}
+
+int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep) noexcept {
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
 
   // NO_SETUID_FIXUP stays off (locked): the kernel's clearing of caps on a uid change is wanted.
@@ -35,6 +40,7 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids) noexcept {
   if (::prctl(PR_SET_SECUREBITS, kSecurebits, 0, 0, 0) != 0) return errno;
 
   for (int cap = 0; cap <= cap_last_cap; ++cap) {
+    if ((keep >> cap) & 1) continue;
     // EINVAL: a number this kernel does not know (cap_last_cap from another kernel); harmless.
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
   }
@@ -49,6 +55,11 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids) noexcept {
 
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  for (int word = 0; word < _LINUX_CAPABILITY_U32S_3; ++word) {
+    auto bits = static_cast<uint32_t>(keep >> (32 * word));
+    data[word].effective = bits;
+    data[word].permitted = bits;
+  }
   if (::syscall(SYS_capset, &header, data) != 0) return errno;
   return 0;
 }

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "base/error.h"
@@ -33,6 +34,17 @@ struct IdSwitch {
 // locked: uid 0 gains nothing at exec), drops capabilities 0..cap_last_cap from the bounding
 // set, optionally switches ids, then sets effective, permitted and inheritable to zero.
 // Async-signal-safe and allocation-free. Returns 0 or the errno of the failing step.
-int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids = nullptr) noexcept;
+//
+// `keep` (a mask of 1 << CAP_*) is for fork-boot templates only: those capabilities stay in the
+// bounding, permitted and effective sets (they need them to put their children into sandboxes).
+// A template keeps uid 0 of its user namespace, since a uid switch would clear them.
+int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids = nullptr,
+                        uint64_t keep = 0) noexcept;
+
+// What a fork-boot template keeps: CAP_SYS_ADMIN (new pid/mount/ipc/uts namespaces, mounts,
+// pivot_root, setns into a pooled network namespace, sethostname), CAP_SETUID/CAP_SETGID (the
+// child's switch to the function's user) and CAP_SETPCAP (the child's own drop of these).
+// All of them act only inside the template's user namespace.
+uint64_t TemplateCapabilities();
 
 }  // namespace ember::sandbox

@@ -51,6 +51,10 @@ const char* ChildStageName(ChildStage stage) {
       return "install seccomp filter";
     case ChildStage::kExec:
       return "exec";
+    case ChildStage::kJoinCgroup:
+      return "join the instance's cgroup";
+    case ChildStage::kJoinNetwork:
+      return "join the pooled network namespace";
   }
   return "unknown stage";
 }
@@ -78,6 +82,7 @@ ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
   plan.workdir = spec.workdir.empty() ? "/" : spec.workdir;
   plan.seccomp = seccomp;
   plan.cap_last_cap = cap_last_cap;
+  plan.keep_caps = spec.fork_template ? TemplateCapabilities() : 0;
   for (int i = 0; i < 4; ++i) plan.inherited[i] = inherited[i];
 
   const std::string& command = spec.argv.at(0);
@@ -105,13 +110,6 @@ ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
 }
 
 namespace {
-
-bool Failed(ChildReport* report, ChildStage stage, int err, uint32_t step = 0) {
-  report->stage = stage;
-  report->error = err;
-  report->step = step;
-  return false;
-}
 
 // Sends an fd of the writable layer's tmpfs to the parent, so it can tell (fstatfs) whether the
 // layer filled up after the sandbox is gone.
@@ -150,6 +148,10 @@ int InstallInheritedFds(const int inherited[4]) noexcept {
     // An fd already in place still has the parent's close-on-exec flag.
     if (moved[i] == i && ::fcntl(i, F_SETFD, 0) < 0) return errno;
   }
+  // The temporaries would survive in a fork-boot child, which does not exec.
+  for (int i = 0; i < count; ++i) {
+    if (moved[i] != i) ::close(moved[i]);
+  }
   return 0;
 }
 
@@ -166,6 +168,13 @@ int BringUpLoopback() noexcept {
 
 }  // namespace
 
+bool ChildFailed(ChildReport* report, ChildStage stage, int err, uint32_t step) noexcept {
+  report->stage = stage;
+  report->error = err;
+  report->step = step;
+  return false;
+}
+
 bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexcept {
   // The parent writes our id maps and puts us in our cgroup, then sends one byte. EOF means the
   // parent gave up (or died): exit quietly.
@@ -174,58 +183,66 @@ bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexc
   do {
     n = ::read(sync_fd, &go, 1);
   } while (n < 0 && errno == EINTR);
-  if (n != 1) return Failed(report, ChildStage::kWaitParent, n == 0 ? EPIPE : errno);
+  if (n != 1) return ChildFailed(report, ChildStage::kWaitParent, n == 0 ? EPIPE : errno);
 
   // Until now we kept the host credentials (unmapped here); become the namespace's root so that
   // files we create belong to it.
   if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) {
-    return Failed(report, ChildStage::kSetIds, errno);
+    return ChildFailed(report, ChildStage::kSetIds, errno);
   }
-  if (::setgroups(0, nullptr) != 0) return Failed(report, ChildStage::kSetIds, errno);
+  if (::setgroups(0, nullptr) != 0) return ChildFailed(report, ChildStage::kSetIds, errno);
   // Only now, inside our cgroup, so that the cgroup namespace is rooted there.
-  if (::unshare(CLONE_NEWCGROUP) != 0) return Failed(report, ChildStage::kUnshareCgroup, errno);
+  if (::unshare(CLONE_NEWCGROUP) != 0)
+    return ChildFailed(report, ChildStage::kUnshareCgroup, errno);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    return Failed(report, ChildStage::kMountPrivate, errno);
+    return ChildFailed(report, ChildStage::kMountPrivate, errno);
   }
+  return FinishSandbox(plan, sync_fd, report);
+}
+
+bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) noexcept {
   size_t failed_step = 0;
   if (int err = ApplyMountPlan(plan.mounts, &failed_step); err != 0) {
-    return Failed(report, ChildStage::kMount, err, static_cast<uint32_t>(failed_step));
+    return ChildFailed(report, ChildStage::kMount, err, static_cast<uint32_t>(failed_step));
   }
-  if (int err = SendLayerFd(sync_fd, plan.mounts.staging.c_str()); err != 0) {
-    return Failed(report, ChildStage::kSendLayer, err);
+  if (layer_sink >= 0) {
+    if (int err = SendLayerFd(layer_sink, plan.mounts.staging.c_str()); err != 0) {
+      return ChildFailed(report, ChildStage::kSendLayer, err);
+    }
   }
   // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
   // the sandbox's tree, with no path back to the host's.
   if (::chdir(plan.mounts.root.c_str()) != 0 || sys::PivotRoot(".", ".") != 0 ||
       ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
-    return Failed(report, ChildStage::kPivotRoot, errno);
+    return ChildFailed(report, ChildStage::kPivotRoot, errno);
   }
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
-    return Failed(report, ChildStage::kHostname, errno);
+    return ChildFailed(report, ChildStage::kHostname, errno);
   }
   if (plan.loopback_up) {
-    if (int err = BringUpLoopback(); err != 0) return Failed(report, ChildStage::kLoopback, err);
+    if (int err = BringUpLoopback(); err != 0)
+      return ChildFailed(report, ChildStage::kLoopback, err);
   }
   for (size_t i = 0; i < plan.rlimits.size(); ++i) {
     struct rlimit limit = {plan.rlimits[i].soft, plan.rlimits[i].hard};
     if (::setrlimit(plan.rlimits[i].resource, &limit) != 0) {
-      return Failed(report, ChildStage::kRlimit, errno, static_cast<uint32_t>(i));
+      return ChildFailed(report, ChildStage::kRlimit, errno, static_cast<uint32_t>(i));
     }
   }
   IdSwitch ids{plan.uid, plan.gid, /*clear_groups=*/false};
-  if (int err = DropAllCapabilities(plan.cap_last_cap, &ids); err != 0) {
-    return Failed(report, ChildStage::kCapabilities, err);
+  if (int err = DropAllCapabilities(plan.cap_last_cap, &ids, plan.keep_caps); err != 0) {
+    return ChildFailed(report, ChildStage::kCapabilities, err);
   }
   // As the sandbox's user, so that permissions are checked as that user.
-  if (::chdir(plan.workdir.c_str()) != 0) return Failed(report, ChildStage::kWorkdir, errno);
+  if (::chdir(plan.workdir.c_str()) != 0) return ChildFailed(report, ChildStage::kWorkdir, errno);
   if (int err = InstallInheritedFds(plan.inherited); err != 0) {
-    return Failed(report, ChildStage::kStdio, err);
+    return ChildFailed(report, ChildStage::kStdio, err);
   }
   // The parent-death signal is cleared by credential changes, so it is set after the last one.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (plan.seccomp != nullptr) {
     if (int err = InstallSeccomp(*plan.seccomp); err != 0) {
-      return Failed(report, ChildStage::kSeccomp, err);
+      return ChildFailed(report, ChildStage::kSeccomp, err);
     }
   }
   return true;

@@ -35,6 +35,8 @@ enum class ChildStage : uint32_t {
   kCapabilities,
   kSeccomp,
   kExec,
+  kJoinCgroup,   // fork boot: the child writing itself into its cgroup
+  kJoinNetwork,  // fork boot: setns into the pooled network namespace
 };
 
 const char* ChildStageName(ChildStage stage);
@@ -56,6 +58,7 @@ struct ChildPlan {
   std::string workdir;
   const BpfProgram* seccomp = nullptr;
   int cap_last_cap = 40;
+  uint64_t keep_caps = 0;  // fork-boot templates only: TemplateCapabilities()
   // fds of the parent that become the sandbox's 0, 1, 2 and, when inherited[3] >= 0, 3.
   int inherited[4] = {0, 1, 2, -1};
 
@@ -76,6 +79,14 @@ ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
 // Waits for the parent's go byte, then performs every isolation step up to (not including) the
 // exec. Returns true on success; on failure fills *report.
 bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexcept;
+
+// The steps after the namespaces and the cgroup are in place, shared by plain and fork boot:
+// mounts, pivot_root, hostname, loopback, rlimits, capabilities and ids, workdir, inherited
+// fds, parent-death signal, seccomp. `layer_sink` (>= 0) gets an fd of the writable layer.
+bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) noexcept;
+
+// Fills *report and returns false: the one way the steps above report a failure.
+bool ChildFailed(ChildReport* report, ChildStage stage, int err, uint32_t step = 0) noexcept;
 
 // EnterSandbox, then exec. Never returns: on failure reports and _exits(125).
 [[noreturn]] void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept;

@@ -63,6 +63,10 @@ class PlanBuilder {
     plan_->steps.push_back(
         {MountOp::kBindReadOnly, std::move(source), std::move(target), "", MS_BIND | MS_REC});
   }
+  void BindRecursive(std::string source, std::string target) {
+    plan_->steps.push_back(
+        {MountOp::kMount, std::move(source), std::move(target), "", MS_BIND | MS_REC});
+  }
   void RemountReadOnly(std::string target, unsigned long locked_flags) {
     plan_->steps.push_back({MountOp::kRemountReadOnly, "", std::move(target), "", locked_flags});
   }
@@ -82,24 +86,10 @@ std::string Join(const std::vector<std::string>& parts, char sep) {
 
 }  // namespace
 
-MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging) {
-  MountPlan plan;
-  plan.staging = staging;
-  plan.root = staging + "/root";
-  const std::string& root = plan.root;
-  PlanBuilder b(&plan);
+namespace {
 
-  // The private writable layer: one size-capped tmpfs holding upper and work.
-  b.Mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV,
-          "mode=0755,size=" + std::to_string(spec.tmpfs_size));
-  b.Mkdir(staging + "/upper");
-  b.Mkdir(staging + "/work");
-  b.Mkdir(root);
-  b.Mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV,
-          "lowerdir=" + Join(spec.lower_dirs, ':') + ",upperdir=" + staging +
-              "/upper,workdir=" + staging + "/work");
-
-  // /proc of the sandbox's own pid namespace, with the host's sensitive files masked.
+// /proc of the sandbox's own pid namespace, with the host's sensitive files masked.
+void AddProc(PlanBuilder& b, const std::string& root) {
   b.Mkdir(root + "/proc", 0555);
   b.Mount("proc", root + "/proc", "proc", kNoSuidDevExec);
   for (const auto& file : MaskedProcFiles()) b.BindOptional("/dev/null", root + file);
@@ -108,42 +98,109 @@ MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging) {
     b.BindOptional(root + path, root + path, MS_REC);
     b.RemountReadOnly(root + path, kNoSuidDevExec);
   }
+}
 
-  // A minimal /dev: device nodes cannot be created in a user namespace, so the host's harmless
-  // ones are bind-mounted onto empty files.
+// The parts of /dev that are private to each sandbox: its pty instance and its shared memory.
+void AddDevPtsAndShm(PlanBuilder& b, const std::string& root, uint64_t shm_size) {
+  b.Mkdir(root + "/dev/pts");
+  b.Mount("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620");
+  b.Mkdir(root + "/dev/shm", 01777);
+  b.Mount("shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+          "mode=1777,size=" + std::to_string(shm_size));
+}
+
+// A minimal /dev: device nodes cannot be created in a user namespace, so the host's harmless
+// ones are bind-mounted onto empty files.
+void AddDev(PlanBuilder& b, const std::string& root, uint64_t shm_size) {
   b.Mkdir(root + "/dev");
   b.Mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
   for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
     b.Touch(root + "/dev/" + dev);
     b.BindOptional(std::string("/dev/") + dev, root + "/dev/" + dev);
   }
-  b.Mkdir(root + "/dev/pts");
-  b.Mount("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620");
+  AddDevPtsAndShm(b, root, shm_size);
   b.Symlink("pts/ptmx", root + "/dev/ptmx");
-  b.Mkdir(root + "/dev/shm", 01777);
-  b.Mount("shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-          "mode=1777,size=" + std::to_string(spec.tmp_size));
   b.Symlink("/proc/self/fd", root + "/dev/fd");
   b.Symlink("/proc/self/fd/0", root + "/dev/stdin");
   b.Symlink("/proc/self/fd/1", root + "/dev/stdout");
   b.Symlink("/proc/self/fd/2", root + "/dev/stderr");
   b.RemountReadOnly(root + "/dev", MS_NOSUID | MS_NOEXEC);
+}
 
-  b.Mkdir(root + "/tmp", 01777);
-  b.Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          "mode=1777,size=" + std::to_string(spec.tmp_size));
-
-  // Host directories last, so that nothing above can shadow them. Missing parents of the target
-  // are created in the writable layer (the image itself stays untouched).
-  for (const auto& bind : spec.binds) {
+// Host directories last, so that nothing above can shadow them. Missing parents of the target
+// are created in the writable layer (the image itself stays untouched). `from_targets`: bind
+// what is already mounted at each target (a template's view) instead of the host source.
+void AddBinds(PlanBuilder& b, const std::string& root, const std::vector<BindMount>& binds,
+              bool from_targets) {
+  for (const auto& bind : binds) {
     for (size_t slash = bind.target.find('/', 1); slash != std::string::npos;
          slash = bind.target.find('/', slash + 1)) {
       b.Mkdir(root + bind.target.substr(0, slash));
     }
     b.Mkdir(root + bind.target);
-    b.BindReadOnly(bind.source, root + bind.target);
+    b.BindReadOnly(from_targets ? bind.target : bind.source, root + bind.target);
   }
+}
+
+// The private writable layer: one size-capped tmpfs holding upper and work, and the overlay.
+void AddOverlayRoot(PlanBuilder& b, const std::string& staging, uint64_t size,
+                    const std::string& lower_dirs) {
+  b.Mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=0755,size=" + std::to_string(size));
+  b.Mkdir(staging + "/upper");
+  b.Mkdir(staging + "/work");
+  b.Mkdir(staging + "/root");
+  b.Mount(
+      "overlay", staging + "/root", "overlay", MS_NOSUID | MS_NODEV,
+      "lowerdir=" + lower_dirs + ",upperdir=" + staging + "/upper,workdir=" + staging + "/work");
+}
+
+}  // namespace
+
+MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging) {
+  MountPlan plan;
+  plan.staging = staging;
+  plan.root = staging + "/root";
+  const std::string& root = plan.root;
+  PlanBuilder b(&plan);
+  AddOverlayRoot(b, staging, spec.tmpfs_size, Join(spec.lower_dirs, ':'));
+  if (spec.fork_template) b.Mkdir(root + kForkStagingDir, 0700);
+  AddProc(b, root);
+  AddDev(b, root, spec.tmp_size);
+  b.Mkdir(root + "/tmp", 01777);
+  b.Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=1777,size=" + std::to_string(spec.tmp_size));
+  AddBinds(b, root, spec.binds, /*from_targets=*/false);
+  return plan;
+}
+
+MountPlan BuildForkMountPlan(const SandboxSpec& spec) {
+  MountPlan plan;
+  plan.staging = kForkStagingDir;
+  plan.root = plan.staging + "/root";
+  const std::string& root = plan.root;
+  const std::string tmp_layer = plan.staging + "/tmp-layer";
+  PlanBuilder b(&plan);
+  // "/" is the template's overlay root: the image with the template's writes on top. Its
+  // submounts (/proc, /dev, /tmp, the binds, this staging dir) are not part of the lower layer.
+  AddOverlayRoot(b, plan.staging, spec.tmpfs_size, "/");
+  // /tmp had its own tmpfs in the template; the child sees its content under a fresh layer.
+  b.Mkdir(tmp_layer);
+  b.Mount("tmpfs", tmp_layer, "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=0755,size=" + std::to_string(spec.tmp_size));
+  b.Mkdir(tmp_layer + "/upper", 01777);
+  b.Mkdir(tmp_layer + "/work");
+  b.Mkdir(root + "/tmp", 01777);
+  b.Mount("overlay", root + "/tmp", "overlay", MS_NOSUID | MS_NODEV,
+          "lowerdir=/tmp,upperdir=" + tmp_layer + "/upper,workdir=" + tmp_layer + "/work");
+  AddProc(b, root);
+  // The template's /dev is already minimal and read-only; only its pty instance and /dev/shm
+  // would be shared between children, so those are replaced.
+  b.Mkdir(root + "/dev");
+  b.BindRecursive("/dev", root + "/dev");
+  AddDevPtsAndShm(b, root, spec.tmp_size);
+  AddBinds(b, root, spec.binds, /*from_targets=*/true);
   return plan;
 }
 

@@ -58,6 +58,22 @@ const std::vector<std::string>& ReadOnlyProcPaths();
 
 MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging);
 
+// Where, inside a fork-boot template's root, each child mounts its own writable layer. Empty in
+// the template (its children cover it in their own mount namespaces).
+inline constexpr const char* kForkStagingDir = "/.ember-spawn";
+
+// The rootfs of a child forked from a template, built in the child's copy of the template's
+// mount namespace (so paths are as the template sees them):
+//   <kForkStagingDir>        size-capped tmpfs: the child's writable layer
+//   .../root                 overlay: lower = the template's root "/" (its files as they were at
+//                            freeze, over the image), upper = the child's tmpfs
+//   root/tmp                 overlay: lower = the template's /tmp, upper on a fresh tmpfs
+//   root/proc                fresh procfs of the child's pid namespace, masked as in plain boot
+//   root/dev                 recursive bind of the template's /dev (read-only, same devices),
+//                            with a fresh devpts instance and a fresh /dev/shm
+//   root/<bind target>       the template's read-only binds (agent, code), bound again
+MountPlan BuildForkMountPlan(const SandboxSpec& spec);
+
 // Applies the steps in order. Allocation-free; on failure returns errno and sets *failed_step.
 int ApplyMountPlan(const MountPlan& plan, size_t* failed_step) noexcept;
 

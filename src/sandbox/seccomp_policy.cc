@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 
@@ -171,6 +172,26 @@ PolicyTable MakeStrict() {
   return t;
 }
 
+// The syscalls kTemplate adds to kStrict, and the namespace flags its clone may carry.
+constexpr std::array<const char*, 5> kTemplateExtras = {"mount", "umount2", "pivot_root",
+                                                        "sethostname", "mount_setattr"};
+constexpr uint64_t kTemplateForbiddenCloneFlags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWCGROUP;
+
+PolicyTable MakeTemplate() {
+  PolicyTable t = MakeStrict();
+  t.policy = SeccompPolicy::kTemplate;
+  for (const char* name : kTemplateExtras) t.rules.push_back({name});
+  t.rules.push_back(
+      {"clone", SCMP_ACT_ALLOW, {{0, SCMP_CMP_MASKED_EQ, 0, kTemplateForbiddenCloneFlags}}});
+  t.rules.push_back({"unshare", SCMP_ACT_ALLOW, {Low32Eq(0, CLONE_NEWCGROUP)}});
+  t.rules.push_back({"setns", SCMP_ACT_ALLOW, {Low32Eq(1, CLONE_NEWNET)}});
+  std::erase_if(t.denied, [](const std::string& name) {
+    return name == "unshare" || name == "setns" ||
+           std::find(kTemplateExtras.begin(), kTemplateExtras.end(), name) != kTemplateExtras.end();
+  });
+  return t;
+}
+
 std::string ActionName(uint32_t action) {
   if (action == SCMP_ACT_ALLOW) return "allow";
   if ((action & 0xffff0000U) == SCMP_ACT_ERRNO(0))
@@ -183,18 +204,17 @@ std::string ActionName(uint32_t action) {
 }  // namespace
 
 const PolicyTable& GetPolicyTable(SeccompPolicy policy) {
-  switch (policy) {
-    case SeccompPolicy::kStrict:
-      break;
-  }
   static const PolicyTable strict = MakeStrict();
-  return strict;
+  static const PolicyTable fork_template = MakeTemplate();
+  return policy == SeccompPolicy::kTemplate ? fork_template : strict;
 }
 
 std::string_view PolicyName(SeccompPolicy policy) {
   switch (policy) {
     case SeccompPolicy::kStrict:
       return "strict";
+    case SeccompPolicy::kTemplate:
+      return "template";
   }
   return "unknown";
 }

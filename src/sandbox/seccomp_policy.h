@@ -20,6 +20,11 @@ namespace ember::sandbox {
 
 enum class SeccompPolicy {
   kStrict,  // ordinary programs (Python 3.11, busybox, glibc): no namespaces, mounts, kernel APIs
+  // A fork-boot template: strict, plus exactly what putting a forked child into its own sandbox
+  // takes (clone into new pid/mount/ipc/uts namespaces, mounts, pivot_root, setns into a network
+  // namespace, unshare of the cgroup namespace, sethostname). Never a user or network namespace
+  // of its own making. Each child installs kStrict on top before any function code runs in it.
+  kTemplate,
 };
 
 // Bumped whenever a table below changes meaning, so cached programs from an older ember are

@@ -24,6 +24,12 @@ Status Validate(const SandboxSpec& spec) {
     return invalid("uid/gid " + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) +
                    " is outside the sandbox's id range of " + std::to_string(spec.ids.count));
   }
+  if (spec.fork_template && (spec.uid != 0 || spec.gid != 0)) {
+    return invalid(
+        "a fork-boot template runs as root of its user namespace (its children switch "
+        "to the function's user), not as " +
+        std::to_string(spec.uid) + ":" + std::to_string(spec.gid));
+  }
   if (spec.hostname.size() > 64) return invalid("hostname longer than 64 characters");
   if (!spec.workdir.empty() && spec.workdir[0] != '/') {
     return invalid("workdir '" + spec.workdir + "' must be an absolute path");

@@ -68,6 +68,10 @@ struct SandboxSpec {
 
   std::vector<BindMount> binds;
 
+  // A fork-boot template (see fork_child.h): it keeps TemplateCapabilities() in its own user
+  // namespace and has an empty kForkStagingDir in its root, where each child builds its rootfs.
+  bool fork_template = false;
+
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "K=V"
   std::string workdir = "/";

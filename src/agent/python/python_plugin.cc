@@ -212,12 +212,63 @@ int Invoke(const char* event, size_t event_size, const ember_context* context, c
   return rc;
 }
 
+// The GIL state taken by BeforeFork, released by AfterForkParent or AfterForkChild.
+PyGILState_STATE g_fork_gil;
+
+char* Freeze() {
+  PyGILState_STATE gil = PyGILState_Ensure();
+  std::string names;
+  PyObject* result = PyRun_String(
+      "__import__('gc').freeze() or ', '.join(t.name for t in __import__('threading').enumerate()"
+      " if t is not __import__('threading').main_thread())",
+      Py_eval_input, PyEval_GetBuiltins(), nullptr);
+  if (result == nullptr) {
+    PyErr_Clear();
+  } else {
+    names = Utf8(result);
+    Py_DECREF(result);
+  }
+  PyGILState_Release(gil);
+  return names.empty() ? nullptr : Dup(names);
+}
+
+void BeforeFork() {
+  g_fork_gil = PyGILState_Ensure();
+  PyOS_BeforeFork();
+}
+
+void AfterForkParent() {
+  PyOS_AfterFork_Parent();
+  PyGILState_Release(g_fork_gil);
+}
+
+int AfterForkChild(const char* instance_id, ember_plugin_error* error) {
+  PyOS_AfterFork_Child();
+  int rc = 0;
+  PyObject* os = PyImport_ImportModule("os");
+  PyObject* mapping = os ? PyObject_GetAttrString(os, "environ") : nullptr;
+  PyObject* value = PyUnicode_FromString(instance_id);
+  if (mapping == nullptr || value == nullptr ||
+      PyMapping_SetItemString(mapping, "EMBER_INSTANCE", value) != 0) {
+    SetErrorFromPython(error, "set EMBER_INSTANCE after fork");
+    rc = 1;
+  }
+  Py_XDECREF(value);
+  Py_XDECREF(mapping);
+  Py_XDECREF(os);
+  PyGILState_Release(g_fork_gil);
+  return rc;
+}
+
 }  // namespace
 }  // namespace ember::agent::python
 
 extern "C" __attribute__((visibility("default"))) const ember_python_plugin*
 ember_python_plugin_entry(void) {
   static const ember_python_plugin plugin = {
-      EMBER_PYTHON_PLUGIN_ABI_VERSION, &ember::agent::python::Init, &ember::agent::python::Invoke};
+      EMBER_PYTHON_PLUGIN_ABI_VERSION,      &ember::agent::python::Init,
+      &ember::agent::python::Invoke,        &ember::agent::python::Freeze,
+      &ember::agent::python::BeforeFork,    &ember::agent::python::AfterForkParent,
+      &ember::agent::python::AfterForkChild};
   return &plugin;
 }

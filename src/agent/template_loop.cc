@@ -1,0 +1,225 @@
+#include "agent/template_loop.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "agent/agent_loop.h"
+#include "agent/protocol_template.h"
+#include "sandbox/fork_child.h"
+
+namespace ember::agent {
+namespace {
+
+void Complain(const std::string& message) {
+  std::fprintf(stderr, "ember-agent (template): %s\n", message.c_str());
+}
+
+int CountThreads() {
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  int count = 0;
+  while (struct dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+sandbox::SandboxSpec ChildSpec(const TemplateSpec& t) {
+  sandbox::SandboxSpec spec;
+  spec.tmpfs_size = t.tmpfs_size;
+  spec.tmp_size = t.tmp_size;
+  spec.uid = t.uid;
+  spec.gid = t.gid;
+  spec.workdir = t.workdir;
+  for (const auto& target : t.binds) spec.binds.push_back({target, target});
+  for (const auto& l : t.rlimits) spec.rlimits.push_back({l.resource, l.soft, l.hard});
+  return spec;
+}
+
+class Template {
+ public:
+  Template(int fd, Runtime& runtime, TemplateSpec spec)
+      : fd_(fd), runtime_(runtime), spec_(std::move(spec)) {
+    seccomp_.instructions.resize(spec_.seccomp.size() / sizeof(sock_filter));
+    std::memcpy(seccomp_.instructions.data(), spec_.seccomp.data(), spec_.seccomp.size());
+    plan_ = sandbox::BuildForkChildPlan(ChildSpec(spec_), &seccomp_, spec_.cap_last_cap);
+  }
+  TemplateOutcome Run();
+
+ private:
+  // Returns true in the child (sandboxed), false in the template.
+  bool Spawn(FrameWithFds request, TemplateOutcome* child);
+  void ReapChildren();
+  void Send(FrameType type, uint64_t id, const std::string& payload, int fd = -1);
+  [[noreturn]] void ChildFails(int control, const std::string& type, const std::string& message);
+
+  int fd_;
+  Runtime& runtime_;
+  TemplateSpec spec_;
+  sandbox::BpfProgram seccomp_;
+  sandbox::ChildPlan plan_;
+  int signal_fd_ = -1;
+  std::map<pid_t, std::string> children_;
+};
+
+void Template::Send(FrameType type, uint64_t id, const std::string& payload, int fd) {
+  Status sent = fd >= 0 ? WriteFrameWithFds(fd_, type, id, payload, std::span<const int>(&fd, 1))
+                        : WriteFrame(fd_, type, id, payload);
+  if (!sent) Complain(sent.error().ToString());
+}
+
+TemplateOutcome Template::Run() {
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+  signal_fd_ = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd_ < 0) {
+    Complain(std::string("signalfd: ") + std::strerror(errno));
+    return {kExitUnusable, ""};
+  }
+  for (;;) {
+    struct pollfd fds[2] = {{fd_, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      Complain(std::string("poll: ") + std::strerror(errno));
+      return {kExitProtocolError, ""};
+    }
+    if (fds[1].revents != 0) ReapChildren();
+    if (fds[0].revents == 0) continue;
+    auto request = ReadFrameWithFds(fd_);
+    if (!request) {
+      if (request.error().code() == ErrorCode::kNotFound) return {kExitClosed, ""};
+      Complain("protocol error: " + request.error().ToString());
+      return {kExitProtocolError, ""};
+    }
+    if (request->frame.type != FrameType::kSpawn) {
+      Complain(std::string("protocol error: a template serves only spawn frames, got ") +
+               FrameTypeName(request->frame.type));
+      return {kExitProtocolError, ""};
+    }
+    TemplateOutcome child;
+    if (Spawn(std::move(*request), &child)) return child;
+  }
+}
+
+bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
+  uint64_t id = request.frame.request_id;
+  auto spawn = DecodeSpawnRequest(request.frame.payload);
+  size_t wanted = spawn ? 2 + (spawn->netns ? 1 : 0) + spawn->cgroup_fds : 0;
+  if (!spawn || request.fds.size() != wanted) {
+    std::string why = spawn ? "expected " + std::to_string(wanted) + " fds, got " +
+                                  std::to_string(request.fds.size())
+                            : spawn.error().ToString();
+    Send(FrameType::kSpawnFailed, id, EncodeError(MakeError("InvalidSpawn", why)));
+    return false;
+  }
+  sandbox::SpawnFds fds;
+  fds.control = request.fds[0].get();
+  fds.log = request.fds[1].get();
+  size_t next = 2;
+  if (spawn->netns) fds.netns = request.fds[next++].get();
+  for (uint32_t i = 0; i < spawn->cgroup_fds; ++i) fds.cgroup_procs[i] = request.fds[next++].get();
+  fds.cgroup_count = spawn->cgroup_fds;
+
+  runtime_.BeforeFork();
+  int pidfd = -1;
+  // Legacy clone: the template's seccomp filter can check its flags (clone3's are in memory).
+  long pid = ::syscall(SYS_clone, sandbox::ForkCloneFlags() | CLONE_PIDFD | SIGCHLD, nullptr,
+                       &pidfd, nullptr, nullptr);
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::close(signal_fd_);
+    sandbox::ChildReport report{};
+    if (!sandbox::EnterForkedSandbox(plan_, spawn->instance_id, fds, &report)) {
+      ChildFails(
+          fds.control, "SpawnFailed",
+          std::string(sandbox::ChildStageName(report.stage)) + ": " + std::strerror(report.error));
+    }
+    ::setenv("EMBER_INSTANCE", spawn->instance_id.c_str(), 1);
+    if (auto ready = runtime_.AfterForkChild(spawn->instance_id); !ready) {
+      ChildFails(3, ready.error().type, ready.error().message);
+    }
+    child->instance_id = spawn->instance_id;
+    return true;  // `request` closes the received originals; fds 0-3 are the child's own
+  }
+  int clone_errno = errno;
+  runtime_.AfterForkParent();
+  if (pid < 0) {
+    Send(FrameType::kSpawnFailed, id,
+         EncodeError(MakeError("SpawnFailed",
+                               std::string("clone the template: ") + std::strerror(clone_errno))));
+    return false;
+  }
+  children_[static_cast<pid_t>(pid)] = spawn->instance_id;
+  Send(FrameType::kSpawned, id, EncodeSpawnReply({spawn->instance_id, pid}), pidfd);
+  ::close(pidfd);
+  return false;
+}
+
+void Template::ChildFails(int control, const std::string& type, const std::string& message) {
+  (void)WriteFrame(control, FrameType::kInitFailed, 0, EncodeError(MakeError(type, message)));
+  ::_exit(125);
+}
+
+void Template::ReapChildren() {
+  struct signalfd_siginfo info;
+  while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
+  }
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    ChildExit exit;
+    exit.pid = pid;
+    exit.signaled = WIFSIGNALED(status);
+    exit.code = exit.signaled ? WTERMSIG(status) : WEXITSTATUS(status);
+    if (auto it = children_.find(pid); it != children_.end()) {
+      exit.instance_id = it->second;
+      children_.erase(it);
+    }
+    Send(FrameType::kChildExited, 0, EncodeChildExit(exit));
+  }
+}
+
+}  // namespace
+
+std::string TemplateRefusal(Runtime& runtime) {
+  std::string reason = runtime.ForkRefusal();
+  if (!reason.empty()) return reason;
+  int threads = CountThreads();
+  if (threads != 1) {
+    return threads < 0 ? "cannot count the template's threads (/proc/self/task)"
+                       : "the template has " + std::to_string(threads) +
+                             " threads, and a fork would copy only one of them";
+  }
+  return "";
+}
+
+TemplateOutcome RunTemplate(int control_fd, Runtime& runtime, const InitRequest& init) {
+  auto spec = DecodeTemplateSpec(init.template_spec);
+  if (!spec) {
+    Complain(spec.error().ToString());
+    return {kExitBadStart, ""};
+  }
+  runtime.Freeze();
+  Template t(control_fd, runtime, std::move(*spec));
+  return t.Run();
+}
+
+}  // namespace ember::agent

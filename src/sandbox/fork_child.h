@@ -1,0 +1,54 @@
+// Fork boot, sandbox side: what a child forked from a template does, before any function code
+// runs in it, to end up exactly as isolated as a plain-boot sandbox (DESIGN.md, "fork boot").
+//
+// The template is an ordinary sandbox that kept TemplateCapabilities() in its user namespace.
+// For each spawn request it clones a child into new pid, mount, ipc and uts namespaces (the
+// child is pid 1 of its pid namespace and shares the template's user namespace, hence its id
+// mapping); the child then:
+//   1. writes itself into its pooled cgroup through cgroup.procs fds the daemon opened (the
+//      kernel checks the opener's credentials, so the child needs no access to the host's
+//      cgroupfs), then unshares its cgroup namespace rooted there;
+//   2. joins a pre-made network namespace from the pool (owned by the template's user namespace);
+//   3. builds its rootfs (BuildForkMountPlan: the template's files as the lower layer, a fresh
+//      tmpfs above, fresh /proc, /dev/pts, /dev/shm), pivots into it, sets its hostname, rlimits,
+//      drops every capability, switches to the function's user, installs its fds (0: the
+//      template's /dev/null, 1-2: its log, 3: its control socket) and the strict seccomp filter.
+// Everything comes from a ChildPlan computed in the template before it froze. The child is a
+// fork of a single-threaded process, so unlike the plain-boot child it may allocate.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "sandbox/child.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/spec.h"
+
+namespace ember::sandbox {
+
+// The per-spawn resources the daemon sends with a spawn request.
+struct SpawnFds {
+  int control = -1;  // becomes fd 3
+  int log = -1;      // becomes fds 1 and 2
+  int netns = -1;    // -1: stay in the template's network namespace (tests only)
+  static constexpr size_t kMaxCgroupFds = 4;
+  int cgroup_procs[kMaxCgroupFds] = {-1, -1, -1, -1};  // cgroup.procs of each hierarchy
+  size_t cgroup_count = 0;
+};
+
+// The plan every child of a template follows. `spec` is the template's own spec: its limits,
+// rlimits, user, workdir and binds are the children's too; `seccomp` (the strict policy) must
+// outlive the plan.
+ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp, int cap_last_cap);
+
+// Clone flags of the template's spawn: the namespaces each child gets of its own (the network
+// namespace comes from the pool, the cgroup namespace is unshared after the move).
+unsigned long ForkCloneFlags();
+
+// Runs in the child, right after clone. `plan` is the child's own copy (the hostname is set to
+// the instance id here). The fds in `fds` stay open; the caller owns them. Returns true with the
+// child fully sandboxed, or false with *report naming the step that failed.
+bool EnterForkedSandbox(ChildPlan& plan, const std::string& hostname, const SpawnFds& fds,
+                        ChildReport* report) noexcept;
+
+}  // namespace ember::sandbox
