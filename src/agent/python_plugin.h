@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define EMBER_PYTHON_PLUGIN_ABI_VERSION 1
+#define EMBER_PYTHON_PLUGIN_ABI_VERSION 2
 #define EMBER_PYTHON_PLUGIN_ENTRY "ember_python_plugin_entry"
 
 /* A failure, as the daemon will see it. Every field is malloc'ed (or NULL). */
@@ -40,6 +40,15 @@ typedef struct ember_python_plugin {
    * with *result (malloc'ed JSON text, *result_size bytes), or non-zero with *error. */
   int (*invoke)(const char* event, size_t event_size, const ember_context* context, char** result,
                 size_t* result_size, ember_plugin_error* error);
+  /* Fork boot. freeze: gc.freeze(); returns the names of the threads the function started
+   * (malloc'ed, ", "-separated; NULL when there are none). */
+  char* (*freeze)(void);
+  /* Around the template's clone: before_fork takes the GIL and runs PyOS_BeforeFork;
+   * after_fork_parent undoes both. after_fork_child runs PyOS_AfterFork_Child (at-fork hooks:
+   * random reseeds itself), sets os.environ["EMBER_INSTANCE"], then releases the GIL. */
+  void (*before_fork)(void);
+  void (*after_fork_parent)(void);
+  int (*after_fork_child)(const char* instance_id, ember_plugin_error* error);
 } ember_python_plugin;
 
 typedef const ember_python_plugin* (*ember_python_plugin_entry_fn)(void);

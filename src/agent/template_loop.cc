@@ -147,9 +147,12 @@ bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
     ::close(signal_fd_);
     sandbox::ChildReport report{};
     if (!sandbox::EnterForkedSandbox(plan_, spawn->instance_id, fds, &report)) {
-      ChildFails(
-          fds.control, "SpawnFailed",
-          std::string(sandbox::ChildStageName(report.stage)) + ": " + std::strerror(report.error));
+      std::string what = sandbox::ChildStageName(report.stage);
+      if (report.stage == sandbox::ChildStage::kMount && report.step < plan_.mounts.steps.size()) {
+        const sandbox::MountStep& step = plan_.mounts.steps[report.step];
+        what += " " + (step.fstype.empty() ? step.source : step.fstype) + " on " + step.target;
+      }
+      ChildFails(fds.control, "SpawnFailed", what + ": " + std::strerror(report.error));
     }
     ::setenv("EMBER_INSTANCE", spawn->instance_id.c_str(), 1);
     if (auto ready = runtime_.AfterForkChild(spawn->instance_id); !ready) {

@@ -69,6 +69,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(asio::io_context& io, EngineOptio
   self->host_.dispose = [self](const std::shared_ptr<Instance>& instance) {
     self->Dispose(instance);
   };
+  self->host_.sources = [self](const FunctionVersion& function) {
+    return self->SourcesFor(function);
+  };
   self->host_.queue_limit = self->options_.queue_limit;
   self->host_.queue_timeout = self->options_.queue_timeout;
   self->RegisterMetrics();
@@ -79,6 +82,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(asio::io_context& io, EngineOptio
     self->schedulers_[name] = std::make_unique<FunctionScheduler>(
         &self->host_, FunctionVersion{function.manifest, function.version, function.code_dir});
     self->DropUnusedVersions(name);
+    if (function.manifest.template_policy == TemplatePolicy::kOnDeploy) {
+      self->BuildTemplate(self->schedulers_[name]->function());
+    }
   }
   spdlog::info("engine: {} function(s) loaded", self->schedulers_.size());
   self->ScheduleTick();
@@ -99,6 +105,7 @@ Engine::~Engine() {
 
 void Engine::Boot(const BootRequest& request,
                   std::function<void(tl::expected<BootedInstance, BootError>)> done) {
+  if (request.mode == BootMode::kFork) return ForkBoot(request, std::move(done));
   asio::post(boot_pool_, [this, request, done = std::move(done)]() mutable {
     auto result =
         std::make_shared<tl::expected<BootedInstance, BootError>>(launcher_->Boot(request));
@@ -154,6 +161,11 @@ void Engine::DropUnusedVersions(const std::string& function) {
   if (it == schedulers_.end()) return;
   std::set<std::string> keep = {it->second->function().version};
   for (const auto& v : it->second->VersionsInUse()) keep.insert(v);
+  // A template's code stays bind-mounted in it and in its children.
+  if (auto t = templates_.find(function); t != templates_.end()) keep.insert(t->second.version);
+  for (const auto& [name, t] : retired_) {
+    if (name == function) keep.insert(t->version());
+  }
   if (auto dropped = store_->RemoveVersionsExcept(function, keep); !dropped) {
     spdlog::warn("{}", dropped.error().ToString());
   }
@@ -164,6 +176,7 @@ void Engine::ScheduleTick() {
   tick_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     for (auto& [name, scheduler] : schedulers_) scheduler->Tick();
+    StopIdleRetiredTemplates();
     // Keep the cgroup pool topped up off the hot path.
     asio::post(boot_pool_, [this] { (void)launcher_->FreeCgroups(); });
     ScheduleTick();

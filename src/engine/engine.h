@@ -23,6 +23,7 @@
 #include "engine/launcher.h"
 #include "engine/log_sink.h"
 #include "engine/scheduler.h"
+#include "engine/template.h"
 
 namespace ember::engine {
 
@@ -63,6 +64,19 @@ struct InstanceView {
   size_t in_flight = 0;
 };
 
+struct TemplateView {
+  std::string function;
+  std::string version;
+  std::string state;  // building | ready | refused | failed | retiring
+  std::string reason;
+  std::string id;
+  pid_t pid = 0;
+  size_t children = 0;
+  uint64_t spawned = 0;
+  std::chrono::system_clock::time_point started;
+  sandbox::NetnsPoolStats netns;
+};
+
 class Engine {
  public:
   static Result<std::unique_ptr<Engine>> Create(boost::asio::io_context& io, EngineOptions options,
@@ -80,6 +94,9 @@ class Engine {
   void Invoke(InvokeCall call);
 
   std::vector<InstanceView> ListInstances() const;
+  // Fork-boot templates: the current one of each function, then retired ones still serving.
+  std::vector<TemplateView> ListTemplates() const;
+  std::optional<TemplateView> GetTemplate(const std::string& function) const;
   Status StopInstance(const std::string& id);
   Result<LogRead> ReadLogs(const std::string& function, const LogReadOptions& options) const;
 
@@ -95,6 +112,26 @@ class Engine {
   void Boot(const BootRequest& request,
             std::function<void(tl::expected<BootedInstance, BootError>)> done);
   void Dispose(const std::shared_ptr<Instance>& instance);
+  // Fork boot (engine_templates.cc).
+  struct TemplateSlot {
+    std::string state;  // building | ready | refused | failed
+    std::string reason;
+    std::string version;
+    std::shared_ptr<Template> live;
+  };
+  BootSources SourcesFor(const FunctionVersion& function);
+  void BuildTemplate(const FunctionVersion& function);
+  void OnTemplateBuilt(const FunctionVersion& function, const std::string& template_id,
+                       tl::expected<BootedInstance, BootError> booted,
+                       Result<std::shared_ptr<sandbox::NetnsPool>> netns);
+  void ForkBoot(const BootRequest& request,
+                std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  void RetireTemplate(const std::string& function);
+  void OnTemplateDead(const std::string& function, Template& dead);
+  void StopIdleRetiredTemplates();
+  void StopAllTemplates();
+  TemplateView ViewOf(const std::string& function, const TemplateSlot* slot,
+                      const Template* t) const;
   void Log(Instance& instance, std::string_view text);
   void CommitDeploy(const std::string& name, StagedFunction staged, BootedInstance booted,
                     const std::string& instance_id, std::chrono::steady_clock::time_point start,
@@ -112,6 +149,9 @@ class Engine {
   std::optional<FunctionStore> store_;
   SchedulerHost host_;
   std::map<std::string, std::unique_ptr<FunctionScheduler>> schedulers_;
+  std::map<std::string, TemplateSlot> templates_;  // by function
+  // Templates of older versions (or removed functions), kept until their last child is gone.
+  std::vector<std::pair<std::string, std::shared_ptr<Template>>> retired_;
   std::set<std::string> deploying_;
   std::string logs_dir_;                                  // <data_dir>/logs
   std::map<std::string, std::unique_ptr<LogSink>> logs_;  // by instance id

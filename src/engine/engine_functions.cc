@@ -99,6 +99,11 @@ void Engine::CommitDeploy(const std::string& name, StagedFunction staged, Booted
     host_.booted(name, BootMode::kPlain, true, booted.timings.sandbox + booted.timings.init);
   }
   it->second->Adopt(std::move(booted), BootMode::kPlain, instance_id);
+  if (version.manifest.template_policy == TemplatePolicy::kOnDeploy) {
+    BuildTemplate(version);
+  } else {
+    RetireTemplate(name);
+  }
   DropUnusedVersions(name);
   reply.took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
   spdlog::info("deployed {} version {} in {} ms", name, stored->version, reply.took.count() / 1000);
@@ -129,6 +134,7 @@ Status Engine::RemoveFunction(const std::string& name) {
   }
   it->second->StopAll("function " + name + " was removed", InvokeOutcome::kStopped);
   schedulers_.erase(it);
+  RetireTemplate(name);
   EMBER_TRY(store_->Remove(name));
   if (auto removed = RemoveFunctionLogs(logs_dir_, name); !removed) {
     spdlog::warn("{}", removed.error().ToString());

@@ -97,8 +97,11 @@ void Engine::Shutdown(std::chrono::milliseconds grace, std::function<void()> don
       for (auto& [name, scheduler] : schedulers_) {
         scheduler->StopAll("the daemon is stopping", InvokeOutcome::kShuttingDown);
       }
+      StopAllTemplates();
     }
-    if (*stopped && instance_count() == 0 && disposing_ == 0) {
+    bool templates_alive = !retired_.empty();
+    for (const auto& [name, slot] : templates_) templates_alive |= slot.live != nullptr;
+    if (*stopped && instance_count() == 0 && disposing_ == 0 && !templates_alive) {
       tick_.cancel();
       launcher_->Shutdown();
       spdlog::info("engine: every instance stopped");

@@ -29,10 +29,14 @@ Instance::Instance(asio::io_context& io, std::string id, std::string version, Ma
       hooks_(std::move(hooks)),
       control_(io, booted.control.release()),
       log_(io, booted.log.release()),
-      exit_watch_(io, ::dup(sandbox_.pidfd())),
+      exit_watch_(io),
       started_(std::chrono::system_clock::now()),
       last_used_(Clock::now()),
-      last_used_wall_(started_) {
+      last_used_wall_(started_),
+      awaiting_ready_(sandbox_.adopted()),
+      created_(Clock::now()) {
+  // A forked instance has no pidfd of ours: its template reports its exit (NotifyExit).
+  if (!sandbox_.adopted()) exit_watch_.assign(::dup(sandbox_.pidfd()));
   if (!booted.early_log.empty() && hooks_.on_log) hooks_.on_log(*this, booted.early_log);
 }
 
@@ -48,7 +52,7 @@ void Instance::Start() {
   log_.non_blocking(true);
   ReadControl();
   ReadLog();
-  WatchExit();
+  if (!sandbox_.adopted()) WatchExit();
 }
 
 void Instance::ReadControl() {
@@ -93,7 +97,7 @@ void Instance::WatchExit() {
   exit_watch_.async_wait(asio::posix::stream_descriptor::wait_read,
                          [self = shared_from_this()](boost::system::error_code ec) {
                            if (ec == asio::error::operation_aborted) return;
-                           self->OnExit();
+                           self->OnExit(self->sandbox_.Wait());
                          });
 }
 
@@ -139,7 +143,26 @@ void Instance::WriteNext() {
                     });
 }
 
+void Instance::OnReady(const agent::Frame& frame) {
+  if (frame.type == agent::FrameType::kReady) {
+    awaiting_ready_ = false;
+    boot_timings_.init =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created_);
+    // Invocations sent before the child was ready start their handler time now.
+    for (auto& [id, pending] : in_flight_) pending.sent = Clock::now();
+    return;
+  }
+  std::string why = std::string("sent ") + agent::FrameTypeName(frame.type);
+  if (frame.type == agent::FrameType::kInitFailed) {
+    auto info = agent::DecodeError(frame.payload);
+    why = info ? info->type + ": " + info->message : info.error().ToString();
+  }
+  Kill(InvokeStatus::kCrashed, "fork boot of instance " + id_ + " of " + manifest_.name +
+                                   " failed before it was ready: " + why);
+}
+
 void Instance::OnFrame(agent::Frame frame) {
+  if (awaiting_ready_) return OnReady(frame);
   InvokeResult result;
   switch (frame.type) {
     case agent::FrameType::kResult:
@@ -204,10 +227,11 @@ void Instance::Kill(InvokeStatus status, std::string reason) {
   (void)sandbox_.Signal(SIGKILL);
 }
 
-void Instance::OnExit() {
+void Instance::NotifyExit(ExitStatus status) { OnExit(status); }
+
+void Instance::OnExit(Result<ExitStatus> status) {
   if (dead_) return;
   dead_ = true;
-  auto status = sandbox_.Wait();
   auto oom = sandbox_.cgroup().OomKills();
   InvokeResult result;
   if (stopping_) {

@@ -76,6 +76,11 @@ class Instance : public std::enable_shared_from_this<Instance> {
   const std::string& death_cause() const { return death_cause_; }
 
   void Invoke(const std::string& request_id, std::string event, Done done);
+  // A fork-boot instance's exit, reported by its template (which reaps it).
+  void NotifyExit(ExitStatus status);
+  // Fork boot: false until the child reported that it is sandboxed and ready. Invocations may
+  // be sent before (the child reads them after); boot_timings().init is final once it is.
+  bool ready() const { return !awaiting_ready_; }
   // Kills the instance; invocations in flight are answered with kStopped and `reason`.
   void Stop(const std::string& reason);
   // After on_dead: hands the (exited) sandbox over for teardown off the io thread.
@@ -96,7 +101,8 @@ class Instance : public std::enable_shared_from_this<Instance> {
   void WriteNext();
   void OnTimeout(uint64_t frame_id);
   void Kill(InvokeStatus status, std::string reason);
-  void OnExit();
+  void OnExit(Result<ExitStatus> status);
+  void OnReady(const agent::Frame& frame);
   void Finish(uint64_t frame_id, InvokeResult result);
 
   boost::asio::io_context& io_;
@@ -124,6 +130,8 @@ class Instance : public std::enable_shared_from_this<Instance> {
   std::chrono::system_clock::time_point last_used_wall_;
   bool stopping_ = false;
   bool dead_ = false;
+  bool awaiting_ready_ = false;
+  std::chrono::steady_clock::time_point created_;
   // Set when ember killed it on purpose: the status and reason every pending invocation gets.
   InvokeStatus kill_status_ = InvokeStatus::kCrashed;
   std::string death_cause_;

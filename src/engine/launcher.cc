@@ -7,9 +7,11 @@
 
 #include <random>
 
+#include "agent/protocol_template.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/units.h"
+#include "sandbox/capabilities.h"
 #include "sandbox/cgroup/dynmods.h"
 #include "sandbox/cgroup/hierarchy.h"
 
@@ -97,6 +99,10 @@ Result<std::unique_ptr<Launcher>> Launcher::Create(LauncherOptions options) {
   launcher->pool_.emplace(std::move(pool));
   EMBER_ASSIGN_OR_RETURN(launcher->seccomp_, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                                   o.run_dir + "/seccomp"));
+  EMBER_ASSIGN_OR_RETURN(
+      launcher->template_seccomp_,
+      sandbox::LoadSeccomp(sandbox::SeccompPolicy::kTemplate, o.run_dir + "/seccomp"));
+  EMBER_ASSIGN_OR_RETURN(launcher->cap_last_cap_, sandbox::ReadCapLastCap());
   return launcher;
 }
 
@@ -164,7 +170,55 @@ Result<sandbox::SandboxSpec> Launcher::BuildSpec(const BootRequest& request,
   spec.env.push_back("EMBER_INSTANCE=" + request.instance_id);
   for (const auto& [key, value] : m.env) spec.env.push_back(key + "=" + value);
   spec.workdir = kCodeMountPoint;
+  spec.fork_template = request.fork_template;
   return spec;
+}
+
+agent::InitRequest Launcher::MakeInit(const BootRequest& request,
+                                      const sandbox::SandboxSpec& spec) const {
+  const Manifest& m = request.manifest;
+  agent::InitRequest init;
+  init.function = m.name;
+  init.runtime = RuntimeName(m.runtime);
+  init.handler = m.handler;
+  init.code_dir = kCodeMountPoint;
+  init.memory_limit_bytes = m.memory_bytes;
+  init.concurrency = m.concurrency;
+  init.timeout_ms = static_cast<uint64_t>(m.timeout.count());
+  init.warmup_event = m.warmup.value_or("");
+  if (request.fork_template) {
+    // The children get what a plain-boot instance of the function gets.
+    agent::TemplateSpec t;
+    t.tmpfs_size = spec.tmpfs_size;
+    t.tmp_size = spec.tmp_size;
+    t.uid = spec.uid;
+    t.gid = spec.gid;
+    t.workdir = spec.workdir;
+    for (const auto& bind : spec.binds) t.binds.push_back(bind.target);
+    for (const auto& l : spec.rlimits) t.rlimits.push_back({l.resource, l.soft, l.hard});
+    t.cap_last_cap = cap_last_cap_;
+    t.seccomp.assign(reinterpret_cast<const char*>(seccomp_.instructions.data()),
+                     seccomp_.instructions.size() * sizeof(sock_filter));
+    init.template_spec = agent::EncodeTemplateSpec(t);
+  }
+  return init;
+}
+
+Result<ForkResources> Launcher::PrepareFork(const Manifest& manifest) {
+  ForkResources r;
+  EMBER_ASSIGN_OR_RETURN(r.cgroup, ClaimCgroup(manifest));
+  EMBER_ASSIGN_OR_RETURN(r.cgroup_procs, r.cgroup.OpenProcsFiles());
+  int socks[2];
+  int pipe_fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) != 0) {
+    return FailErrno("create the control socket of a fork-boot instance");
+  }
+  r.control.reset(socks[0]);
+  r.control_child.reset(socks[1]);
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return FailErrno("create the log pipe of an instance");
+  r.log.reset(pipe_fds[0]);
+  r.log_child.reset(pipe_fds[1]);
+  return r;
 }
 
 tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& request) {
@@ -190,7 +244,7 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   UniqueFd log_read(pipe_fds[0]), log_write(pipe_fds[1]);
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   sandbox::StartOptions start_options{options_.run_dir + "/staging",
-                                      &seccomp_,
+                                      request.fork_template ? &template_seccomp_ : &seccomp_,
                                       {dev_null.get(), log_write.get(), log_write.get()},
                                       agent_end.get()};
   auto started = sandbox::Sandbox::Start(*spec, std::move(*cgroup), start_options);
@@ -201,15 +255,7 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   booted.timings.sandbox = Since(start);
 
   auto init_start = Clock::now();
-  agent::InitRequest init;
-  init.function = m.name;
-  init.runtime = RuntimeName(m.runtime);
-  init.handler = m.handler;
-  init.code_dir = kCodeMountPoint;
-  init.memory_limit_bytes = m.memory_bytes;
-  init.concurrency = m.concurrency;
-  init.timeout_ms = static_cast<uint64_t>(m.timeout.count());
-  init.warmup_event = m.warmup.value_or("");
+  agent::InitRequest init = MakeInit(request, *spec);
   if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kInit, 0,
                                     agent::EncodeInit(init));
       !sent) {
@@ -234,7 +280,10 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
     if (fds[1].revents != 0) DrainLog(booted.log.get(), &booted.early_log);
     if (fds[0].revents != 0) {
       auto frame = agent::ReadFrame(booted.control.get());
-      if (frame && frame->type == agent::FrameType::kReady) break;
+      if (frame && frame->type == agent::FrameType::kReady) {
+        booted.ready = std::move(frame->payload);
+        break;
+      }
       if (frame && frame->type == agent::FrameType::kInitFailed) {
         auto info = agent::DecodeError(frame->payload);
         BootError error =

@@ -15,10 +15,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/protocol.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "engine/boot_mode.h"
 #include "engine/manifest.h"
 #include "image/mount.h"
 #include "image/store.h"
@@ -46,11 +48,20 @@ struct BootRequest {
   std::string instance_id;  // "i-…", also the sandbox id and hostname
   Manifest manifest;
   std::string code_dir;  // host path of the function's code
+  BootMode mode = BootMode::kPlain;
+  // Boot a fork-boot template instead of an instance: it keeps the capabilities a template
+  // needs (sandbox/fork_child.h), gets the template seccomp policy, and after init reports
+  // whether it can fork (BootedInstance::ready).
+  bool fork_template = false;
 };
 
 struct BootTimings {
-  std::chrono::microseconds sandbox{0};  // host preparation + sandbox start up to the agent exec
-  std::chrono::microseconds init{0};     // runtime init + import (+ warmup), as seen by the host
+  // plain: host preparation + sandbox start up to the agent exec. fork: cgroup and network
+  // namespace from the pools, and the template's clone, up to its reply.
+  std::chrono::microseconds sandbox{0};
+  // plain: runtime init + import (+ warmup), as seen by the host. fork: the child's own setup
+  // (mounts, privileges, after-fork hooks) up to its ready frame.
+  std::chrono::microseconds init{0};
 };
 
 struct BootedInstance {
@@ -59,6 +70,15 @@ struct BootedInstance {
   UniqueFd log;           // read end of the instance's stdout+stderr
   std::string early_log;  // what the instance printed during init
   BootTimings timings;
+  std::string ready;  // the agent's kReady payload (a template's says whether it can fork)
+};
+
+// What a fork boot takes from the pools before it asks the template (sandbox/fork_child.h).
+struct ForkResources {
+  cgroup::Lease cgroup;                // claimed, with the function's limits applied
+  std::vector<UniqueFd> cgroup_procs;  // its cgroup.procs files, for the child to join
+  UniqueFd control, control_child;     // the child's control socket (ours, the child's end)
+  UniqueFd log, log_child;             // the child's log pipe (read end, write end)
 };
 
 struct BootError {
@@ -75,6 +95,9 @@ class Launcher {
   ~Launcher();
 
   tl::expected<BootedInstance, BootError> Boot(const BootRequest& request);
+  // Blocking part of a fork boot, on a boot thread: a cgroup with the function's limits and the
+  // child's sockets.
+  Result<ForkResources> PrepareFork(const Manifest& manifest);
 
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();
@@ -89,8 +112,12 @@ class Launcher {
   Result<cgroup::Lease> ClaimCgroup(const Manifest& manifest);
   Result<sandbox::SandboxSpec> BuildSpec(const BootRequest& request, const std::string& lower_dir);
 
+  agent::InitRequest MakeInit(const BootRequest& request, const sandbox::SandboxSpec& spec) const;
+
   LauncherOptions options_;
   sandbox::BpfProgram seccomp_;
+  sandbox::BpfProgram template_seccomp_;
+  int cap_last_cap_ = 40;
   std::mutex mutex_;  // guards everything below
   std::optional<image::Store> store_;
   std::optional<cgroup::Pool> pool_;

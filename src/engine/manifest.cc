@@ -18,9 +18,9 @@ namespace {
 
 using nlohmann::ordered_json;
 
-constexpr std::array<std::string_view, 14> kKnownKeys = {
-    "name",    "runtime", "handler",     "image",      "memory",        "cpus",   "pids",
-    "timeout", "env",     "concurrency", "keep_alive", "max_instances", "warmup", "network"};
+constexpr std::array<std::string_view, 15> kKnownKeys = {
+    "name", "runtime",     "handler",    "image",         "memory", "cpus",    "pids",    "timeout",
+    "env",  "concurrency", "keep_alive", "max_instances", "warmup", "network", "template"};
 constexpr size_t kMaxManifestBytes = 64 << 10;
 
 std::string Render(const toml::node& node) {
@@ -333,6 +333,16 @@ Result<Manifest> ParseManifest(std::string_view toml_text, std::string_view sour
                          "must be \"none\" (no interface at all) or \"loopback\" (lo only)"));
     }
     m.network = *mode;
+  }
+  EMBER_ASSIGN_OR_RETURN(auto policy, reader.String("template", "\"deploy\""));
+  if (policy) {
+    auto parsed = rules::ParseTemplatePolicy(*policy);
+    if (!parsed) {
+      return Fail(reader.Invalid("template", *reader.Find("template"),
+                                 "must be \"deploy\" (build the fork-boot template at deploy), "
+                                 "\"first-invoke\" or \"none\""));
+    }
+    m.template_policy = *parsed;
   }
   EMBER_ASSIGN_OR_RETURN(auto concurrency,
                          reader.Integer("concurrency", rules::ConcurrencyProblem));

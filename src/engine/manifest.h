@@ -17,6 +17,13 @@
 namespace ember::engine {
 
 enum class Runtime { kPython311, kNative, kProcess };
+
+// When the daemon builds the function's fork-boot template (`template` in ember.toml).
+enum class TemplatePolicy {
+  kOnDeploy,       // "deploy": right after a deploy (and when the daemon starts)
+  kOnFirstInvoke,  // "first-invoke": when the function is first invoked
+  kNone,           // "none": never; instances boot plain
+};
 const char* RuntimeName(Runtime runtime);  // "python3.11", "native", "process"
 
 struct Manifest {
@@ -34,6 +41,7 @@ struct Manifest {
   std::chrono::milliseconds keep_alive{60000};  // an idle instance lives this long
   uint32_t max_instances = 10;
   std::optional<std::string> warmup;  // JSON event invoked once after init (compact JSON text)
+  TemplatePolicy template_policy = TemplatePolicy::kOnDeploy;
 };
 
 // Parses and validates the text of an ember.toml. `source` names it in errors.

@@ -66,6 +66,7 @@ std::string ManifestToJson(const Manifest& m) {
       {"timeout_ms", m.timeout.count()},
       {"env", std::move(env)},
       {"network", rules::NetworkName(m.network)},
+      {"template", rules::TemplatePolicyName(m.template_policy)},
       {"concurrency", m.concurrency},
       {"keep_alive_ms", m.keep_alive.count()},
       {"max_instances", m.max_instances},
@@ -108,6 +109,13 @@ Result<Manifest> ManifestFromJson(std::string_view json) {
   auto mode = rules::ParseNetwork(network);
   if (!mode) return Fail(Corrupt("unknown network \"" + network + "\""));
   m.network = *mode;
+  // Absent in manifests stored before fork boot existed: the default.
+  if (auto policy = doc.find("template"); policy != doc.end()) {
+    auto parsed =
+        policy->is_string() ? rules::ParseTemplatePolicy(policy->get<std::string>()) : std::nullopt;
+    if (!parsed) return Fail(Corrupt("unknown template policy " + policy->dump()));
+    m.template_policy = *parsed;
+  }
   EMBER_ASSIGN_OR_RETURN(m.concurrency, fields.Small("concurrency"));
   EMBER_ASSIGN_OR_RETURN(auto keep_alive, fields.Unsigned("keep_alive_ms"));
   m.keep_alive =

@@ -200,6 +200,26 @@ std::optional<sandbox::NetworkMode> ParseNetwork(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<TemplatePolicy> ParseTemplatePolicy(std::string_view text) {
+  for (auto policy :
+       {TemplatePolicy::kOnDeploy, TemplatePolicy::kOnFirstInvoke, TemplatePolicy::kNone}) {
+    if (text == TemplatePolicyName(policy)) return policy;
+  }
+  return std::nullopt;
+}
+
+const char* TemplatePolicyName(TemplatePolicy policy) {
+  switch (policy) {
+    case TemplatePolicy::kOnDeploy:
+      return "deploy";
+    case TemplatePolicy::kOnFirstInvoke:
+      return "first-invoke";
+    case TemplatePolicy::kNone:
+      return "none";
+  }
+  return "deploy";
+}
+
 const char* NetworkName(sandbox::NetworkMode mode) {
   return mode == sandbox::NetworkMode::kNone ? "none" : "loopback";
 }

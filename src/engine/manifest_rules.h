@@ -59,6 +59,8 @@ HandlerParts SplitHandler(Runtime runtime, std::string_view handler);
 std::optional<Runtime> ParseRuntime(std::string_view text);
 std::optional<sandbox::NetworkMode> ParseNetwork(std::string_view text);
 const char* NetworkName(sandbox::NetworkMode mode);
+std::optional<TemplatePolicy> ParseTemplatePolicy(std::string_view text);
+const char* TemplatePolicyName(TemplatePolicy policy);
 
 // Checks a whole manifest (used for manifests that did not come from ember.toml). The error names
 // `source`, the field and the value.

@@ -59,6 +59,15 @@ FunctionScheduler::~FunctionScheduler() {
     instance->Stop("function " + function_.manifest.name + " was removed");
 }
 
+BootSources FunctionScheduler::Sources() const {
+  return host_->sources ? host_->sources(function_) : BootSources{};
+}
+
+BootMode FunctionScheduler::DefaultMode() const {
+  auto mode = PlanBoot(Sources(), std::nullopt);
+  return mode ? *mode : BootMode::kPlain;
+}
+
 size_t FunctionScheduler::Live() const {
   return booting_ + std::count_if(instances_.begin(), instances_.end(),
                                   [](const auto& i) { return !i->stopping(); });
@@ -78,7 +87,7 @@ void FunctionScheduler::Invoke(InvokeCall call) {
   Queued queued{std::move(call), NewRequestId(), Clock::now(), false};
   const Manifest& m = function_.manifest;
   if (queued.call.boot) {
-    auto mode = PlanBoot(BootSources{}, queued.call.boot);
+    auto mode = PlanBoot(Sources(), queued.call.boot);
     if (!mode) {
       queued.call.done(
           Refused(InvokeOutcome::kBootUnavailable, queued.request_id, mode.error().message()));
@@ -119,7 +128,7 @@ void FunctionScheduler::Invoke(InvokeCall call) {
   size_t waiting =
       std::count_if(queue_.begin(), queue_.end(), [](const Queued& q) { return !q.fresh; });
   if (Live() < m.max_instances && waiting > booting_ * m.concurrency) {
-    StartBoot(std::nullopt, BootMode::kPlain);
+    StartBoot(std::nullopt, DefaultMode());
   }
 }
 
@@ -130,29 +139,32 @@ void FunctionScheduler::Run(const std::shared_ptr<Instance>& instance, Queued qu
   base.request_id = queued.request_id;
   base.instance_id = instance->id();
   base.boot_mode = instance->boot_mode();
-  if (booted_for_it) {
-    base.timings.sandbox = instance->boot_timings().sandbox;
-    base.timings.init = instance->boot_timings().init;
-  }
   base.timings.queued = Micros(dispatched - queued.arrived);
   auto arrived = queued.arrived;
   auto done = std::move(queued.call.done);
-  instance->Invoke(queued.request_id, std::move(queued.call.event),
-                   [base, arrived, done = std::move(done)](InvokeResult result) mutable {
-                     base.outcome = FromInstance(result.status);
-                     base.body = std::move(result.body);
-                     base.error = std::move(result.error);
-                     base.message = std::move(result.message);
-                     base.timings.handler = result.handler;
-                     base.timings.total = Micros(Clock::now() - arrived);
-                     done(std::move(base));
-                   });
+  // Read at the answer: a fork-boot child finishes its setup after the invocation was sent.
+  std::weak_ptr<Instance> weak = instance;
+  instance->Invoke(
+      queued.request_id, std::move(queued.call.event),
+      [base, arrived, weak, booted_for_it, done = std::move(done)](InvokeResult result) mutable {
+        if (auto booted = weak.lock(); booted && booted_for_it) {
+          base.timings.sandbox = booted->boot_timings().sandbox;
+          base.timings.init = booted->boot_timings().init;
+        }
+        base.outcome = FromInstance(result.status);
+        base.body = std::move(result.body);
+        base.error = std::move(result.error);
+        base.message = std::move(result.message);
+        base.timings.handler = result.handler;
+        base.timings.total = Micros(Clock::now() - arrived);
+        done(std::move(base));
+      });
 }
 
 void FunctionScheduler::StartBoot(std::optional<Queued> dedicated, BootMode mode) {
   ++booting_;
   std::string id = NewInstanceId();
-  BootRequest request{id, function_.manifest, function_.code_dir};
+  BootRequest request{id, function_.manifest, function_.code_dir, mode};
   std::weak_ptr<bool> alive = alive_;
   std::string version = function_.version;
   auto shared_dedicated = std::make_shared<std::optional<Queued>>(std::move(dedicated));
@@ -263,7 +275,7 @@ void FunctionScheduler::OnDead(Instance& instance) {
   size_t waiting =
       std::count_if(queue_.begin(), queue_.end(), [](const Queued& q) { return !q.fresh; });
   if (waiting > 0 && Live() < m.max_instances && waiting > booting_ * m.concurrency) {
-    StartBoot(std::nullopt, BootMode::kPlain);
+    StartBoot(std::nullopt, DefaultMode());
   }
   Dispatch();
 }

@@ -46,6 +46,8 @@ struct SchedulerHost {
   // Observations for metrics.
   std::function<void(const std::string& function, BootMode, bool ok, std::chrono::microseconds)>
       booted;
+  // What a function's version can boot from right now (its template, its snapshot).
+  std::function<BootSources(const FunctionVersion&)> sources;
   size_t queue_limit = 100;
   std::chrono::milliseconds queue_timeout{60000};
 };
@@ -90,6 +92,9 @@ class FunctionScheduler {
   void StartBoot(std::optional<Queued> dedicated, BootMode mode);
   void OnBooted(tl::expected<BootedInstance, BootError> result, const std::string& instance_id,
                 BootMode mode, std::optional<Queued> dedicated, const std::string& version);
+  BootSources Sources() const;
+  // The fastest mode available now (plain when nothing else is).
+  BootMode DefaultMode() const;
   // Instances that can still serve, plus those booting.
   size_t Live() const;
   std::shared_ptr<Instance> AddInstance(BootedInstance booted, BootMode mode,

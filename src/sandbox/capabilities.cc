@@ -27,7 +27,7 @@ Result<int> ReadCapLastCap(const std::string& proc_root) {
 
 uint64_t TemplateCapabilities() {
   return (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) |
-         (1ULL << CAP_SETPCAP);
+         (1ULL << CAP_SETPCAP) | (1ULL << CAP_DAC_OVERRIDE);
 }
 
 int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep) noexcept {
@@ -37,7 +37,12 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep) no
   constexpr unsigned long kSecurebits =
       SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
       SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-  if (::prctl(PR_SET_SECUREBITS, kSecurebits, 0, 0, 0) != 0) return errno;
+  // A template's kept capabilities must survive its exec, where NOROOT gives root nothing: they
+  // go through the ambient set, so raising it stays allowed (its children lock it).
+  constexpr unsigned long kAmbientBits =
+      SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+  unsigned long securebits = keep != 0 ? kSecurebits & ~kAmbientBits : kSecurebits;
+  if (::prctl(PR_SET_SECUREBITS, securebits, 0, 0, 0) != 0) return errno;
 
   for (int cap = 0; cap <= cap_last_cap; ++cap) {
     if ((keep >> cap) & 1) continue;
@@ -59,8 +64,14 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep) no
     auto bits = static_cast<uint32_t>(keep >> (32 * word));
     data[word].effective = bits;
     data[word].permitted = bits;
+    data[word].inheritable = bits;
   }
   if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  for (int cap = 0; cap <= cap_last_cap && keep != 0; ++cap) {
+    if (((keep >> cap) & 1) && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) {
+      return errno;
+    }
+  }
   return 0;
 }
 

@@ -43,7 +43,8 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids = nullptr,
 
 // What a fork-boot template keeps: CAP_SYS_ADMIN (new pid/mount/ipc/uts namespaces, mounts,
 // pivot_root, setns into a pooled network namespace, sethostname), CAP_SETUID/CAP_SETGID (the
-// child's switch to the function's user) and CAP_SETPCAP (the child's own drop of these).
+// child's switch to the function's user), CAP_SETPCAP (the child's own drop of these) and
+// CAP_DAC_OVERRIDE (overlayfs refuses to set up the child's work dir without it).
 // All of them act only inside the template's user namespace.
 uint64_t TemplateCapabilities();
 

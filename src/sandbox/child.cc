@@ -9,6 +9,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -187,10 +188,14 @@ bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexc
 
   // Until now we kept the host credentials (unmapped here); become the namespace's root so that
   // files we create belong to it.
-  if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) {
+  // Raw syscalls: glibc's wrappers broadcast the change to every thread it believes exists
+  // (setxid), and this child of a multi-threaded daemon has only a stale copy of that list; a
+  // thread that was starting or exiting at clone time makes the broadcast wait forever.
+  if (::syscall(SYS_setresgid, 0, 0, 0) != 0 || ::syscall(SYS_setresuid, 0, 0, 0) != 0) {
     return ChildFailed(report, ChildStage::kSetIds, errno);
   }
-  if (::setgroups(0, nullptr) != 0) return ChildFailed(report, ChildStage::kSetIds, errno);
+  if (::syscall(SYS_setgroups, 0, nullptr) != 0)
+    return ChildFailed(report, ChildStage::kSetIds, errno);
   // Only now, inside our cgroup, so that the cgroup namespace is rooted there.
   if (::unshare(CLONE_NEWCGROUP) != 0)
     return ChildFailed(report, ChildStage::kUnshareCgroup, errno);

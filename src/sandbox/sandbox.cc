@@ -170,6 +170,30 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   return sandbox;
 }
 
+Sandbox Sandbox::Adopted(std::string id, pid_t host_pid, cgroup::Lease cgroup) {
+  Sandbox sandbox(std::move(id), ChildProcess(), std::move(cgroup), UniqueFd());
+  sandbox.adopted_pid_ = host_pid;
+  return sandbox;
+}
+
+Status Sandbox::Signal(int sig) const {
+  if (!adopted()) return init_.Signal(sig);
+  if (sig != SIGKILL) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "sandbox " + id_ + " was forked from a template: only SIGKILL can be sent");
+  }
+  cgroup_.KillAll();
+  return Ok();
+}
+
+Result<ExitStatus> Sandbox::Wait() {
+  if (adopted()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "sandbox " + id_ + " was forked from a template, which reaps it");
+  }
+  return init_.Wait();
+}
+
 Sandbox::~Sandbox() { (void)Destroy(); }
 
 Result<LayerUsage> Sandbox::WritableLayer() const {

@@ -48,18 +48,25 @@ class Sandbox {
   static Result<Sandbox> Start(const SandboxSpec& spec, cgroup::Lease cgroup,
                                const StartOptions& options);
 
+  // A sandbox whose pid 1 ember did not clone itself: a fork-boot child, cloned by its
+  // template (fork_child.h). ember holds no pidfd of it: Signal(SIGKILL) kills through the
+  // cgroup, Wait() is unavailable (the template reaps it and reports the exit), and Destroy()
+  // empties and returns the cgroup.
+  static Sandbox Adopted(std::string id, pid_t host_pid, cgroup::Lease cgroup);
+
   Sandbox(Sandbox&&) noexcept = default;
   Sandbox& operator=(Sandbox&&) noexcept = default;
   ~Sandbox();
 
   const std::string& id() const { return id_; }
-  pid_t pid() const { return init_.pid(); }
+  pid_t pid() const { return adopted_pid_ > 0 ? adopted_pid_ : init_.pid(); }
+  bool adopted() const { return adopted_pid_ > 0; }
   int pidfd() const { return init_.pidfd(); }
   const StartTimings& timings() const { return timings_; }
   cgroup::Lease& cgroup() { return cgroup_; }
 
-  Status Signal(int sig) const { return init_.Signal(sig); }
-  Result<ExitStatus> Wait() { return init_.Wait(); }
+  Status Signal(int sig) const;
+  Result<ExitStatus> Wait();
   // Usage of the private writable layer (valid even after the sandbox exited).
   Result<LayerUsage> WritableLayer() const;
 
@@ -78,6 +85,7 @@ class Sandbox {
   cgroup::Lease cgroup_;
   UniqueFd layer_;
   StartTimings timings_;
+  pid_t adopted_pid_ = -1;
 };
 
 // Writes uid_map and gid_map of a child in a new user namespace: its ids 0..count-1 become

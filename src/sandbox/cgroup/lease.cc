@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -46,6 +47,22 @@ Status Lease::Attach(pid_t pid) {
                   "attach pid " + value + " to cgroup slot " + slot_);
   }
   return Ok();
+}
+
+Result<std::vector<UniqueFd>> Lease::OpenProcsFiles() const {
+  if (!held()) return Fail(ErrorCode::kInvalidArgument, "open a released cgroup slot");
+  std::vector<UniqueFd> fds;
+  for (const std::string& dir : dirs_.Distinct()) {
+    EMBER_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC, 0));
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
+void Lease::KillAll() const {
+  if (!held()) return;
+  // Release later waits for the slot to be empty.
+  KillSlotOnce(dirs_, version_, suffix_);
 }
 
 Result<uint64_t> Lease::OomKills() const {

@@ -55,6 +55,12 @@ class Lease {
   // Moves `pid` into the slot in every hierarchy used. The launcher attaches the child before
   // releasing it, so none of the sandbox's own code runs outside the cgroup.
   Status Attach(pid_t pid);
+  // Write-only fds of cgroup.procs in every hierarchy used, for a fork-boot child that moves
+  // itself in (writing "0"): the kernel checks the opener's credentials, ours.
+  Result<std::vector<UniqueFd>> OpenProcsFiles() const;
+  // Sends SIGKILL to every process in the slot, without waiting (a fork-boot instance, which
+  // ember did not clone itself and holds no pidfd of).
+  void KillAll() const;
   // O_DIRECTORY fd of the v2 cgroup, for clone3(CLONE_INTO_CGROUP); -1 on v1.
   int v2_dir_fd() const { return v2_dir_.get(); }
   // OOM kills in this slot since Claim (the kernel's counter cannot be reset: this subtracts the

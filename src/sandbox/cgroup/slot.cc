@@ -112,6 +112,18 @@ static void KillPinned(pid_t pid, const std::string& suffix) {
   if (InSlot(pid, suffix)) (void)sys::PidfdSendSignal(pidfd.get(), SIGKILL);
 }
 
+void KillSlotOnce(const SlotDirs& dirs, Version version, const std::string& suffix) {
+  if (version == Version::kV2 && PathExists(dirs.memory + "/cgroup.kill")) {
+    (void)WriteControlFile(dirs.memory + "/cgroup.kill", "1");
+    return;
+  }
+  for (const std::string& dir : dirs.Distinct()) {
+    auto pids = ListProcs(dir);
+    if (!pids) continue;
+    for (pid_t pid : *pids) KillPinned(pid, suffix);
+  }
+}
+
 Status EmptySlot(const SlotDirs& dirs, Version version, const std::string& suffix,
                  std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -60,6 +60,9 @@ Result<std::vector<pid_t>> ListProcs(const std::string& dir);
 Status EmptySlot(const SlotDirs& dirs, Version version, const std::string& suffix,
                  std::chrono::milliseconds timeout);
 
+// One round of EmptySlot's kills, without waiting or checking.
+void KillSlotOnce(const SlotDirs& dirs, Version version, const std::string& suffix);
+
 // What a released or stale slot goes through before reuse. Memory still charged to the slot is
 // deliberately left alone: it is mostly page cache of the shared images, which the next sandbox
 // needs. Scrubbing it (v1 memory.force_empty, v2 memory.reclaim) evicted those pages from the

@@ -1,0 +1,220 @@
+#include "engine/template.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cstdlib>
+
+#include "agent/protocol_template.h"
+#include "base/fs.h"
+#include "base/log.h"
+
+namespace ember::engine {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+std::chrono::microseconds Since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+}
+
+BootError SpawnError(Error error) { return BootError{std::move(error), std::nullopt, ""}; }
+
+}  // namespace
+
+Result<pid_t> PidOfPidfd(int pidfd) {
+  EMBER_ASSIGN_OR_RETURN(std::string info, ReadFile("/proc/self/fdinfo/" + std::to_string(pidfd)));
+  size_t at = info.find("\nPid:");
+  if (at == std::string::npos) return Fail(ErrorCode::kCorrupt, "pidfd fdinfo has no Pid line");
+  long pid = std::strtol(info.c_str() + at + 5, nullptr, 10);
+  if (pid <= 0) return Fail(ErrorCode::kNotFound, "the process of the pidfd is gone");
+  return static_cast<pid_t>(pid);
+}
+
+Template::Template(asio::io_context& io, std::string id, std::string version, BootedInstance booted,
+                   std::shared_ptr<sandbox::NetnsPool> netns, Hooks hooks)
+    : io_(io),
+      id_(std::move(id)),
+      version_(std::move(version)),
+      sandbox_(std::move(booted.sandbox)),
+      netns_(std::move(netns)),
+      hooks_(std::move(hooks)),
+      control_(io, booted.control.release()),
+      log_(io, booted.log.release()),
+      started_(std::chrono::system_clock::now()) {
+  if (!booted.early_log.empty() && hooks_.on_log) hooks_.on_log(*this, booted.early_log);
+}
+
+Template::~Template() {
+  boost::system::error_code ignored;
+  control_.close(ignored);
+  log_.close(ignored);
+}
+
+void Template::Start() {
+  control_.non_blocking(true);
+  log_.non_blocking(true);
+  ReadControl();
+  ReadLog();
+}
+
+void Template::ReadControl() {
+  control_.async_wait(asio::posix::stream_descriptor::wait_read, [self = shared_from_this()](
+                                                                     boost::system::error_code ec) {
+    if (ec || self->dead_) return;
+    // recvmsg, not read: kSpawned frames carry the child's pidfd.
+    std::vector<UniqueFd> fds;
+    auto n = agent::ReceiveWithFds(self->control_.native_handle(), self->control_buf_,
+                                   sizeof self->control_buf_, &fds);
+    if (!n && n.error().code() == ErrorCode::kUnavailable) return self->ReadControl();
+    if (!n || *n == 0) {
+      self->Die(n ? "its control socket closed" : n.error().ToString());
+      return;
+    }
+    for (auto& fd : fds) self->received_fds_.push_back(std::move(fd));
+    self->reader_.Feed(self->control_buf_, *n);
+    for (;;) {
+      auto frame = self->reader_.Next();
+      if (!frame) {
+        self->Die("it broke the protocol: " + frame.error().ToString());
+        return;
+      }
+      if (!*frame) break;
+      self->OnFrame(std::move(**frame));
+      if (self->dead_) return;
+    }
+    self->ReadControl();
+  });
+}
+
+void Template::ReadLog() {
+  log_.async_read_some(asio::buffer(log_buf_),
+                       [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                         if (ec) return;
+                         if (self->hooks_.on_log) {
+                           self->hooks_.on_log(*self, std::string_view(self->log_buf_, n));
+                         }
+                         self->ReadLog();
+                       });
+}
+
+void Template::Spawn(const std::string& instance_id, ForkResources resources, UniqueFd netns,
+                     Clock::time_point started, SpawnDone done) {
+  if (dead_) {
+    done(
+        tl::unexpected(SpawnError(Error(ErrorCode::kUnavailable, "template " + id_ + " is dead"))));
+    return;
+  }
+  agent::SpawnRequest request{instance_id, netns.valid(),
+                              static_cast<uint32_t>(resources.cgroup_procs.size())};
+  std::vector<int> fds = {resources.control_child.get(), resources.log_child.get()};
+  if (netns) fds.push_back(netns.get());
+  for (const auto& fd : resources.cgroup_procs) fds.push_back(fd.get());
+  uint64_t id = next_request_id_++;
+  // A spawn frame is small: it fits the socket buffer unless the template stopped reading.
+  auto sent = agent::WriteFrameWithFds(control_.native_handle(), agent::FrameType::kSpawn, id,
+                                       agent::EncodeSpawnRequest(request), fds);
+  if (!sent) {
+    done(tl::unexpected(
+        SpawnError(std::move(sent).error().Context("ask template " + id_ + " for a child"))));
+    return;
+  }
+  // The child holds its ends now; ours must go, or EOF would never reach either side.
+  resources.control_child.reset();
+  resources.log_child.reset();
+  resources.cgroup_procs.clear();
+  pending_.emplace(id, Pending{instance_id, std::move(resources), started, std::move(done)});
+}
+
+void Template::OnFrame(agent::Frame frame) {
+  switch (frame.type) {
+    case agent::FrameType::kSpawned:
+      OnSpawned(frame.request_id, frame);
+      return;
+    case agent::FrameType::kSpawnFailed: {
+      auto it = pending_.find(frame.request_id);
+      if (it == pending_.end()) break;
+      Pending pending = std::move(it->second);
+      pending_.erase(it);
+      auto info = agent::DecodeError(frame.payload);
+      std::string why = info ? info->type + ": " + info->message : info.error().ToString();
+      pending.done(tl::unexpected(SpawnError(Error(
+          ErrorCode::kUnavailable,
+          "template " + id_ + " could not fork instance " + pending.instance_id + ": " + why))));
+      return;
+    }
+    case agent::FrameType::kChildExited: {
+      auto exit = agent::DecodeChildExit(frame.payload);
+      if (!exit) {
+        Die("it sent a bad child exit: " + exit.error().ToString());
+        return;
+      }
+      children_.erase(exit->instance_id);
+      if (hooks_.on_child_exit) {
+        hooks_.on_child_exit(exit->instance_id, ExitStatus{exit->signaled, exit->code, false});
+      }
+      return;
+    }
+    default:
+      break;
+  }
+  Die(std::string("it sent an unexpected ") + agent::FrameTypeName(frame.type) + " frame");
+}
+
+void Template::OnSpawned(uint64_t request_id, const agent::Frame& frame) {
+  auto it = pending_.find(request_id);
+  if (it == pending_.end() || received_fds_.empty()) {
+    Die("it answered a spawn it was not asked for, or without the child's pidfd");
+    return;
+  }
+  Pending pending = std::move(it->second);
+  pending_.erase(it);
+  UniqueFd pidfd = std::move(received_fds_.front());
+  received_fds_.pop_front();
+  auto reply = agent::DecodeSpawnReply(frame.payload);
+  auto host_pid = PidOfPidfd(pidfd.get());
+  if (!reply || !host_pid) {
+    // The child may already be gone; its cgroup is emptied when the lease goes.
+    Error error = !reply ? reply.error() : host_pid.error();
+    pending.done(tl::unexpected(
+        SpawnError(std::move(error).Context("fork instance " + pending.instance_id))));
+    return;
+  }
+  ++spawned_;
+  children_.insert(pending.instance_id);
+  BootedInstance booted{sandbox::Sandbox::Adopted(pending.instance_id, *host_pid,
+                                                  std::move(pending.resources.cgroup)),
+                        std::move(pending.resources.control),
+                        std::move(pending.resources.log),
+                        "",
+                        {},
+                        ""};
+  booted.timings.sandbox = Since(pending.started);
+  pending.done(std::move(booted));
+}
+
+void Template::Stop() {
+  if (dead_) return;
+  (void)sandbox_.Signal(SIGKILL);
+}
+
+void Template::Die(const std::string& why) {
+  if (dead_) return;
+  dead_ = true;
+  spdlog::warn("template {}: {}", id_, why);
+  (void)sandbox_.Signal(SIGKILL);
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [id, p] : pending) {
+    p.done(tl::unexpected(
+        SpawnError(Error(ErrorCode::kUnavailable, "template " + id_ + " died (" + why + ")"))));
+  }
+  boost::system::error_code ignored;
+  control_.close(ignored);
+  children_.clear();
+  if (hooks_.on_dead) hooks_.on_dead(*this);
+}
+
+}  // namespace ember::engine

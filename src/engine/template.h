@@ -1,0 +1,102 @@
+// A fork-boot template as the engine sees it, on the io thread (DESIGN.md, "fork boot"): the
+// template's sandbox (booted by the Launcher with fork_template), its control socket, its log,
+// and the pool of network namespaces its children join. Spawn() sends the template one request
+// with the child's fds; the reply becomes a BootedInstance whose sandbox is Adopted (the
+// template is the child's parent and reaper, and reports each exit, which the engine hands to
+// the child's Instance).
+//
+// A template lives as long as its function's version is current or any of its children is
+// alive: the kernel ends every child when its template dies (they are in pid namespaces below
+// the template's), so a retired template is stopped only once its last child is gone.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/protocol.h"
+#include "engine/launcher.h"
+#include "sandbox/netns_pool.h"
+
+namespace ember::engine {
+
+using SpawnDone = std::function<void(tl::expected<BootedInstance, BootError>)>;
+
+class Template : public std::enable_shared_from_this<Template> {
+ public:
+  struct Hooks {
+    // A child of this template exited (reaped by the template).
+    std::function<void(const std::string& instance_id, ExitStatus status)> on_child_exit;
+    // The template died: every child died with it.
+    std::function<void(Template&)> on_dead;
+    std::function<void(Template&, std::string_view)> on_log;  // the template's own output
+  };
+
+  Template(boost::asio::io_context& io, std::string id, std::string version, BootedInstance booted,
+           std::shared_ptr<sandbox::NetnsPool> netns, Hooks hooks);
+  ~Template();
+  void Start();
+
+  const std::string& id() const { return id_; }
+  const std::string& version() const { return version_; }
+  bool alive() const { return !dead_; }
+  pid_t pid() const { return sandbox_.pid(); }
+  size_t children() const { return children_.size(); }
+  std::chrono::system_clock::time_point started() const { return started_; }
+  const std::shared_ptr<sandbox::NetnsPool>& netns() const { return netns_; }
+  uint64_t spawned() const { return spawned_; }
+
+  // Asks the template for a child. `resources` and `netns` come from the pools (prepared on a
+  // boot thread); `done` runs on the io thread with the child, or why there is none.
+  void Spawn(const std::string& instance_id, ForkResources resources, UniqueFd netns,
+             std::chrono::steady_clock::time_point started, SpawnDone done);
+  // Kills the template (and so every child still alive).
+  void Stop();
+  // After on_dead: the sandbox, for teardown off the io thread.
+  sandbox::Sandbox TakeSandbox() { return std::move(sandbox_); }
+
+ private:
+  struct Pending {
+    std::string instance_id;
+    ForkResources resources;
+    std::chrono::steady_clock::time_point started;
+    SpawnDone done;
+  };
+
+  void ReadControl();
+  void ReadLog();
+  void OnFrame(agent::Frame frame);
+  void OnSpawned(uint64_t request_id, const agent::Frame& frame);
+  void Die(const std::string& why);
+
+  boost::asio::io_context& io_;
+  std::string id_;
+  std::string version_;
+  sandbox::Sandbox sandbox_;
+  std::shared_ptr<sandbox::NetnsPool> netns_;
+  Hooks hooks_;
+  boost::asio::posix::stream_descriptor control_;
+  boost::asio::posix::stream_descriptor log_;
+  agent::FrameReader reader_;
+  std::deque<UniqueFd> received_fds_;  // pidfds that came with kSpawned frames, in order
+  char control_buf_[16384];
+  char log_buf_[16384];
+  uint64_t next_request_id_ = 1;
+  std::map<uint64_t, Pending> pending_;
+  std::set<std::string> children_;  // instance ids of live children
+  uint64_t spawned_ = 0;
+  bool dead_ = false;
+  std::chrono::system_clock::time_point started_;
+};
+
+// The host pid of the process a pidfd refers to (from /proc/self/fdinfo).
+Result<pid_t> PidOfPidfd(int pidfd);
+
+}  // namespace ember::engine
