@@ -73,6 +73,7 @@ void RegisterClientCommands(CLI::App& app, GlobalOptions& global, int* exit_code
   RegisterInvokeCommand(app, global, exit_code);
   RegisterLsCommand(app, global, exit_code);
   RegisterPsCommand(app, global, exit_code);
+  RegisterTemplateCommands(app, global, exit_code);
   RegisterLogsCommand(app, global, exit_code);
   RegisterRmCommand(app, global, exit_code);
 }

@@ -58,6 +58,7 @@ void RegisterDeployCommand(CLI::App& app, GlobalOptions& global, int* exit_code)
 void RegisterInvokeCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterLsCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterPsCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+void RegisterTemplateCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterLogsCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterRmCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 

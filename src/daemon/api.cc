@@ -33,6 +33,26 @@ int StatusForError(const Error& error) {
   }
 }
 
+json TemplateJson(const engine::TemplateView& t) {
+  json value = {{"function", t.function},
+                {"version", t.version},
+                {"state", t.state},
+                {"children", t.children},
+                {"spawned", t.spawned},
+                {"netns_pool",
+                 {{"ready", t.netns.ready},
+                  {"target", t.netns.target},
+                  {"taken", t.netns.taken},
+                  {"misses", t.netns.misses}}}};
+  if (!t.reason.empty()) value["reason"] = t.reason;
+  if (!t.id.empty()) {
+    value["id"] = t.id;
+    value["pid"] = t.pid;
+    value["started"] = FormatRfc3339(t.started);
+  }
+  return value;
+}
+
 json FunctionJson(const engine::FunctionView& view) {
   json manifest = json::parse(engine::ManifestToJson(view.stored.manifest), nullptr, false);
   return {{"name", view.stored.manifest.name},
@@ -44,7 +64,7 @@ json FunctionJson(const engine::FunctionView& view) {
             {"idle", view.counts.idle},
             {"busy", view.counts.busy},
             {"queued", view.counts.queued}}},
-          {"template", nullptr}};
+          {"template", view.fork_template ? TemplateJson(*view.fork_template) : json(nullptr)}};
 }
 
 // Splits "/v1/functions/x/invoke" into {"v1", "functions", "x", "invoke"}.
@@ -108,6 +128,12 @@ void Api::Handle(HttpRequest&& request, Responder respond) {
       if (method != "GET") return respond(MethodNotAllowed(request, "GET"));
       return respond(Logs(name, request));
     }
+  }
+  if (collection == "templates" && parts.size() == 2) {
+    if (method != "GET") return respond(MethodNotAllowed(request, "GET"));
+    json list = json::array();
+    for (const auto& t : engine_->ListTemplates()) list.push_back(TemplateJson(t));
+    return respond(JsonResponse(200, Dump({{"templates", list}})));
   }
   if (collection == "instances") {
     if (parts.size() == 2) {

@@ -46,9 +46,12 @@ struct DeployReply {
   std::chrono::microseconds took{0};
 };
 
+struct TemplateView;
+
 struct FunctionView {
   StoredFunction stored;
   FunctionScheduler::Counts counts;
+  std::shared_ptr<TemplateView> fork_template;  // null: none built (or being built) for it
 };
 
 struct InstanceView {

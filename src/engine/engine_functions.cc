@@ -116,7 +116,9 @@ Result<FunctionView> Engine::GetFunction(const std::string& name) const {
     return Fail(ErrorCode::kNotFound, "no function named '" + name + "'");
   }
   EMBER_ASSIGN_OR_RETURN(auto stored, store_->Get(name));
-  return FunctionView{std::move(stored), it->second->counts()};
+  FunctionView view{std::move(stored), it->second->counts(), nullptr};
+  if (auto t = GetTemplate(name)) view.fork_template = std::make_shared<TemplateView>(*t);
+  return view;
 }
 
 std::vector<FunctionView> Engine::ListFunctions() const {
