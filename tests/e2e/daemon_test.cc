@@ -102,7 +102,9 @@ TEST_F(DaemonTest, DeployInvokeAndReuseTheWarmInstance) {
 }
 
 TEST_F(DaemonTest, ForcedPlainBootStartsAFreshInstanceWithItsTimings) {
-  Deploy(PythonBundle("fresh", "def handle(event, context):\n    return 1\n"));
+  // Without a template, so that a forced fork boot has nothing to fork from.
+  Deploy(PythonBundle("fresh", "def handle(event, context):\n    return 1\n",
+                      "template = \"none\"\n"));
   auto warm = Invoke("fresh");
   auto forced = Invoke("fresh", "{}", "?boot=plain");
   ASSERT_EQ(forced.status, 200) << forced.body;
@@ -113,6 +115,7 @@ TEST_F(DaemonTest, ForcedPlainBootStartsAFreshInstanceWithItsTimings) {
   auto fork = Invoke("fresh", "{}", "?boot=fork");
   EXPECT_EQ(fork.status, 409) << fork.body;
   EXPECT_NE(fork.body.find("boot mode fork is not available"), std::string::npos) << fork.body;
+  EXPECT_NE(fork.body.find("template = \\\"none\\\""), std::string::npos) << fork.body;
 }
 
 TEST_F(DaemonTest, BadRequestsGetClearErrorsAndTheDaemonKeepsServing) {
