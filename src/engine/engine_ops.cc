@@ -139,6 +139,33 @@ void Engine::RegisterMetrics() {
   auto& queued = metrics_->AddGauge("ember_queued_invocations", "Invocations waiting.");
   auto& functions = metrics_->AddGauge("ember_functions", "Deployed functions.");
   auto& cgroups = metrics_->AddGauge("ember_cgroup_pool_free", "Pre-created cgroups ready.");
+  auto& templates = metrics_->AddGauge("ember_templates", "Fork-boot templates, by state.");
+  auto& children = metrics_->AddGauge("ember_template_children", "Live children of a template.");
+  auto& netns_ready =
+      metrics_->AddGauge("ember_netns_pool_ready", "Network namespaces ready, per template.");
+  auto& netns_target = metrics_->AddGauge(
+      "ember_netns_pool_target", "What a template's netns pool keeps ready (adapts to demand).");
+  auto& netns_misses = metrics_->AddGauge(
+      "ember_netns_pool_misses", "Fork boots that found no network namespace ready.");
+  metrics_->AddCollector([this, &templates, &children, &netns_ready, &netns_target,
+                          &netns_misses] {
+    std::map<std::string, double> by_state;
+    for (const auto& t : ListTemplates()) {
+      by_state[t.state] += 1;
+      if (t.id.empty()) continue;
+      children.With({{"function", t.function}, {"template", t.id}})
+          .Set(static_cast<double>(t.children));
+      netns_ready.With({{"function", t.function}, {"template", t.id}})
+          .Set(static_cast<double>(t.netns.ready));
+      netns_target.With({{"function", t.function}, {"template", t.id}})
+          .Set(static_cast<double>(t.netns.target));
+      netns_misses.With({{"function", t.function}, {"template", t.id}})
+          .Set(static_cast<double>(t.netns.misses));
+    }
+    for (const char* state : {"building", "ready", "refused", "failed", "retiring"}) {
+      templates.With({{"state", state}}).Set(by_state[state]);
+    }
+  });
   metrics_->AddCollector([this, &instances, &queued, &functions, &cgroups] {
     functions.With().Set(static_cast<double>(schedulers_.size()));
     for (const auto& [name, scheduler] : schedulers_) {

@@ -74,6 +74,14 @@ void Engine::BuildTemplate(const FunctionVersion& function) {
     auto netns = std::make_shared<Result<std::shared_ptr<sandbox::NetnsPool>>>(
         Fail(ErrorCode::kUnavailable, "no template"));
     if (*booted && Refusal(booted->value().ready).empty()) {
+      // Frozen, the template runs no function code; but each clone charges the child's page
+      // tables and its brief pid to the template's cgroup, so its limits would cap the number
+      // of children. Only the CPU share stays.
+      sandbox::CgroupLimits frozen;
+      frozen.cpus = request.manifest.cpus;
+      if (auto relaxed = booted->value().sandbox.cgroup().Apply(frozen); !relaxed) {
+        spdlog::warn("template of {}: {}", request.manifest.name, relaxed.error().ToString());
+      }
       sandbox::NetnsPoolOptions options;
       options.owner_pid = booted->value().sandbox.pid();
       options.mode = request.manifest.network;
