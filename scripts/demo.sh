@@ -4,6 +4,16 @@
 set -euo pipefail
 ember=${1:-build/bin/ember}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Templates are built in the background after a deploy: wait (at most 30 s) until one is ready.
+wait_for_template() {
+  for _ in $(seq 150); do
+    "$ember" template ls 2>/dev/null | awk -v f="$1" '$1 == f && $3 == "ready" {ok=1} END {exit !ok}' &&
+      return 0
+    sleep 0.2
+  done
+  echo "the template of $1 did not become ready" >&2
+  return 1
+}
 show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@" || printf '(exit status %d)\n' "$?"; }
 
 step "Can ember run here? (ember doctor)"
@@ -65,6 +75,12 @@ show "$ember" invoke process-shell -d '"the quick brown fox"'
 
 step "A plain boot forced: a fresh sandbox, runtime init and import, then the handler"
 show "$ember" invoke hello-python --boot plain -d '{"name": "cold"}' -v
+
+step "Fork boot: each function got a template at deploy (initialized, frozen); new instances fork from it"
+wait_for_template hello-python
+show "$ember" template ls
+show "$ember" invoke hello-python --boot fork -d '{"name": "forked"}' -v
+show "$ember" invoke hello-python --boot fork -d '{"name": "forked again"}' -v
 
 step "Errors name their cause, and the daemon keeps serving"
 show "$ember" invoke json-transform -d '{}'
