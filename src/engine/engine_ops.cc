@@ -27,6 +27,11 @@ void Engine::Invoke(InvokeCall call) {
   if (it == schedulers_.end()) {
     return refuse(InvokeOutcome::kNotFound, "no function named '" + call.function + "'");
   }
+  if (const FunctionVersion& current = it->second->function();
+      current.manifest.template_policy == TemplatePolicy::kOnFirstInvoke &&
+      !templates_.count(current.manifest.name)) {
+    BuildTemplate(current);
+  }
   std::string function = call.function;
   call.done = [this, function, done = std::move(call.done)](InvokeReply reply) {
     CountInvocation(function, reply);

@@ -38,10 +38,6 @@ BootSources Engine::SourcesFor(const FunctionVersion& function) {
     sources.template_reason = "the function's manifest says template = \"none\"";
   } else if (it == templates_.end()) {
     sources.template_reason = "no template has been built yet";
-    // "first-invoke": the first boot request is the first invoke.
-    if (function.manifest.template_policy == TemplatePolicy::kOnFirstInvoke) {
-      BuildTemplate(function);
-    }
   } else if (it->second.version != function.version) {
     sources.template_reason = "the template of the new version is still being built";
   } else if (it->second.state == "ready" && it->second.live && it->second.live->alive()) {
