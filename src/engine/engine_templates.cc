@@ -204,14 +204,23 @@ void Engine::OnTemplateDead(const std::string& function, Template& dead) {
     }
   }
   auto slot = templates_.find(function);
+  bool rebuild = false;
   if (slot != templates_.end() && slot->second.live.get() == &dead) {
     slot->second.state = "failed";
     slot->second.reason = "the template died";
     slot->second.live = nullptr;
+    // One that served a while gets rebuilt; one that dies right away stays failed (it would
+    // only die again), until the next deploy.
+    rebuild = !shutting_down_ && std::chrono::system_clock::now() - dead.started() >
+                                     std::chrono::seconds(30);
   }
   auto sandbox = std::make_shared<sandbox::Sandbox>(dead.TakeSandbox());
   std::erase_if(retired_, [&](const auto& entry) { return entry.second.get() == &dead; });
   ++disposing_;
+  if (auto scheduler = schedulers_.find(function); rebuild && scheduler != schedulers_.end()) {
+    spdlog::warn("template {} of {} died; building a new one", dead.id(), function);
+    BuildTemplate(scheduler->second->function());
+  }
   asio::post(boot_pool_, [this, sandbox, function] {
     (void)sandbox->Destroy();
     asio::post(io_, [this, function] {
