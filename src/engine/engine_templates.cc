@@ -204,6 +204,8 @@ void Engine::OnTemplateDead(const std::string& function, Template& dead) {
     }
   }
   auto slot = templates_.find(function);
+  // `dead` must outlive this call even when the slot held its last reference.
+  std::shared_ptr<Template> keep = dead.shared_from_this();
   bool rebuild = false;
   if (slot != templates_.end() && slot->second.live.get() == &dead) {
     slot->second.state = "failed";
