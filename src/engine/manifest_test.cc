@@ -42,6 +42,25 @@ TEST(ManifestTest, MinimalManifestGetsTheDefaults) {
   EXPECT_EQ(m->keep_alive.count(), 60000);
   EXPECT_EQ(m->max_instances, 10u);
   EXPECT_FALSE(m->warmup);
+  EXPECT_EQ(m->template_policy, TemplatePolicy::kOnDeploy);
+}
+
+TEST(ManifestTest, TemplatePolicy) {
+  for (auto [text, policy] : {std::pair{"deploy", TemplatePolicy::kOnDeploy},
+                              std::pair{"first-invoke", TemplatePolicy::kOnFirstInvoke},
+                              std::pair{"none", TemplatePolicy::kNone}}) {
+    auto m = ParseManifest(std::string(kMinimal) + "template = \"" + text + "\"\n");
+    ASSERT_TRUE(m) << m.error().ToString();
+    EXPECT_EQ(m->template_policy, policy);
+    auto back = ManifestFromJson(ManifestToJson(*m));
+    ASSERT_TRUE(back) << back.error().ToString();
+    EXPECT_EQ(back->template_policy, policy);
+  }
+  auto bad = ParseManifest(std::string(kMinimal) + "template = \"always\"\n");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("template = \"always\""), std::string::npos)
+      << bad.error().message();
+  EXPECT_NE(bad.error().message().find("first-invoke"), std::string::npos);
 }
 
 TEST(ManifestTest, ParsesEveryField) {

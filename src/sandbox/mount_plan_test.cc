@@ -157,3 +157,64 @@ TEST(SpecTest, ValidateNamesTheProblem) {
 
 }  // namespace
 }  // namespace ember::sandbox
+
+namespace ember::sandbox {
+namespace {
+
+TEST(ForkMountPlanTest, TheTemplatesRootIsTheLowerLayerOfAFreshOverlay) {
+  SandboxSpec spec = TestSpec();
+  spec.binds = {{"/host/agent", "/.ember"}, {"/host/code", "/function"}};
+  MountPlan plan = BuildForkMountPlan(spec);
+  EXPECT_EQ(plan.staging, kForkStagingDir);
+  EXPECT_EQ(plan.root, std::string(kForkStagingDir) + "/root");
+  const MountStep* overlay = Find(plan, MountOp::kMount, plan.root);
+  ASSERT_NE(overlay, nullptr);
+  EXPECT_EQ(overlay->fstype, "overlay");
+  EXPECT_EQ(overlay->data.rfind("lowerdir=/,", 0), 0u) << overlay->data;
+  // /tmp keeps the template's content under a layer of the child's own.
+  const MountStep* tmp = Find(plan, MountOp::kMount, plan.root + "/tmp");
+  ASSERT_NE(tmp, nullptr);
+  EXPECT_EQ(tmp->fstype, "overlay");
+  EXPECT_NE(tmp->data.find("lowerdir=/tmp,"), std::string::npos);
+}
+
+TEST(ForkMountPlanTest, ProcIsFreshAndMaskedDevIsTheTemplatesWithPrivatePtsAndShm) {
+  MountPlan plan = BuildForkMountPlan(TestSpec());
+  const std::string& root = plan.root;
+  const MountStep* proc = Find(plan, MountOp::kMount, root + "/proc");
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(proc->fstype, "proc");
+  for (const auto& file : MaskedProcFiles()) {
+    EXPECT_NE(Find(plan, MountOp::kBindOptional, root + file), nullptr) << file;
+  }
+  const MountStep* dev = Find(plan, MountOp::kMount, root + "/dev");
+  ASSERT_NE(dev, nullptr);
+  EXPECT_EQ(dev->source, "/dev");
+  EXPECT_EQ(dev->flags & (MS_BIND | MS_REC), static_cast<unsigned long>(MS_BIND | MS_REC));
+  EXPECT_LT(IndexOf(plan, MountOp::kMount, root + "/dev"),
+            IndexOf(plan, MountOp::kMount, root + "/dev/pts"));
+  EXPECT_LT(IndexOf(plan, MountOp::kMount, root + "/dev"),
+            IndexOf(plan, MountOp::kMount, root + "/dev/shm"));
+}
+
+TEST(ForkMountPlanTest, BindsComeFromWhereTheTemplateSeesThem) {
+  SandboxSpec spec = TestSpec();
+  spec.binds = {{"/host/code", "/function"}};
+  MountPlan plan = BuildForkMountPlan(spec);
+  const MountStep* bind = Find(plan, MountOp::kBindReadOnly, plan.root + "/function");
+  ASSERT_NE(bind, nullptr);
+  EXPECT_EQ(bind->source, "/function");
+  EXPECT_EQ(plan.steps.back().op, MountOp::kBindReadOnly);
+}
+
+TEST(ForkMountPlanTest, OnlyATemplateHasTheStagingDir) {
+  SandboxSpec spec = TestSpec();
+  MountPlan plain = BuildMountPlan(spec, "/stage");
+  EXPECT_EQ(Find(plain, MountOp::kMkdir, plain.root + kForkStagingDir), nullptr);
+  spec.fork_template = true;
+  MountPlan forked = BuildMountPlan(spec, "/stage");
+  EXPECT_NE(Find(forked, MountOp::kMkdir, forked.root + kForkStagingDir), nullptr);
+}
+
+}  // namespace
+}  // namespace ember::sandbox
