@@ -4,8 +4,8 @@
 #
 #   bench/run.sh EMBER_BIN [--quick] [--write-docs] [--rootfs-image FILE] [--only BENCH] [-- SCRIPT_ARGS...]
 #
-# --only run-vs-peers|invoke-latency runs one of the two benchmarks; SCRIPT_ARGS go to that
-# one (without --only, to run_vs_peers.py).
+# --only run-vs-peers|invoke-latency|fork-boot runs one of the benchmarks; SCRIPT_ARGS go to
+# that one (without --only, to run_vs_peers.py).
 #
 # 1. installs the peers from Debian when missing (crun, runc, runsc, python3);
 # 2. makes sure ember's python3.11 image exists (`ember image build python3.11` once);
@@ -13,7 +13,9 @@
 # 4. runs bench/run_vs_peers.py, which prints a markdown table and writes
 #    bench/results/run-vs-peers-<timestamp>.json;
 # 5. runs bench/invoke_latency.py: invocations through a private `ember daemon` (warm and
-#    plain-boot) against the same peers' cold starts; bench/results/invoke-latency-<timestamp>.json.
+#    plain-boot) against the same peers' cold starts; bench/results/invoke-latency-<timestamp>.json;
+# 6. runs bench/fork_boot.py: fork-boot latency against a raw fork floor and the peers, density
+#    and a burst of fork boots; bench/results/fork-boot-<timestamp>.json.
 # Everything made here (mount, bundles, containers, cgroups, temp dirs) is removed at exit,
 # also on failure or Ctrl-C. Needs root.
 #
@@ -41,8 +43,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $ember == */* ]] && ember=$(realpath -m "$ember")
 case $only in
-  ""|run-vs-peers|invoke-latency) ;;
-  *) echo "bench/run.sh: --only takes run-vs-peers or invoke-latency, not '$only'" >&2; exit 2 ;;
+  ""|run-vs-peers|invoke-latency|fork-boot) ;;
+  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency or fork-boot, not '$only'" >&2
+     exit 2 ;;
 esac
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -170,7 +173,7 @@ fi
 log "image $image_file mounted read-only at $rootfs"
 
 # ---- measure -------------------------------------------------------------------------------
-if [[ $only != invoke-latency ]]; then
+if [[ -z $only || $only == run-vs-peers ]]; then
   "$python" "$here/run_vs_peers.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
     --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
     ${ember_image_error:+--ember-error "image: $ember_image_error"} \
@@ -182,8 +185,20 @@ fi
 
 # Invocations through the daemon, with the same peers on the same rootfs as the reference. The
 # script starts and stops its own daemon (private data/run dirs, cgroup pool ember-bench-daemon).
-if [[ $only != run-vs-peers ]]; then
+if [[ -z $only || $only == invoke-latency ]]; then
   "$python" "$here/invoke_latency.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
+    --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
+    ${ember_image_error:+--ember-error "image: $ember_image_error"} \
+    "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
+  script_pid=$!
+  wait "$script_pid"
+  extra=()
+fi
+
+# Fork boot: latency against a raw fork floor and the peers, density, a burst. Its own private
+# daemon (cgroup pool ember-bench-fork); kernel.pid_max is restored if it had to be raised.
+if [[ -z $only || $only == fork-boot ]]; then
+  "$python" "$here/fork_boot.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
     --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
     ${ember_image_error:+--ember-error "image: $ember_image_error"} \
     "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
