@@ -28,6 +28,10 @@ std::chrono::microseconds Since(Clock::time_point start) {
 // boot log says so): a handler that prints at import must not stall its own boot on a full pipe.
 constexpr size_t kEarlyLogLimit = 1 << 20;
 
+// Free pre-created cgroups kept between bursts, and at most during one.
+constexpr size_t kMinFreeCgroups = 8;
+constexpr size_t kMaxFreeCgroups = 512;
+
 void DrainLog(int fd, std::string* log) {
   char buf[16384];
   for (;;) {
@@ -86,7 +90,7 @@ Result<std::unique_ptr<Launcher>> Launcher::Create(LauncherOptions options) {
   cgroup::PoolOptions pool_options;
   pool_options.name = o.cgroup_name;
   pool_options.lock_dir = o.run_dir + "/cgroups";
-  pool_options.target_free = 8;
+  pool_options.target_free = kMinFreeCgroups;
   EMBER_ASSIGN_OR_RETURN(auto pool, cgroup::Pool::Open(hierarchy, pool_options));
   // Slots a dead daemon held: kill what is left in them and make them free again.
   if (auto reset = pool.CleanupStale(); !reset) {
@@ -97,6 +101,8 @@ Result<std::unique_ptr<Launcher>> Launcher::Create(LauncherOptions options) {
   if (auto filled = pool.Fill(); !filled)
     spdlog::warn("fill cgroup pool: {}", filled.error().ToString());
   launcher->pool_.emplace(std::move(pool));
+  launcher->cgroup_target_.emplace(kMinFreeCgroups, kMaxFreeCgroups, std::chrono::seconds(30),
+                                   Clock::now());
   EMBER_ASSIGN_OR_RETURN(launcher->seccomp_, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                                   o.run_dir + "/seccomp"));
   EMBER_ASSIGN_OR_RETURN(
@@ -116,6 +122,8 @@ void Launcher::Shutdown() {
 Result<size_t> Launcher::FreeCgroups() {
   std::lock_guard lock(mutex_);
   if (!pool_) return size_t{0};
+  cgroup_target_->OnTick(Clock::now());
+  pool_->set_target_free(cgroup_target_->value());
   return pool_->Fill();
 }
 
@@ -140,7 +148,9 @@ Result<cgroup::Lease> Launcher::ClaimCgroup(const Manifest& manifest) {
   cgroup::Lease lease;
   {
     std::lock_guard lock(mutex_);
-    EMBER_ASSIGN_OR_RETURN(lease, pool_->Claim());
+    bool created = false;
+    EMBER_ASSIGN_OR_RETURN(lease, pool_->Claim(&created));
+    cgroup_target_->OnTake(Clock::now(), created);
   }
   sandbox::CgroupLimits limits;
   limits.memory_bytes = manifest.memory_bytes;

@@ -25,6 +25,7 @@
 #include "image/mount.h"
 #include "image/store.h"
 #include "sandbox/cgroup/pool.h"
+#include "sandbox/pool_target.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
 
@@ -102,7 +103,7 @@ class Launcher {
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();
   const LauncherOptions& options() const { return options_; }
-  // Tops the cgroup pool up (off the hot path); how many free slots exist.
+  // Tops the cgroup pool up to its adaptive target (off the hot path); how many it created.
   Result<size_t> FreeCgroups();
   Result<size_t> CountFreeCgroups();
 
@@ -121,6 +122,9 @@ class Launcher {
   std::mutex mutex_;  // guards everything below
   std::optional<image::Store> store_;
   std::optional<cgroup::Pool> pool_;
+  // How many free cgroups FreeCgroups keeps: grows when a claim finds none (a burst), shrinks
+  // back when claims stop.
+  std::optional<sandbox::PoolTarget> cgroup_target_;
   std::map<std::string, image::MountLease> images_;  // by digest
 };
 

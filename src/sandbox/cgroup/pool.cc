@@ -168,7 +168,8 @@ Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
   return lease;
 }
 
-Result<Lease> Pool::Claim() {
+Result<Lease> Pool::Claim(bool* created_slot) {
+  if (created_slot != nullptr) *created_slot = false;
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   for (const std::string& slot : slots) {
     auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
@@ -188,6 +189,7 @@ Result<Lease> Pool::Claim() {
   }
   spdlog::debug("cgroup pool {} was empty: creating a slot on the hot path", options_.name);
   EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
+  if (created_slot != nullptr) *created_slot = true;
   return MakeLease(created.first, std::move(created.second));
 }
 

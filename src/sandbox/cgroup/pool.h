@@ -94,8 +94,10 @@ class Pool {
   static Result<Pool> Open(const Hierarchy& hierarchy, PoolOptions options);
 
   // The hot path: takes a free pre-created slot. Only when none is free does it create one (and
-  // says so at debug level, since that means Fill is not keeping up).
-  Result<Lease> Claim();
+  // says so at debug level, since that means Fill is not keeping up; *created tells the caller).
+  Result<Lease> Claim(bool* created = nullptr);
+  // What Fill tops the pool up to (the engine adapts it to demand).
+  void set_target_free(size_t target) { options_.target_free = target; }
   // Off the hot path: creates slots until `target_free` are free. Returns how many it made.
   Result<size_t> Fill();
   // Resets slots whose holder died without releasing them. Returns how many it reset.
