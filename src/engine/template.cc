@@ -82,7 +82,7 @@ void Template::ReadControl() {
         return;
       }
       if (!*frame) break;
-      self->OnFrame(std::move(**frame));
+      self->OnFrame(**frame);
       if (self->dead_) return;
     }
     self->ReadControl();
@@ -128,7 +128,7 @@ void Template::Spawn(const std::string& instance_id, ForkResources resources, Un
   pending_.emplace(id, Pending{instance_id, std::move(resources), started, std::move(done)});
 }
 
-void Template::OnFrame(agent::Frame frame) {
+void Template::OnFrame(const agent::Frame& frame) {
   switch (frame.type) {
     case agent::FrameType::kSpawned:
       OnSpawned(frame.request_id, frame);

@@ -72,7 +72,7 @@ class Template : public std::enable_shared_from_this<Template> {
 
   void ReadControl();
   void ReadLog();
-  void OnFrame(agent::Frame frame);
+  void OnFrame(const agent::Frame& frame);
   void OnSpawned(uint64_t request_id, const agent::Frame& frame);
   void Die(const std::string& why);
 
