@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from peers.daemon import Client, mounts_under
@@ -44,7 +45,7 @@ from peers.fork_latency import (FLOOR, FORK, PLAIN, ForcedBootVariant, FloorVari
 from peers.fork_peer_idle import crun_idle, quoted
 from peers.fork_report import BEGIN_MARK, END_MARK, markdown, write_docs
 from peers.fork_setup import (MAX_INSTANCES_CAP, ForkDaemon, delete_function_instances,
-                              delete_instances, deploy_with_template)
+                              delete_instances, deploy_with_template, wait_template)
 from peers.host import machine_info, remove_cgroups
 from peers.invoke_variants import PeerVariant, Variant
 from peers.scenarios import FUNCTIONS, MEMORY_FLAG, PYTHON_IN_IMAGE, SCENARIOS
@@ -55,7 +56,8 @@ REPO = HERE.parent
 DOCS = REPO / "docs" / "benchmarks.md"
 DAEMON_CGROUP_NAME = "ember-bench-fork"
 DENSITY_WORKERS = 8
-PARTS = ("latency", "density", "burst")
+PARTS = ("latency", "burst", "density")  # the burst first: before density's teardown churn
+BURST_SETTLE_S = 2.0
 
 
 def log(msg: str) -> None:
@@ -77,7 +79,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--density-plain", type=int, help="idle plain-boot instances")
     ap.add_argument("--crun-idle", type=int, help="idle crun containers (0: quote host-facts)")
     ap.add_argument("--burst", type=int, help="invocations fired at once")
-    ap.add_argument("--parts", default=",".join(PARTS), help="subset of latency,density,burst")
+    ap.add_argument("--parts", default=",".join(PARTS), help="subset of latency,burst,density")
     ap.add_argument("--functions", help="latency handlers: subset of light,heavy")
     ap.add_argument("--tools", help="latency peers: subset of crun,runc,runsc")
     ap.add_argument("--boot-threads", type=int, help="the daemon's --boot-threads")
@@ -126,6 +128,104 @@ def check_burst_target(b: dict) -> str:
             f"{p99:.2f} ms ({'met' if p99 <= 10 else 'NOT met'})")
 
 
+class Run:
+    """What the parts of the benchmark share."""
+
+    def __init__(self, args, client, daemon, daemon_error, root, light_names, peers, crun,
+                 host_python, workdir, floors, pid_max, ids, tool_errors, log):
+        self.a, self.client, self.daemon, self.daemon_error = args, client, daemon, daemon_error
+        self.root, self.light_names, self.peers, self.crun = root, light_names, peers, crun
+        self.host_python, self.workdir, self.floors = host_python, workdir, floors
+        self.pid_max, self.ids, self.tool_errors, self.log = pid_max, ids, tool_errors, log
+        self.functions: list[str] = []  # deployed
+        self.warnings: list[str] = []
+
+    def fresh_daemon(self) -> None:
+        """Restarts the daemon (no instance is left, `ember cleanup` empties its pools), so
+        each part starts from the same state: a burst does not inherit the cgroups a density
+        run made, nor the other way round. The functions stay deployed; their templates are
+        rebuilt at start."""
+        self.client.close()
+        self.warnings += self.daemon.stop()
+        self.daemon.start()
+        self.client = Client(self.daemon.socket)
+        for name in self.functions:
+            wait_template(self.client, name)
+        delete_function_instances(self.client, self.functions)
+
+
+def latency_part(ctx: Run, results: dict) -> None:
+    a, kinds = ctx.a, {f["kind"]: f for f in FUNCTIONS}
+    scenarios = {s["name"]: s for s in SCENARIOS}
+    for kind in [k for k in ("light", "heavy") if not a.functions or k in a.functions.split(",")]:
+        fn = kinds[kind]
+        floor_error = None
+        if ctx.host_python.error:
+            floor_error = f"no host python: {ctx.host_python.error}"
+        else:
+            ctx.floors[kind] = FloorServer(ctx.host_python.python, fn["module"], ctx.workdir,
+                                           kind)
+            try:
+                ctx.floors[kind].start()
+            except (FloorError, OSError) as e:
+                floor_error = str(e)
+                ctx.tool_errors[f"{FLOOR} {kind}"] = floor_error
+        variants: list[Variant] = []
+        for name, mode, count in ((FORK, "fork", a.per_round), (PLAIN, "plain", 1)):
+            variants.append(
+                Variant(name, f"ember daemon: {ctx.daemon_error}") if ctx.daemon_error
+                else ForcedBootVariant(name, ctx.client, f"fork-{kind}", mode, count))
+        variants.append(FloorVariant(FLOOR, ctx.floors.get(kind), a.per_round, floor_error))
+        variants += [PeerVariant(t, scenarios[fn["peer_scenario"]], ctx.ids) for t in ctx.peers]
+        ctx.log(f"latency, {fn['title']}: {a.rounds} rounds × "
+                f"{sum(1 for v in variants if v.error is None)} variants")
+        r = measure_handler(variants, a.rounds, a.warmups, kind, a.verbose)
+        results["latency"][kind] = dict(r, title=fn["title"], function=f"fork-{kind}",
+                                        peer_command=scenarios[fn["peer_scenario"]]["argv"])
+        if kind in ctx.floors:
+            ctx.floors.pop(kind).stop()
+
+
+def burst_part(ctx: Run, results: dict) -> None:
+    if ctx.daemon_error:
+        return
+    a = ctx.a
+    fns = ctx.light_names[:math.ceil(a.burst / MAX_INSTANCES_CAP)]
+    ctx.fresh_daemon()
+    time.sleep(BURST_SETTLE_S)
+    ctx.log(f"burst: {a.burst} forced fork boots at once over {len(fns)} function(s)")
+    burst = run_burst(ctx.daemon.socket, fns, a.burst)
+    made = burst.pop("ids", [])
+    burst["target"] = check_burst_target(burst) if "error" not in burst else None
+    results["burst"] = burst
+    delete_instances(ctx.client, made, timeout_s=max(120.0, len(made) * 0.05))
+
+
+def density_part(ctx: Run, results: dict) -> None:
+    if ctx.daemon_error:
+        return
+    ctx.fresh_daemon()
+    a, client, daemon = ctx.a, ctx.client, ctx.daemon
+    fns = ctx.light_names[:math.ceil(a.density / MAX_INSTANCES_CAP)]
+    density: dict = {"workers": DENSITY_WORKERS}
+    results["density"] = density
+    # Two tasks per instance at most (one seen), and room for the rest of the host.
+    density["limits"] = ctx.pid_max.ensure(live_pids() + 2 * a.density + 4096)
+    ctx.log(f"density: {a.density} fork-booted instances over {len(fns)} function(s)")
+    density["fork"] = measure_instances(client, fns, "fork", a.density, DENSITY_WORKERS,
+                                        daemon.pid, DAEMON_CGROUP_NAME, ctx.log, a.verbose)
+    density["target"] = check_density_target(density["fork"])
+    if a.density_plain:
+        ctx.log(f"density: {a.density_plain} plain-boot instances")
+        density["plain"] = measure_instances(client, fns[:1], "plain", a.density_plain, 2,
+                                             daemon.pid, DAEMON_CGROUP_NAME, ctx.log, a.verbose)
+    if a.crun_idle:
+        ctx.log(f"density: {a.crun_idle} idle crun containers")
+        density["crun"] = crun_idle(ctx.crun, a.crun_idle, ctx.ids, ctx.log)
+    else:
+        density["crun"] = quoted("not measured (--crun-idle 0)")
+
+
 def main() -> int:
     a = parse_args()
     if os.geteuid() != 0:
@@ -146,7 +246,7 @@ def main() -> int:
 
     kinds = {f["kind"]: f for f in FUNCTIONS}
     latency_kinds = [k for k in ("light", "heavy")
-                     if not a.functions or k in a.functions.split(",")]
+                     if not a.functions or k in a.functions.split(",")]  # deployed below
     scale = max(a.density if "density" in a.parts else 0, a.burst if "burst" in a.parts else 0)
     light_names = ["fork-light"] + [f"fork-light-{i}" for i in
                                     range(2, math.ceil(scale / MAX_INSTANCES_CAP) + 1)]
@@ -208,63 +308,24 @@ def main() -> int:
                                           "raw floor": host_python.version,
                                           **results["machine"]["versions"]}
 
-        scenarios = {s["name"]: s for s in SCENARIOS}
-        for kind in latency_kinds if "latency" in a.parts else []:
-            fn = kinds[kind]
-            floor_error = None
-            if host_python.error:
-                floor_error = f"no host python: {host_python.error}"
-            else:
-                floors[kind] = FloorServer(host_python.python, fn["module"], workdir, kind)
-                try:
-                    floors[kind].start()
-                except (FloorError, OSError) as e:
-                    floor_error = str(e)
-                    tool_errors[f"{FLOOR} {kind}"] = floor_error
-            variants: list[Variant] = []
-            for name, mode, count in ((FORK, "fork", a.per_round), (PLAIN, "plain", 1)):
-                variants.append(Variant(name, f"ember daemon: {daemon_error}") if daemon_error
-                                else ForcedBootVariant(name, client, f"fork-{kind}", mode, count))
-            variants.append(FloorVariant(FLOOR, floors.get(kind), a.per_round, floor_error))
-            variants += [PeerVariant(t, scenarios[fn["peer_scenario"]], ids) for t in peers]
-            log(f"latency, {fn['title']}: {a.rounds} rounds × "
-                f"{sum(1 for v in variants if v.error is None)} variants")
-            r = measure_handler(variants, a.rounds, a.warmups, kind, a.verbose)
-            results["latency"][kind] = dict(r, title=fn["title"], function=f"fork-{kind}",
-                                            peer_command=scenarios[fn["peer_scenario"]]["argv"])
-            if kind in floors:
-                floors.pop(kind).stop()
-
-        if "density" in a.parts and not daemon_error:
-            fns = light_names[:math.ceil(a.density / MAX_INSTANCES_CAP)]
-            density: dict = {"workers": DENSITY_WORKERS}
-            results["density"] = density
-            delete_function_instances(client, light_names)  # deploy's idle plain instances
-            # Two tasks per instance at most (one seen), and room for the rest of the host.
-            density["limits"] = pid_max.ensure(live_pids() + 2 * a.density + 4096)
-            log(f"density: {a.density} fork-booted instances over {len(fns)} function(s)")
-            density["fork"] = measure_instances(client, fns, "fork", a.density,
-                                                DENSITY_WORKERS, daemon.pid, log, a.verbose)
-            density["target"] = check_density_target(density["fork"])
-            if a.density_plain:
-                log(f"density: {a.density_plain} plain-boot instances")
-                density["plain"] = measure_instances(client, fns[:1], "plain", a.density_plain,
-                                                     2, daemon.pid, log, a.verbose)
-            if a.crun_idle:
-                log(f"density: {a.crun_idle} idle crun containers")
-                density["crun"] = crun_idle(crun, a.crun_idle, ids, log)
-            else:
-                density["crun"] = quoted("not measured (--crun-idle 0)")
-
-        if "burst" in a.parts and not daemon_error:
-            fns = light_names[:math.ceil(a.burst / MAX_INSTANCES_CAP)]
-            delete_function_instances(client, light_names)
-            log(f"burst: {a.burst} forced fork boots at once over {len(fns)} function(s)")
-            burst = run_burst(daemon.socket, fns, a.burst)
-            made = burst.pop("ids", [])
-            burst["target"] = check_burst_target(burst) if "error" not in burst else None
-            results["burst"] = burst
-            delete_instances(client, made, timeout_s=max(120.0, len(made) * 0.05))
+        ctx = Run(a, client, daemon, daemon_error, root, light_names, peers, crun, host_python,
+                  workdir, floors, pid_max, ids, tool_errors, log)
+        ctx.functions = list(results.get("deploys", {}))
+        for name, part in (("latency", latency_part), ("burst", burst_part),
+                           ("density", density_part)):
+            if name not in a.parts:
+                continue
+            try:
+                part(ctx, results)
+            except (ToolError, OSError, subprocess.SubprocessError, ValueError) as e:
+                # One part failing (the daemon stopped answering, say) is reported; the
+                # others still run and everything is still cleaned up.
+                log(f"{name}: failed: {e}")
+                tool_errors[f"{name} (part of this benchmark)"] = str(e)
+            finally:
+                client = ctx.client  # a fresh daemon comes with a new connection
+                warnings += ctx.warnings
+                ctx.warnings = []
     finally:
         for f in floors.values():
             f.stop()

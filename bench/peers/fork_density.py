@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from .daemon import Client
+from .daemon import Client, parse_server_timing
 from .fork_setup import daemon_fds, delete_instances, templates
 from .scenarios import EVENT
 from .stats import median, percentile
@@ -31,6 +31,10 @@ PID_MAX = Path("/proc/sys/kernel/pid_max")
 FD_MARGIN = 200  # stop starting instances when the daemon is this close to its fd limit
 MIN_AVAILABLE_FRACTION = 0.10  # ... or when MemAvailable falls below this share of MemTotal
 SETTLE_S = 1.0
+CLEANUP_SETTLE_MAX_S = 30.0  # the kernel frees namespaces and cgroups asynchronously
+# What the drop of MemAvailable is made of (kB fields of /proc/meminfo).
+MEMINFO_PARTS = ["AnonPages", "Shmem", "Cached", "PageTables", "KernelStack", "Slab",
+                 "SUnreclaim", "Percpu"]
 
 
 def meminfo() -> dict[str, int]:
@@ -39,6 +43,36 @@ def meminfo() -> dict[str, int]:
         key, _, rest = line.partition(":")
         out[key] = int(rest.split()[0])  # kB
     return out
+
+
+def slab_kib() -> dict[str, float]:
+    """KiB held per slab cache (num_slabs × pages per slab), from /proc/slabinfo."""
+    out = {}
+    try:
+        lines = Path("/proc/slabinfo").read_text().splitlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        f = line.split()
+        if len(f) >= 15:
+            out[f[0]] = int(f[14]) * int(f[5]) * os.sysconf("SC_PAGE_SIZE") / 1024
+    return out
+
+
+def slab_growth(before: dict[str, float], after: dict[str, float], n: int,
+                top: int = 8) -> dict[str, float]:
+    """The slab caches that grew most, KiB per instance."""
+    growth = {k: (v - before.get(k, 0.0)) / n for k, v in after.items()}
+    return dict(sorted(((k, round(v, 1)) for k, v in growth.items() if v > 0),
+                       key=lambda kv: -kv[1])[:top])
+
+
+def cgroup_dirs(name: str) -> int:
+    """Cgroups under the daemon's pool (its memory hierarchy on v1, the unified one on v2)."""
+    for top in (Path("/sys/fs/cgroup/memory") / name, Path("/sys/fs/cgroup") / name):
+        if top.is_dir():
+            return sum(len(dirs) for _, dirs, _ in os.walk(top))
+    return 0
 
 
 def rollup(pid: int) -> dict[str, int]:
@@ -142,7 +176,7 @@ def start_instances(socket_path: str, functions: list[str], n: int, mode: str, w
     connections; stops early, saying why, on the first failed invocation or when the daemon
     nears its fd limit or the host its memory. Returns started ids, stop reason, wall time."""
     lock = threading.Lock()
-    state = {"next": 0, "ids": [], "stop": None}
+    state = {"next": 0, "ids": [], "stop": None, "ms": [], "sandbox": [], "init": []}
     total_kb = meminfo()["MemTotal"]
 
     def limits_reached(started: int) -> str | None:
@@ -179,6 +213,10 @@ def start_instances(socket_path: str, functions: list[str], n: int, mode: str, w
                             f"(boot mode {got_mode or '?'})")
                         return
                     state["ids"].append(answer.headers.get("x-ember-instance", ""))
+                    st = parse_server_timing(answer.headers.get("server-timing", ""))
+                    state["ms"].append(answer.ms)
+                    state["sandbox"].append(st.get("sandbox", 0.0))
+                    state["init"].append(st.get("init", 0.0))
                     started = len(state["ids"])
                 if started % 100 == 0:
                     why = limits_reached(started)
@@ -201,25 +239,42 @@ def start_instances(socket_path: str, functions: list[str], n: int, mode: str, w
         print(file=sys.stderr)
     if state["stop"]:
         log(f"density {mode}: stopped after {len(state['ids'])} of {n}: {state['stop']}")
-    return {"ids": state["ids"], "stopped": state["stop"], "wall_s": wall}
+    return {"ids": state["ids"], "stopped": state["stop"], "wall_s": wall,
+            "by_step": by_step(state["ms"], state["sandbox"], state["init"], n)}
+
+
+def by_step(ms: list[float], sandbox: list[float], init: list[float], n: int) -> list[dict]:
+    """Medians of the invoke time (client) and of the Server-Timing sandbox and init phases of
+    the instances started while 0..step, step..2*step, ... others were alive: does a start get
+    slower as instances pile up, and in which phase?"""
+    step = max(100, n // 10)
+    out = []
+    for lo in range(0, len(ms), step):
+        hi = lo + len(ms[lo:lo + step])
+        out.append({"from": lo, "to": hi, "invoke_ms": median(ms[lo:hi]),
+                    "sandbox_ms": median(sandbox[lo:hi]), "init_ms": median(init[lo:hi])})
+    return out
 
 
 def measure_instances(client: Client, functions: list[str], mode: str, requested: int,
-                      workers: int, daemon_pid: int, log, verbose: bool) -> dict:
+                      workers: int, daemon_pid: int, cgroup_name: str, log,
+                      verbose: bool) -> dict:
     """Starts the instances, measures them, deletes them. The result's figures are per instance."""
     time.sleep(SETTLE_S)
-    before = meminfo()
+    before, slabs_before = meminfo(), slab_kib()
     fds_before, fd_limit = daemon_fds(daemon_pid)
+    cgroups_before = cgroup_dirs(cgroup_name)
     started = start_instances(client.socket_path, functions, requested, mode, workers,
                               daemon_pid, log, verbose)
     ids = started["ids"]
     result: dict = {"mode": mode, "requested": requested, "started": len(ids),
                     "stopped": started["stopped"], "start_wall_s": round(started["wall_s"], 2),
-                    "functions": len(functions)}
+                    "functions": len(functions), "by_step": started["by_step"]}
     try:
         time.sleep(SETTLE_S)
-        after = meminfo()
+        after, slabs_after = meminfo(), slab_kib()
         fds_after, _ = daemon_fds(daemon_pid)
+        cgroups_after = cgroup_dirs(cgroup_name)
         wanted = set(ids)
         listed = [i for i in client.instances() if i["id"] in wanted]
         trees = [tree_memory(i["pid"]) for i in listed if i.get("pid")]
@@ -235,6 +290,10 @@ def measure_instances(client: Client, functions: list[str], mode: str, requested
             "threads_per_instance": distribution([t["threads"] for t in trees]),
             "memavailable_drop_kib_per_instance":
                 (before["MemAvailable"] - after["MemAvailable"]) / n,
+            "meminfo_delta_kib_per_instance": {
+                k: (after.get(k, 0) - before.get(k, 0)) / n for k in MEMINFO_PARTS},
+            "pool_cgroups": {"before": cgroups_before, "after": cgroups_after},
+            "slab_growth_kib_per_instance": slab_growth(slabs_before, slabs_after, n),
             "memavailable_before_mib": before["MemAvailable"] // 1024,
             "memavailable_after_mib": after["MemAvailable"] // 1024,
             "daemon_fds": {"before": fds_before, "after": fds_after, "limit": fd_limit,
@@ -249,10 +308,24 @@ def measure_instances(client: Client, functions: list[str], mode: str, requested
         t0 = time.monotonic()
         delete_instances(client, ids, timeout_s=max(120.0, len(ids) * 0.05))
         result["delete_wall_s"] = round(time.monotonic() - t0, 2)
-        time.sleep(SETTLE_S)
-        result["memavailable_after_cleanup_mib"] = meminfo()["MemAvailable"] // 1024
+        result["memavailable_after_cleanup_mib"] = settled_available() // 1024
         result["daemon_fds_after_cleanup"] = daemon_fds(daemon_pid)[0]
+        result["pool_cgroups"]["after_cleanup"] = cgroup_dirs(cgroup_name)
     return result
+
+
+def settled_available() -> int:
+    """MemAvailable (kB) once it has stopped rising by more than 8 MiB a second, or after
+    CLEANUP_SETTLE_MAX_S."""
+    deadline = time.monotonic() + CLEANUP_SETTLE_MAX_S
+    last = meminfo()["MemAvailable"]
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = meminfo()["MemAvailable"]
+        if now - last < 8 * 1024:
+            return now
+        last = now
+    return last
 
 
 def tree_memory_alone(pid: int) -> dict:

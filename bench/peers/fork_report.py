@@ -21,37 +21,41 @@ MIB = 1024.0
 SECTION = f"""
 ## Fork boot
 
-`bench/fork_boot.py` (run by `run.sh` after the others; `--only fork-boot` alone) measures the
-three claims of fork boot against a private `ember daemon` (`--queue-size` raised for the
-burst) with the light and heavy handlers of the sections above, deployed with
-`template = "deploy"`, `keep_alive = "1h"` and `max_instances = 1000` (the manifest's cap: more
-instances than that are spread over several functions with the same code, each with its own
-template).
+`bench/fork_boot.py` (step 6 of `run.sh`; `--only fork-boot` runs it alone) measures the three
+claims of fork boot through a private `ember daemon` (own data and run dirs, cgroup pool
+`ember-bench-fork`, `--queue-size` above the burst). The light and heavy handlers of the
+sections above are deployed with `template = "deploy"`, `keep_alive = "1h"` and
+`max_instances = 1000` (the manifest's cap; more instances than that are spread over several
+functions with the same code, each with its own template). The daemon is restarted (and `ember
+cleanup` run) before the burst and before the density run, so each part starts with empty
+pools.
 
-* **Latency.** Interleaved rounds (3 warm-up rounds, then 10 with `--quick` or 40; each round
-  starts one variant later) of: `POST …/invoke?boot=fork` (several per round, each answered by a
-  fresh fork-booted instance — a new `X-Ember-Instance` with `X-Ember-Boot-Mode: fork` is
-  checked), `?boot=plain`, the **raw floor** and the cold starts of crun, runc and runsc. The raw
-  floor is `bench/peers/fork_floor.py`: the host's python3.11, no sandbox, the same handler
-  module imported and `gc.freeze()`d, forking on each request line read from a unix socket; the
-  child answers on that socket. Client wall time over a connection made beforehand, like the
-  invocations. The instances a round made are deleted after it, untimed. Targets: fork p50 ≤
-  1.5 × floor p50; crun p50 ≥ 15 × fork p50 (light), ≥ 60 × (heavy).
-* **Density.** N idle fork-booted instances of the light handler (`--density N`; 200 with
-  `--quick`, 2000 by default, up to 10,000: `kernel.pid_max` is raised for the run if needed and
-  restored), started by forced invocations over 8 connections, stopping early — and saying so —
-  when the daemon nears its `RLIMIT_NOFILE` or the host its memory. Per instance: PSS (sum of
-  `Pss` in `/proc/PID/smaps_rollup` over the instance's processes) and the drop of
-  `MemAvailable` over the whole run divided by N (kernel objects and daemon included). The same
-  for 50 plain-boot instances (20 with `--quick`) and for idle crun containers of the same
-  handler. Target: 10,000 instances at once on 24 GiB, ≤ 1 MiB PSS each.
-* **Burst.** 1,000 invocations (200 with `--quick`) with `?boot=fork` written at once on as many
+* **Latency.** 3 warm-up rounds, then 40 interleaved rounds (10 with `--quick`), each starting
+  one variant later than the previous, of: 10 (5) `POST …/invoke?boot=fork`, each answered by a
+  fresh fork-booted instance (a new `X-Ember-Instance` with `X-Ember-Boot-Mode: fork` is
+  checked); 10 (5) requests to the **raw floor**; one `?boot=plain`; one cold start each of
+  crun, runc and runsc (as in the sections above). The raw floor is `bench/peers/fork_floor.py`:
+  the host's python3.11, no sandbox, the same handler module imported and `gc.freeze()`d,
+  forking on each request line read from a unix socket, the child answering on it. Client wall
+  time over a connection made beforehand, as for the invocations. The instances a round made
+  are deleted after it (untimed, waited for). Targets: fork p50 ≤ 1.5 × floor p50; crun p50 ≥
+  15 × fork p50 (light), ≥ 60 × (heavy).
+* **Density.** N idle fork-booted instances of the light handler (`--density N`: 2000, 200 with
+  `--quick`; up to 10,000, with `kernel.pid_max` raised for the run if needed and restored),
+  started by forced invocations over 8 connections; the run stops early, and says so, when the
+  daemon nears its `RLIMIT_NOFILE` or MemAvailable falls under 10 % of RAM. Per instance: PSS
+  (sum of `Pss` in `/proc/PID/smaps_rollup` over the instance's processes) and the drop of
+  `MemAvailable` over the run divided by N (kernel objects, pools and the daemon included), with
+  the /proc/meminfo and slab caches that grew; the templates' PSS. The same for 50 (20)
+  plain-boot instances and for 20 (5) idle crun containers of the same handler (`crun run
+  --detach`). Target: 10,000 instances at once on 24 GiB, ≤ 1 MiB PSS each.
+* **Burst.** 1,000 (200) invocations with `?boot=fork` written back to back on as many
   connections opened beforehand; wall time from the first write to the last answer, boots/s,
-  p50/p99 of the boot (`Server-Timing` sandbox + init), of the daemon's total and of the client's
-  latency. Target ≥ 1,000 boots/s on 2 cores, p99 boot ≤ 10 ms.
+  p50/p99 of the boot (`Server-Timing` sandbox + init), of the queue wait, of the daemon's
+  total and of the client's latency. Target ≥ 1,000 boots/s on 2 cores, p99 boot ≤ 10 ms.
 
-Reproduce: `bash bench/run.sh build/bin/ember --only fork-boot [--quick] [--write-docs]`, or
-`-- --density 10000` for the full density target.
+Reproduce: `bash bench/run.sh build/bin/ember --only fork-boot [--quick] [--write-docs]`;
+`-- --density 10000` for the full density target, `-- --parts burst --burst 1000` for one part.
 
 ### Results
 
@@ -169,6 +173,25 @@ def density_lines(d: dict) -> list[str]:
                      f"fds {f['daemon_fds']['before']} → {f['daemon_fds']['after']} (limit "
                      f"{f['daemon_fds']['limit']}), {f.get('daemon_fds_after_cleanup', '–')} "
                      "after cleanup")
+    parts = f.get("meminfo_delta_kib_per_instance")
+    if parts:
+        lines.append("* what a fork-booted instance adds to /proc/meminfo, KiB per instance: "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()))
+    cg = f.get("pool_cgroups")
+    if cg:
+        lines.append(f"* cgroups in the daemon's pool: {cg['before']} before, {cg['after']} with "
+                     f"the instances, {cg.get('after_cleanup', '–')} after cleanup")
+    slabs = f.get("slab_growth_kib_per_instance")
+    if slabs:
+        lines.append("* slab caches that grew most, KiB per instance: "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in slabs.items()))
+    steps = f.get("by_step", [])
+    if len(steps) > 1:
+        lines.append(f"* starts as instances pile up, {d.get('workers', '?')} at a time (median "
+                     "ms, client / sandbox / init): "
+                     + "; ".join(f"{s['from']}–{s['to']}: {fmt_small(s['invoke_ms'])} / "
+                                 f"{fmt_small(s['sandbox_ms'])} / {fmt_small(s['init_ms'])}"
+                                 for s in steps))
     lim = d.get("limits", {})
     if lim:
         lines.append(f"* kernel.pid_max {lim.get('pid_max')}"
