@@ -28,8 +28,9 @@ from .scenarios import EVENT
 from .stats import median, percentile
 
 PID_MAX = Path("/proc/sys/kernel/pid_max")
-FD_MARGIN = 200  # stop starting instances when the daemon is this close to its fd limit
-MIN_AVAILABLE_FRACTION = 0.10  # ... or when MemAvailable falls below this share of MemTotal
+FD_MARGIN = 400  # stop starting instances when the daemon is this close to its fd limit
+CHECK_EVERY = 25  # instances between two looks at the daemon's fds and MemAvailable
+MIN_AVAILABLE_FRACTION = 0.15  # ... or when MemAvailable falls below this share of MemTotal
 SETTLE_S = 1.0
 CLEANUP_SETTLE_MAX_S = 30.0  # the kernel frees namespaces and cgroups asynchronously
 # What the drop of MemAvailable is made of (kB fields of /proc/meminfo).
@@ -218,11 +219,11 @@ def start_instances(socket_path: str, functions: list[str], n: int, mode: str, w
                     state["sandbox"].append(st.get("sandbox", 0.0))
                     state["init"].append(st.get("init", 0.0))
                     started = len(state["ids"])
-                if started % 100 == 0:
+                if started % CHECK_EVERY == 0:
                     why = limits_reached(started)
                     with lock:
                         state["stop"] = state["stop"] or why
-                    if verbose:
+                    if verbose and started % 100 == 0:
                         print(f"  density {mode}: {started}/{n}", end="\r", flush=True,
                               file=sys.stderr)
         finally:

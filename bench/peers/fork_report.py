@@ -43,7 +43,7 @@ pools.
 * **Density.** N idle fork-booted instances of the light handler (`--density N`: 2000, 200 with
   `--quick`; up to 10,000, with `kernel.pid_max` raised for the run if needed and restored),
   started by forced invocations over 8 connections; the run stops early, and says so, when the
-  daemon nears its `RLIMIT_NOFILE` or MemAvailable falls under 10 % of RAM. Per instance: PSS
+  daemon nears its `RLIMIT_NOFILE` or MemAvailable falls under 15 % of RAM. Per instance: PSS
   (sum of `Pss` in `/proc/PID/smaps_rollup` over the instance's processes) and the drop of
   `MemAvailable` over the run divided by N (kernel objects, pools and the daemon included), with
   the /proc/meminfo and slab caches that grew; the templates' PSS. The same for 50 (20)
