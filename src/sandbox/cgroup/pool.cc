@@ -168,24 +168,38 @@ Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
   return lease;
 }
 
+Result<std::optional<Lease>> Pool::TryClaim(const std::string& slot) {
+  auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+  if (!lock) {
+    if (lock.error().code() == ErrorCode::kBusy || lock.error().code() == ErrorCode::kNotFound) {
+      return std::optional<Lease>();
+    }
+    return Fail(std::move(lock).error().Context("claim cgroup slot"));
+  }
+  bool stale = false;
+  auto recovered = RecoverIfStale(slot, *lock, &stale);
+  if (!recovered) {
+    // A slot that cannot be emptied (a process stuck in the kernel) is skipped, not fatal.
+    spdlog::warn("cgroup pool {}: skipping slot {}: {}", options_.name, slot,
+                 recovered.error().ToString());
+    return std::optional<Lease>();
+  }
+  EMBER_ASSIGN_OR_RETURN(Lease lease, MakeLease(slot, std::move(*lock)));
+  return std::optional<Lease>(std::move(lease));
+}
+
 Result<Lease> Pool::Claim(bool* created_slot) {
   if (created_slot != nullptr) *created_slot = false;
+  while (!free_hint_.empty()) {
+    std::string slot = std::move(free_hint_.front());
+    free_hint_.pop_front();
+    EMBER_ASSIGN_OR_RETURN(auto lease, TryClaim(slot));
+    if (lease) return std::move(*lease);
+  }
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   for (const std::string& slot : slots) {
-    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
-    if (!lock) {
-      if (lock.error().code() == ErrorCode::kBusy) continue;
-      return Fail(std::move(lock).error().Context("claim cgroup slot"));
-    }
-    bool stale = false;
-    auto recovered = RecoverIfStale(slot, *lock, &stale);
-    if (!recovered) {
-      // A slot that cannot be emptied (a process stuck in the kernel) is skipped, not fatal.
-      spdlog::warn("cgroup pool {}: skipping slot {}: {}", options_.name, slot,
-                   recovered.error().ToString());
-      continue;
-    }
-    return MakeLease(slot, std::move(*lock));
+    EMBER_ASSIGN_OR_RETURN(auto lease, TryClaim(slot));
+    if (lease) return std::move(*lease);
   }
   spdlog::debug("cgroup pool {} was empty: creating a slot on the hot path", options_.name);
   EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
@@ -196,21 +210,30 @@ Result<Lease> Pool::Claim(bool* created_slot) {
 Result<size_t> Pool::Fill() {
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   size_t free = 0;
+  std::deque<std::string> hint;
   for (const std::string& slot : slots) {
-    if (free >= options_.target_free) return 0;
+    if (free >= options_.target_free) {
+      free_hint_ = std::move(hint);
+      return 0;
+    }
     auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;
       return Fail(std::move(lock).error().Context("fill cgroup pool"));
     }
     bool stale = false;
-    if (RecoverIfStale(slot, *lock, &stale)) ++free;
+    if (RecoverIfStale(slot, *lock, &stale)) {
+      ++free;
+      hint.push_back(slot);
+    }
   }
   size_t made = 0;
   for (; free + made < options_.target_free; ++made) {
     EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
     EMBER_TRY(WriteSlotState(created.second, LockPath(created.first), kStateFree));
+    hint.push_back(created.first);
   }
+  free_hint_ = std::move(hint);
   return made;
 }
 

@@ -15,6 +15,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <optional>
 #include <string>
 
 #include "base/error.h"
@@ -124,9 +126,16 @@ class Pool {
   Result<Lease> MakeLease(const std::string& slot, FileLock lock);
   std::string Suffix(const std::string& slot) const { return "/" + options_.name + "/" + slot; }
 
+  // Tries to claim one slot; nullopt when another holder has it (or it cannot be reset).
+  Result<std::optional<Lease>> TryClaim(const std::string& slot);
+
   Hierarchy hierarchy_;
   PoolOptions options_;
   LimitFeatures features_;
+  // Slots Fill last saw free, tried first by Claim: with thousands of slots held, scanning them
+  // all (a lock attempt each) on every claim would make the hot path grow with the pool. A hint
+  // may be stale (another process claimed it); Claim then falls back to the scan.
+  std::deque<std::string> free_hint_;
 };
 
 }  // namespace ember::cgroup
