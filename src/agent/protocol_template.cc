@@ -1,5 +1,6 @@
 #include "agent/protocol_template.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -172,13 +173,10 @@ Result<ChildExit> DecodeChildExit(std::string_view payload) {
   return exit;
 }
 
-Status WriteFrameWithFds(int sock, FrameType type, uint64_t request_id, std::string_view payload,
-                         std::span<const int> fds) {
+Result<size_t> SendWithFds(int sock, std::string_view bytes, std::span<const int> fds) {
   if (fds.size() > kMaxSpawnFds) return Fail(ErrorCode::kInvalidArgument, "too many fds");
-  std::string bytes;
-  EncodeFrame(type, request_id, payload, &bytes);
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpawnFds)] = {};
-  struct iovec iov = {bytes.data(), bytes.size()};
+  struct iovec iov = {const_cast<char*>(bytes.data()), bytes.size()};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -193,16 +191,33 @@ Status WriteFrameWithFds(int sock, FrameType type, uint64_t request_id, std::str
   }
   ssize_t n;
   do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return FailErrno(std::string("send ") + FrameTypeName(type) + " frame");
-  // The fds went with the first bytes; the rest of a large frame may follow in plain writes.
-  std::string_view rest(bytes.data() + n, bytes.size() - static_cast<size_t>(n));
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Fail(ErrorCode::kUnavailable, "full");
+    return FailErrno("send on fd " + std::to_string(sock));
+  }
+  return static_cast<size_t>(n);
+}
+
+Status WriteFrameWithFds(int sock, FrameType type, uint64_t request_id, std::string_view payload,
+                         std::span<const int> fds) {
+  std::string bytes;
+  EncodeFrame(type, request_id, payload, &bytes);
+  std::string_view rest = bytes;
+  // Blocking: wait for room whenever the buffer is full. The fds go with the first bytes.
   while (!rest.empty()) {
-    ssize_t m = ::send(sock, rest.data(), rest.size(), MSG_NOSIGNAL);
-    if (m < 0 && errno == EINTR) continue;
-    if (m < 0) return FailErrno(std::string("send ") + FrameTypeName(type) + " frame");
-    rest.remove_prefix(static_cast<size_t>(m));
+    auto sent = SendWithFds(sock, rest, rest.size() == bytes.size() ? fds : std::span<const int>());
+    if (!sent && sent.error().code() == ErrorCode::kUnavailable) {
+      struct pollfd pfd = {sock, POLLOUT, 0};
+      ::poll(&pfd, 1, -1);
+      continue;
+    }
+    if (!sent) {
+      return Fail(
+          std::move(sent).error().Context(std::string("send ") + FrameTypeName(type) + " frame"));
+    }
+    rest.remove_prefix(*sent);
   }
   return Ok();
 }

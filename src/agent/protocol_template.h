@@ -73,6 +73,10 @@ struct ChildExit {
 std::string EncodeChildExit(const ChildExit& exit);
 Result<ChildExit> DecodeChildExit(std::string_view payload);
 
+// One sendmsg of `bytes` (MSG_DONTWAIT), with `fds` attached when there are any. Returns the
+// bytes sent; a full socket buffer is kUnavailable (nothing was sent, the fds did not go).
+Result<size_t> SendWithFds(int sock, std::string_view bytes, std::span<const int> fds);
+
 // One frame in one sendmsg, with `fds` attached (at most kMaxSpawnFds).
 Status WriteFrameWithFds(int sock, FrameType type, uint64_t request_id, std::string_view payload,
                          std::span<const int> fds);

@@ -205,7 +205,9 @@ void Engine::OnTemplateDead(const std::string& function, Template& dead) {
   // Its children died with it: tell their instances (the template cannot report them now).
   auto scheduler = schedulers_.find(function);
   if (scheduler != schedulers_.end()) {
-    for (const auto& instance : scheduler->second->instances()) {
+    // A copy: NotifyExit ends in the scheduler removing the instance from its list.
+    auto instances = scheduler->second->instances();
+    for (const auto& instance : instances) {
       if (instance->boot_mode() == BootMode::kFork && instance->version() == dead.version() &&
           instance->alive()) {
         instance->NotifyExit(ExitStatus{true, SIGKILL, false});
@@ -222,8 +224,8 @@ void Engine::OnTemplateDead(const std::string& function, Template& dead) {
     slot->second.live = nullptr;
     // One that served a while gets rebuilt; one that dies right away stays failed (it would
     // only die again), until the next deploy.
-    rebuild = !shutting_down_ && std::chrono::system_clock::now() - dead.started() >
-                                     std::chrono::seconds(30);
+    rebuild = !shutting_down_ &&
+              std::chrono::system_clock::now() - dead.started() > std::chrono::seconds(30);
   }
   auto sandbox = std::make_shared<sandbox::Sandbox>(dead.TakeSandbox());
   std::erase_if(retired_, [&](const auto& entry) { return entry.second.get() == &dead; });

@@ -30,7 +30,7 @@ constexpr size_t kEarlyLogLimit = 1 << 20;
 
 // Free pre-created cgroups kept between bursts, and at most during one.
 constexpr size_t kMinFreeCgroups = 8;
-constexpr size_t kMaxFreeCgroups = 512;
+constexpr size_t kMaxFreeCgroups = 128;
 
 void DrainLog(int fd, std::string* log) {
   char buf[16384];

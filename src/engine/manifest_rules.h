@@ -23,7 +23,7 @@ inline constexpr std::chrono::milliseconds kMinTimeout{1};
 inline constexpr std::chrono::milliseconds kMaxTimeout{15 * 60 * 1000};
 inline constexpr std::chrono::milliseconds kMaxKeepAlive{24 * 3600 * 1000};
 inline constexpr int64_t kMaxConcurrency = 64;
-inline constexpr int64_t kMaxMaxInstances = 1000;
+inline constexpr int64_t kMaxMaxInstances = 100000;
 inline constexpr size_t kMaxHandlerLength = 4096;
 inline constexpr size_t kMaxEnvEntries = 256;
 inline constexpr size_t kMaxEnvValueLength = 32768;

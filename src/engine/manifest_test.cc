@@ -280,8 +280,8 @@ TEST(ManifestTest, NetworkConcurrencyAndInstancesErrors) {
   ExpectError("network = \"host\"\n", "network = \"host\": must be \"none\"");
   ExpectError("concurrency = 0\n", "concurrency = 0: must be a whole number from 1 to 64");
   ExpectError("concurrency = 65\n", "concurrency = 65: must be a whole number from 1 to 64");
-  ExpectError("max_instances = 0\n", "max_instances = 0: must be a whole number from 1 to 1000");
-  ExpectError("max_instances = 1001\n", "must be a whole number from 1 to 1000");
+  ExpectError("max_instances = 0\n", "max_instances = 0: must be a whole number from 1 to 100000");
+  ExpectError("max_instances = 100001\n", "must be a whole number from 1 to 100000");
 }
 
 TEST(ManifestTest, JsonRoundTripsExactly) {

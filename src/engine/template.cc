@@ -109,23 +109,47 @@ void Template::Spawn(const std::string& instance_id, ForkResources resources, Un
   }
   agent::SpawnRequest request{instance_id, netns.valid(),
                               static_cast<uint32_t>(resources.cgroup_procs.size())};
-  std::vector<int> fds = {resources.control_child.get(), resources.log_child.get()};
-  if (netns) fds.push_back(netns.get());
-  for (const auto& fd : resources.cgroup_procs) fds.push_back(fd.get());
   uint64_t id = next_request_id_++;
-  // A spawn frame is small: it fits the socket buffer unless the template stopped reading.
-  auto sent = agent::WriteFrameWithFds(control_.native_handle(), agent::FrameType::kSpawn, id,
-                                       agent::EncodeSpawnRequest(request), fds);
-  if (!sent) {
-    done(tl::unexpected(
-        SpawnError(std::move(sent).error().Context("ask template " + id_ + " for a child"))));
-    return;
-  }
-  // The child holds its ends now; ours must go, or EOF would never reach either side.
-  resources.control_child.reset();
-  resources.log_child.reset();
+  OutFrame frame;
+  agent::EncodeFrame(agent::FrameType::kSpawn, id, agent::EncodeSpawnRequest(request),
+                     &frame.bytes);
+  // The frame owns the child's ends until they are sent; then ours must go, or EOF would never
+  // reach either side.
+  frame.fds.push_back(std::move(resources.control_child));
+  frame.fds.push_back(std::move(resources.log_child));
+  if (netns) frame.fds.push_back(std::move(netns));
+  for (auto& fd : resources.cgroup_procs) frame.fds.push_back(std::move(fd));
   resources.cgroup_procs.clear();
   pending_.emplace(id, Pending{instance_id, std::move(resources), started, std::move(done)});
+  out_.push_back(std::move(frame));
+  Flush();
+}
+
+void Template::Flush() {
+  while (!out_.empty() && !waiting_to_write_ && !dead_) {
+    OutFrame& frame = out_.front();
+    std::vector<int> fds;
+    if (frame.sent == 0) {
+      for (const auto& fd : frame.fds) fds.push_back(fd.get());
+    }
+    auto sent = agent::SendWithFds(control_.native_handle(),
+                                   std::string_view(frame.bytes).substr(frame.sent), fds);
+    if (!sent && sent.error().code() == ErrorCode::kUnavailable) {
+      waiting_to_write_ = true;
+      control_.async_wait(asio::posix::stream_descriptor::wait_write,
+                          [self = shared_from_this()](boost::system::error_code ec) {
+                            self->waiting_to_write_ = false;
+                            if (!ec) self->Flush();
+                          });
+      return;
+    }
+    if (!sent) {
+      Die("cannot write to it: " + sent.error().ToString());
+      return;
+    }
+    frame.sent += *sent;
+    if (frame.sent == frame.bytes.size()) out_.pop_front();
+  }
 }
 
 void Template::OnFrame(const agent::Frame& frame) {
@@ -211,6 +235,7 @@ void Template::Die(const std::string& why) {
     p.done(tl::unexpected(
         SpawnError(Error(ErrorCode::kUnavailable, "template " + id_ + " died (" + why + ")"))));
   }
+  out_.clear();
   boost::system::error_code ignored;
   control_.close(ignored);
   children_.clear();

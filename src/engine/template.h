@@ -70,8 +70,18 @@ class Template : public std::enable_shared_from_this<Template> {
     SpawnDone done;
   };
 
+  // A frame on its way to the template, with the fds it carries (closed once it is sent).
+  struct OutFrame {
+    std::string bytes;
+    std::vector<UniqueFd> fds;
+    size_t sent = 0;
+  };
+
   void ReadControl();
   void ReadLog();
+  // Writes queued frames until the socket is full, then waits for room (a burst of spawns can
+  // outrun the template).
+  void Flush();
   void OnFrame(const agent::Frame& frame);
   void OnSpawned(uint64_t request_id, const agent::Frame& frame);
   void Die(const std::string& why);
@@ -90,6 +100,8 @@ class Template : public std::enable_shared_from_this<Template> {
   char log_buf_[16384];
   uint64_t next_request_id_ = 1;
   std::map<uint64_t, Pending> pending_;
+  std::deque<OutFrame> out_;
+  bool waiting_to_write_ = false;
   std::set<std::string> children_;  // instance ids of live children
   uint64_t spawned_ = 0;
   bool dead_ = false;

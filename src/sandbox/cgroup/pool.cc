@@ -212,20 +212,24 @@ Result<size_t> Pool::Fill() {
   size_t free = 0;
   std::deque<std::string> hint;
   for (const std::string& slot : slots) {
-    if (free >= options_.target_free) {
-      free_hint_ = std::move(hint);
-      return 0;
-    }
     auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;
       return Fail(std::move(lock).error().Context("fill cgroup pool"));
     }
     bool stale = false;
-    if (RecoverIfStale(slot, *lock, &stale)) {
+    if (!RecoverIfStale(slot, *lock, &stale)) continue;
+    if (free < options_.target_free) {
       ++free;
       hint.push_back(slot);
+      continue;
     }
+    // Free beyond the target (a burst is over): each v1 memory cgroup holds ~0.5 MiB of kernel
+    // memory, so extra ones go. The lock file goes last, while we still hold it.
+    SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+    bool removed = true;
+    for (const std::string& dir : dirs.Distinct()) removed = removed && RemoveCgroupDir(dir);
+    if (removed) ::unlink(LockPath(slot).c_str());
   }
   size_t made = 0;
   for (; free + made < options_.target_free; ++made) {

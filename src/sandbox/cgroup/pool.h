@@ -100,7 +100,8 @@ class Pool {
   Result<Lease> Claim(bool* created = nullptr);
   // What Fill tops the pool up to (the engine adapts it to demand).
   void set_target_free(size_t target) { options_.target_free = target; }
-  // Off the hot path: creates slots until `target_free` are free. Returns how many it made.
+  // Off the hot path: creates slots until `target_free` are free, and removes free slots beyond
+  // that (what a burst left). Returns how many it made.
   Result<size_t> Fill();
   // Resets slots whose holder died without releasing them. Returns how many it reset.
   Result<size_t> CleanupStale();
