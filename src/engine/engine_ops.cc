@@ -150,10 +150,9 @@ void Engine::RegisterMetrics() {
       metrics_->AddGauge("ember_netns_pool_ready", "Network namespaces ready, per template.");
   auto& netns_target = metrics_->AddGauge(
       "ember_netns_pool_target", "What a template's netns pool keeps ready (adapts to demand).");
-  auto& netns_misses = metrics_->AddGauge(
-      "ember_netns_pool_misses", "Fork boots that found no network namespace ready.");
-  metrics_->AddCollector([this, &templates, &children, &netns_ready, &netns_target,
-                          &netns_misses] {
+  auto& netns_misses = metrics_->AddGauge("ember_netns_pool_misses",
+                                          "Fork boots that found no network namespace ready.");
+  metrics_->AddCollector([this, &templates, &children, &netns_ready, &netns_target, &netns_misses] {
     std::map<std::string, double> by_state;
     for (const auto& t : ListTemplates()) {
       by_state[t.state] += 1;
