@@ -1,0 +1,106 @@
+// A fork-booted instance is as isolated as a plain-booted one (issue 4): the sandbox-core escape
+// probe (tests/util/security_probe.c) runs as a subprocess of a python handler, in an instance
+// forked from a template and in a plain one, and every attempt must fail with the errno that
+// util/security_expectations.h lists. From inside the child, the template (which ran the
+// function's import-time code) is out of sight: its pid namespace holds only the child's own
+// processes.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+#include "e2e/fork_fixture.h"
+#include "util/security_expectations.h"
+
+namespace ember {
+namespace {
+
+using json = nlohmann::json;
+using testing::Expected;
+using testing::kAnyErrno;
+using testing::ParseChecks;
+
+class ForkSecurityTest : public testing::ForkFixture {
+ protected:
+  // A function whose bundle holds the static probe; its handler runs it, or with {"ps": true}
+  // reports the pids /proc shows while one subprocess runs, and pid 1's command line.
+  void DeployProbe() {
+    std::string dir = PythonBundle(
+        "probe",
+        "import os, subprocess\n"
+        "HERE = os.path.dirname(os.path.abspath(__file__))\n"
+        "def handle(event, context):\n"
+        "    if event.get('ps'):\n"
+        "        child = subprocess.Popen(['sleep', '30'])\n"
+        "        try:\n"
+        "            pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "            with open('/proc/1/cmdline', 'rb') as f:\n"
+        "                argv = [a.decode() for a in f.read().split(b'\\0') if a]\n"
+        "            return {'pids': pids, 'me': os.getpid(), 'child': child.pid, 'argv': argv}\n"
+        "        finally:\n"
+        "            child.kill()\n"
+        "            child.wait()\n"
+        "    run = subprocess.run([os.path.join(HERE, 'security_probe')], capture_output=True,\n"
+        "                         text=True)\n"
+        "    return {'code': run.returncode, 'out': run.stdout, 'err': run.stderr}\n",
+        "max_instances = 4\n");
+    auto copied = testing::RunCommand(
+        {"cp", "--preserve=mode", testing::TestBinDir() + "/security_probe", dir + "/"});
+    ASSERT_EQ(copied.exit_code, 0) << copied.err;
+    Deploy(dir);
+    ASSERT_FALSE(WaitForTemplate("probe", "ready").is_null());
+  }
+
+  // Runs the probe in a fresh instance booted in `mode` and holds its output to Expected(), as
+  // tests/integration/security_test.cc does for `ember run`.
+  void ExpectEveryEscapeRefused(const std::string& mode) {
+    SCOPED_TRACE("boot mode " + mode);
+    auto r = Invoke("probe", "{}", "?boot=" + mode);
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_EQ(Header(r, "X-Ember-Boot-Mode"), mode);
+    json result = Body(r);
+    ASSERT_EQ(result["code"], 0) << r.body;
+    const std::string out = result["out"];
+    auto got = ParseChecks(out);
+    for (const auto& [name, allowed] : Expected()) {
+      auto it = got.find(name);
+      if (it == got.end()) {
+        ADD_FAILURE() << name << ": no result line\n" << out;
+        continue;
+      }
+      EXPECT_NE(it->second, "ok") << name << " SUCCEEDED inside the sandbox\n" << out;
+      if (allowed != kAnyErrno) {
+        EXPECT_TRUE(allowed.count(it->second))
+            << name << " failed with " << it->second << ", expected one of the listed errnos\n"
+            << out;
+      }
+    }
+    for (const auto& [name, result] : got) {
+      EXPECT_TRUE(Expected().count(name)) << "unlisted check " << name << " = " << result;
+    }
+  }
+};
+
+TEST_F(ForkSecurityTest, EveryEscapeAttemptIsRefusedInForkAndPlainInstances) {
+  DeployProbe();
+  ExpectEveryEscapeRefused("fork");
+  ExpectEveryEscapeRefused("plain");
+}
+
+TEST_F(ForkSecurityTest, TheTemplateIsInvisibleFromItsChildren) {
+  DeployProbe();
+  auto r = Invoke("probe", R"({"ps": true})", "?boot=fork");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(Header(r, "X-Ember-Boot-Mode"), "fork");
+  json seen = Body(r);
+  EXPECT_EQ(seen["me"], 1) << r.body;
+  auto pids = seen["pids"].get<std::set<int>>();
+  EXPECT_EQ(pids, (std::set<int>{1, seen["child"].get<int>()}))
+      << "only the child's own processes are visible: " << r.body;
+  ASSERT_FALSE(seen["argv"].empty()) << r.body;
+  EXPECT_NE(seen["argv"][0].get<std::string>().find("ember-agent"), std::string::npos)
+      << "pid 1 is the agent: " << r.body;
+}
+
+}  // namespace
+}  // namespace ember
