@@ -39,7 +39,8 @@ TEST_F(ForkTest, TwentyForkBootedInstancesAreEachUnique) {
                       "    return {'random': random.random(), 'uuid': uuid.uuid4().hex,\n"
                       "            'token': secrets.token_hex(8), 'host': socket.gethostname(),\n"
                       "            'instance': os.environ.get('EMBER_INSTANCE'),\n"
-                      "            'time': time.time(), 'pid': os.getpid()}\n",
+                      "            'time': time.time(), 'pid': os.getpid(),\n"
+                      "            'at_import': at_import}\n",
                       "max_instances = 30\n"));
   // The convention, as a plain instance shows it: hostname and EMBER_INSTANCE are the instance id.
   auto plain = Invoke("unique", "{}", "?boot=plain");
@@ -48,7 +49,7 @@ TEST_F(ForkTest, TwentyForkBootedInstancesAreEachUnique) {
   EXPECT_EQ(Body(plain)["instance"], Header(plain, "X-Ember-Instance")) << plain.body;
   ASSERT_FALSE(WaitForTemplate("unique", "ready").is_null());
 
-  std::set<double> randoms;
+  std::set<double> randoms, at_import;
   std::set<std::string> uuids, tokens, hosts, ids;
   for (int i = 0; i < 20; ++i) {
     double before = WallSeconds();
@@ -60,6 +61,7 @@ TEST_F(ForkTest, TwentyForkBootedInstancesAreEachUnique) {
     json b = Body(r);
     ASSERT_TRUE(b.is_object()) << r.body;
     randoms.insert(b["random"].get<double>());
+    at_import.insert(b["at_import"].get<double>());
     uuids.insert(b["uuid"].get<std::string>());
     tokens.insert(b["token"].get<std::string>());
     hosts.insert(b["host"].get<std::string>());
@@ -72,6 +74,10 @@ TEST_F(ForkTest, TwentyForkBootedInstancesAreEachUnique) {
     EXPECT_LE(b["time"].get<double>(), after + 2) << r.body;
   }
   EXPECT_EQ(ids.size(), 20u) << "every forced fork boot is a fresh instance";
+  // The children were forked from one import (the template's), not imported again; the plain
+  // instance imported on its own.
+  EXPECT_EQ(at_import.size(), 1u);
+  EXPECT_EQ(at_import.count(Body(plain)["at_import"].get<double>()), 0u);
   EXPECT_EQ(randoms.size(), 20u) << "random was not reseeded after fork";
   EXPECT_EQ(uuids.size(), 20u);
   EXPECT_EQ(tokens.size(), 20u);
