@@ -5,6 +5,8 @@
 // sandbox to the same list.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <map>
 #include <set>
 #include <sstream>
@@ -76,6 +78,28 @@ inline const std::map<std::string, std::set<std::string>>& Expected() {
       {"mknod_block", {"EPERM"}},
   };
   return expected;
+}
+
+// Checks a probe's output against Expected(): every check present and refused with a listed
+// errno, and no check the table does not know.
+inline void ExpectEveryEscapeRefused(const std::string& out) {
+  auto got = ParseChecks(out);
+  for (const auto& [name, allowed] : Expected()) {
+    auto it = got.find(name);
+    if (it == got.end()) {
+      ADD_FAILURE() << name << ": no result line\n" << out;
+      continue;
+    }
+    EXPECT_NE(it->second, "ok") << name << " SUCCEEDED inside the sandbox\n" << out;
+    if (allowed != kAnyErrno) {
+      EXPECT_TRUE(allowed.count(it->second))
+          << name << " failed with " << it->second << ", expected one of the listed errnos\n"
+          << out;
+    }
+  }
+  for (const auto& [name, result] : got) {
+    EXPECT_TRUE(Expected().count(name)) << "unlisted check " << name << " = " << result;
+  }
 }
 
 }  // namespace ember::testing
