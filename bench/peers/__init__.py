@@ -4,4 +4,7 @@ scenarios: what every tool runs; host: the machine (mount namespace, cgroups, cl
 tools: how each peer is set up and run; measure: one timed run of a tool; stats: the figures;
 report: the tables and the docs; daemon: a private `ember daemon` and its HTTP client;
 invoke_variants / invoke_report: what invoke_latency.py compares, and its tables.
+fork_*: bench/fork_boot.py's parts: fork_setup (its daemon and functions), fork_floor (the
+unsandboxed fork server), fork_latency, fork_density, fork_peer_idle (idle crun containers),
+fork_burst, fork_report.
 """
