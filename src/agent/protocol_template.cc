@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "agent/protocol_json.h"
+#include "sys/fd_passing.h"
 
 namespace ember::agent {
 namespace {
@@ -175,24 +176,8 @@ Result<ChildExit> DecodeChildExit(std::string_view payload) {
 
 Result<size_t> SendWithFds(int sock, std::string_view bytes, std::span<const int> fds) {
   if (fds.size() > kMaxSpawnFds) return Fail(ErrorCode::kInvalidArgument, "too many fds");
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpawnFds)] = {};
-  struct iovec iov = {const_cast<char*>(bytes.data()), bytes.size()};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n =
+      sys::SendWithFds(sock, bytes.data(), bytes.size(), fds.data(), fds.size(), MSG_DONTWAIT);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Fail(ErrorCode::kUnavailable, "full");
     return FailErrno("send on fd " + std::to_string(sock));
@@ -223,31 +208,16 @@ Status WriteFrameWithFds(int sock, FrameType type, uint64_t request_id, std::str
 }
 
 Result<size_t> ReceiveWithFds(int sock, char* buffer, size_t size, std::vector<UniqueFd>* fds) {
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSpawnFds)] = {};
-  struct iovec iov = {buffer, size};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  int received[kMaxSpawnFds];
+  size_t count = 0;
+  bool truncated = false;
+  ssize_t n = sys::ReceiveWithFds(sock, buffer, size, received, kMaxSpawnFds, &count, &truncated);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Fail(ErrorCode::kUnavailable, "no data");
     return FailErrno("receive from fd " + std::to_string(sock));
   }
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds->emplace_back(fd);
-    }
-  }
-  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+  for (size_t i = 0; i < count; ++i) fds->emplace_back(received[i]);
+  if (truncated) {
     return Fail(ErrorCode::kCorrupt, "more than " + std::to_string(kMaxSpawnFds) +
                                          " fds came with one frame; the kernel dropped some");
   }

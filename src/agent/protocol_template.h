@@ -22,6 +22,7 @@
 #include "agent/protocol.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "sys/fd_passing.h"
 
 namespace ember::agent {
 
@@ -51,7 +52,7 @@ struct SpawnRequest {
   bool netns = true;
   uint32_t cgroup_fds = 0;
 };
-inline constexpr size_t kMaxSpawnFds = 8;
+inline constexpr size_t kMaxSpawnFds = sys::kMaxPassedFds;
 std::string EncodeSpawnRequest(const SpawnRequest& request);
 Result<SpawnRequest> DecodeSpawnRequest(std::string_view payload);
 

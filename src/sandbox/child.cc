@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "sandbox/capabilities.h"
+#include "sys/fd_passing.h"
 #include "sys/syscalls.h"
 
 namespace ember::sandbox {
@@ -118,19 +119,7 @@ int SendLayerFd(int sync_fd, const char* staging) noexcept {
   int layer = ::open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (layer < 0) return errno;
   ChildReport hello{ChildStage::kSendLayer, 0, 0};
-  struct iovec iov = {&hello, sizeof hello};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &layer, sizeof layer);
-  int err = ::sendmsg(sync_fd, &msg, MSG_NOSIGNAL) < 0 ? errno : 0;
+  int err = sys::SendWithFds(sync_fd, &hello, sizeof hello, &layer, 1) < 0 ? errno : 0;
   ::close(layer);
   return err;
 }
@@ -156,6 +145,8 @@ int InstallInheritedFds(const int inherited[4]) noexcept {
   return 0;
 }
 
+}  // namespace
+
 int BringUpLoopback() noexcept {
   int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock < 0) return errno;
@@ -166,8 +157,6 @@ int BringUpLoopback() noexcept {
   ::close(sock);
   return err;
 }
-
-}  // namespace
 
 bool ChildFailed(ChildReport* report, ChildStage stage, int err, uint32_t step) noexcept {
   report->stage = stage;

@@ -85,6 +85,9 @@ bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexc
 // fds, parent-death signal, seccomp. `layer_sink` (>= 0) gets an fd of the writable layer.
 bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) noexcept;
 
+// Sets `lo` up in the caller's network namespace. Allocation-free; returns 0 or the errno.
+int BringUpLoopback() noexcept;
+
 // Fills *report and returns false: the one way the steps above report a failure.
 bool ChildFailed(ChildReport* report, ChildStage stage, int err, uint32_t step = 0) noexcept;
 

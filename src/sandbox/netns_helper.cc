@@ -12,6 +12,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sandbox/child.h"
+#include "sys/fd_passing.h"
+
 namespace ember::sandbox {
 
 const char* NetnsHelperStepName(NetnsHelperStep step) {
@@ -49,36 +52,8 @@ void CloseOtherFds(int keep_a, int keep_b) noexcept {
 }
 
 int SendReply(int sock, NetnsHelperReply reply, int fd) noexcept {
-  struct iovec iov = {&reply, sizeof reply};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = sys::SendWithFds(sock, &reply, sizeof reply, &fd, fd >= 0 ? 1 : 0);
   return n == static_cast<ssize_t>(sizeof reply) ? 0 : -1;
-}
-
-int BringUpLoopback() noexcept {
-  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) return errno;
-  struct ifreq ifr = {};
-  std::memcpy(ifr.ifr_name, "lo", 3);
-  ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
-  int err = ::ioctl(sock, SIOCSIFFLAGS, &ifr) != 0 ? errno : 0;
-  ::close(sock);
-  return err;
 }
 
 // Moves the helper into a new network namespace and opens it. The helper's previous namespace

@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "sandbox/netns_helper.h"
 #include "sandbox/pool_target.h"
+#include "sys/fd_passing.h"
 #include "sys/syscalls.h"
 
 namespace ember::sandbox {
@@ -39,25 +40,12 @@ constexpr auto kRefillRetryDelay = std::chrono::seconds(1);
 
 // Receives one reply, with the fd attached to it if any. Returns 0 on EOF.
 Result<ssize_t> ReceiveReply(int sock, NetnsHelperReply* reply, UniqueFd* passed_fd) {
-  struct iovec iov = {reply, sizeof *reply};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  int fd = -1;
+  size_t fd_count = 0;
+  bool truncated = false;
+  ssize_t n = sys::ReceiveWithFds(sock, reply, sizeof *reply, &fd, 1, &fd_count, &truncated);
   if (n < 0) return FailErrno("read the netns helper's reply");
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      passed_fd->reset(fd);
-    }
-  }
+  if (fd_count == 1) passed_fd->reset(fd);
   if (n != 0 && n != static_cast<ssize_t>(sizeof *reply)) {
     return Fail(ErrorCode::kInternal, "short reply from the netns helper");
   }

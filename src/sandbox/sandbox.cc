@@ -13,6 +13,7 @@
 #include "base/fs.h"
 #include "sandbox/capabilities.h"
 #include "sandbox/child.h"
+#include "sys/fd_passing.h"
 #include "sys/syscalls.h"
 
 namespace ember::sandbox {
@@ -34,25 +35,12 @@ int CapLastCap() {
 
 // Receives one ChildReport, with the fd passed alongside it if any. Returns 0 bytes on EOF.
 Result<ssize_t> ReceiveReport(int sock, ChildReport* report, UniqueFd* passed_fd) {
-  struct iovec iov = {report, sizeof *report};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  int fd = -1;
+  size_t fd_count = 0;
+  bool truncated = false;
+  ssize_t n = sys::ReceiveWithFds(sock, report, sizeof *report, &fd, 1, &fd_count, &truncated);
   if (n < 0) return FailErrno("read sandbox setup report");
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      passed_fd->reset(fd);
-    }
-  }
+  if (fd_count == 1) passed_fd->reset(fd);
   if (n != 0 && n != static_cast<ssize_t>(sizeof *report)) {
     return Fail(ErrorCode::kInternal, "short sandbox setup report");
   }
