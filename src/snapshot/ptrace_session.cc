@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -127,6 +128,20 @@ Status PtraceSession::Detach(bool leave_stopped) {
   }
   tids_.clear();
   mem_.reset();
+  if (leave_stopped && result) {
+    // The group stop happens as the threads leave the ptrace stop; wait until it is visible,
+    // so the caller can rely on it when Detach returns.
+    std::string stat_path = "/proc/" + std::to_string(pid_) + "/stat";
+    for (int i = 0; i < 2000; ++i) {
+      auto stat = ReadFile(stat_path);
+      if (!stat) return Fail(stat.error());
+      size_t close = stat->rfind(')');
+      if (close != std::string::npos && stat->compare(close, 4, ") T ") == 0) return Ok();
+      ::usleep(1000);
+    }
+    return Fail(ErrorCode::kTimeout,
+                "process " + std::to_string(pid_) + " did not enter its group stop after detach");
+  }
   return result;
 }
 

@@ -1,0 +1,22 @@
+// The compat record: what must be the same where the snapshot is restored (kernel build and its
+// vDSO bytes, CPU features and xsave layout, the glibc build whose data is in the image).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "snapshot/process_state.h"
+
+namespace ember::snapshot {
+
+// `vdso` is the bytes of the process's [vdso]; `areas` its memory areas (the libc.so.6 mapped
+// there is looked up under `root`).
+Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
+                                   const std::vector<MemoryArea>& areas, const std::string& root);
+
+// The GNU build-id of an ELF file as lower-case hex, or "" if it has none.
+Result<std::string> ReadGnuBuildId(const std::string& path);
+
+}  // namespace ember::snapshot
