@@ -1,0 +1,554 @@
+// Checkpoint of live processes: the zdtm-style programs of tests/zdtm (each sets up one kind of
+// state, reports its own view of it on a "ready key=value ..." line, and blocks in read() on
+// its control socket) and a real python3.11. Each test compares what Checkpoint captured with
+// what the program reported, then lets the program check that it still runs correctly after
+// the checkpointer detached (one byte on the control socket; it answers "ok").
+#include "snapshot/checkpoint.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/child_process.h"
+#include "base/fs.h"
+#include "base/unique_fd.h"
+#include "util/fixtures.h"
+
+namespace ember::snapshot {
+namespace {
+
+using ember::testing::TempDir;
+using ember::testing::TestBinDir;
+
+// One program under test: fd 0 is a socket (the control channel), fds 1 and 2 a pipe to us.
+class Program {
+ public:
+  void Start(const std::vector<std::string>& argv) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::dup2(sv[1], 0);
+      ::dup2(out[1], 1);
+      ::dup2(out[1], 2);
+      // Only what the test sets up: an fd inherited from whoever ran the test would be refused.
+      ::syscall(SYS_close_range, 3, ~0U, 0);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(sv[1]);
+    ::close(out[1]);
+    control_.reset(sv[0]);
+    out_.reset(out[0]);
+    auto child = ChildProcess::Adopt(pid);
+    ASSERT_TRUE(child) << child.error().ToString();
+    child_ = std::move(*child);
+    std::string line = ReadLine();
+    ASSERT_TRUE(line.starts_with("ready")) << argv[0] << " said: " << line;
+    ASSERT_NO_FATAL_FAILURE(WaitUntilBlockedInRead());
+    std::istringstream words(line.substr(5));
+    std::string word;
+    while (words >> word) {
+      size_t eq = word.find('=');
+      if (eq != std::string::npos) ready_[word.substr(0, eq)] = word.substr(eq + 1);
+    }
+  }
+
+  pid_t pid() const { return child_.pid(); }
+  std::string Get(const std::string& key) const {
+    auto it = ready_.find(key);
+    return it == ready_.end() ? "" : it->second;
+  }
+  uint64_t Num(const std::string& key) const {
+    return std::strtoull(Get(key).c_str(), nullptr, 0);  // "0x..." or decimal
+  }
+
+  // Wakes the program; returns its verdict line ("ok" or "fail ...") and reaps it.
+  std::string Finish() {
+    char byte = 'x';
+    if (::write(control_.get(), &byte, 1) != 1) return "write failed";
+    std::string verdict = ReadLine();
+    auto status = child_.Wait();
+    if (!status) return "wait failed";
+    return verdict;
+  }
+
+ private:
+  // "ready" is printed just before the read(); checkpointing in between would catch the end of
+  // the write instead. /proc/PID/syscall shows the syscall the main thread is blocked in.
+  void WaitUntilBlockedInRead() {
+    std::string path = "/proc/" + std::to_string(pid()) + "/syscall";
+    for (int i = 0; i < 5000; ++i) {
+      auto text = ReadFile(path);
+      ASSERT_TRUE(text) << text.error().ToString();
+      if (text->starts_with("0 ")) return;
+      ::usleep(1000);
+    }
+    FAIL() << "the program never blocked in read()";
+  }
+
+  std::string ReadLine() {
+    std::string line;
+    char c;
+    while (::read(out_.get(), &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+
+  ChildProcess child_;
+  UniqueFd control_, out_;
+  std::map<std::string, std::string> ready_;
+};
+
+std::string Zdtm(const std::string& name) { return TestBinDir() + "/zdtm_" + name; }
+
+const MemoryArea* AreaAt(const ProcessState& state, uint64_t addr) {
+  for (const MemoryArea& a : state.areas) {
+    if (a.start <= addr && addr < a.end) return &a;
+  }
+  return nullptr;
+}
+
+// The stored bytes of the page holding `addr`, or nullptr if that page is not stored.
+const uint8_t* StoredPage(const MemoryArea& area, uint64_t addr) {
+  uint32_t index = static_cast<uint32_t>((addr - area.start) / kPageSize);
+  auto it = std::lower_bound(area.pages.begin(), area.pages.end(), index);
+  if (it == area.pages.end() || *it != index) return nullptr;
+  return area.page_data.data() + (it - area.pages.begin()) * kPageSize;
+}
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (ptrace of any process, map_files)";
+  }
+
+  Result<ProcessState> Capture(Program& program, CheckpointOptions options = {}) {
+    if (options.control_fd < 0) options.control_fd = 0;
+    return Checkpoint(program.pid(), options);
+  }
+};
+
+// Every capture: the leader first and inside its read() on the control socket, rewound so that
+// restore re-issues it; rip - the rewound rip - points at a syscall instruction.
+void ExpectBlockedInRead(const ProcessState& state, pid_t pid) {
+  ASSERT_FALSE(state.threads.empty());
+  const ThreadState& leader = state.threads[0];
+  EXPECT_EQ(leader.tid, pid);
+  EXPECT_TRUE(leader.restart_syscall);
+  EXPECT_EQ(leader.regs.rax, static_cast<uint64_t>(SYS_read));
+  EXPECT_EQ(leader.regs.orig_rax, static_cast<uint64_t>(SYS_read));
+  auto mem = OpenFile("/proc/" + std::to_string(pid) + "/mem", O_RDONLY);
+  ASSERT_TRUE(mem) << mem.error().ToString();
+  uint8_t insn[2] = {};
+  ASSERT_EQ(::pread(mem->get(), insn, 2, static_cast<off_t>(leader.regs.rip)), 2);
+  EXPECT_EQ(insn[0], 0x0f);
+  EXPECT_EQ(insn[1], 0x05);
+}
+
+TEST_F(CheckpointTest, MemoryRegistersAndProcessState) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("memory")}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ExpectBlockedInRead(*state, p.pid());
+  EXPECT_EQ(state->pid, p.pid());
+  ASSERT_EQ(state->threads.size(), 1u);
+
+  // The heap block (malloc'd, pattern i % 251) is stored page by page.
+  uint64_t heap = p.Num("heap");
+  const MemoryArea* heap_area = AreaAt(*state, heap);
+  ASSERT_NE(heap_area, nullptr);
+  EXPECT_EQ(heap_area->kind, AreaKind::kAnonymous);
+  uint64_t probe = (heap + 3 * kPageSize) & ~(kPageSize - 1);
+  const uint8_t* page = StoredPage(*heap_area, probe);
+  ASSERT_NE(page, nullptr);
+  EXPECT_EQ(page[100], static_cast<uint8_t>((probe + 100 - heap) % 251));
+
+  // The big mapping: even pages hold a pattern, odd pages are zero or untouched: not stored.
+  uint64_t big = p.Num("mmap");
+  const MemoryArea* big_area = AreaAt(*state, big);
+  ASSERT_NE(big_area, nullptr);
+  EXPECT_LE(big_area->end, AreaAt(*state, big + p.Num("mmap_len") - 1)->end);
+  for (uint64_t pg : {0, 2, 100, 4094}) {
+    const uint8_t* stored = StoredPage(*big_area, big + pg * kPageSize);
+    ASSERT_NE(stored, nullptr) << "page " << pg;
+    EXPECT_EQ(stored[7], static_cast<uint8_t>(pg * 31 + 7));
+  }
+  for (uint64_t pg : {1, 3, 101, 4095}) {
+    EXPECT_EQ(StoredPage(*big_area, big + pg * kPageSize), nullptr) << "page " << pg;
+  }
+  // A PROT_NONE page with data is still captured (read with FOLL_FORCE through /proc/PID/mem).
+  const MemoryArea* hidden = AreaAt(*state, p.Num("hidden"));
+  ASSERT_NE(hidden, nullptr);
+  EXPECT_EQ(hidden->prot, 0);
+  const uint8_t* hidden_page = StoredPage(*hidden, p.Num("hidden"));
+  ASSERT_NE(hidden_page, nullptr);
+  EXPECT_EQ(hidden_page[100], 0x5a);
+
+  // Kernel areas and the stack.
+  int vdso = 0, stack = 0;
+  for (const MemoryArea& a : state->areas) {
+    if (a.kind == AreaKind::kVdso) {
+      ++vdso;
+      EXPECT_TRUE(a.pages.empty());
+    }
+    if (a.kind == AreaKind::kStack) {
+      ++stack;
+      EXPECT_TRUE(a.flags & MAP_GROWSDOWN);
+      EXPECT_NE(AreaAt(*state, state->threads[0].regs.rsp), nullptr);
+      EXPECT_FALSE(a.pages.empty());
+    }
+  }
+  EXPECT_EQ(vdso, 1);
+  EXPECT_EQ(stack, 1);
+  EXPECT_TRUE(
+      std::is_sorted(state->areas.begin(), state->areas.end(),
+                     [](const MemoryArea& a, const MemoryArea& b) { return a.start < b.start; }));
+
+  // mm bounds, auxv, brk, rlimits, cwd, exe, umask.
+  const MmBounds& mm = state->mm;
+  EXPECT_LT(mm.start_code, mm.end_code);
+  EXPECT_GE(mm.brk, mm.start_brk);
+  EXPECT_LT(mm.arg_start, mm.arg_end);
+  EXPECT_NE(AreaAt(*state, mm.arg_start), nullptr);
+  ASSERT_GE(mm.auxv.size(), 4u);
+  EXPECT_EQ(mm.auxv[mm.auxv.size() - 2], 0u);  // AT_NULL last
+  bool pagesz = false;
+  for (size_t i = 0; i + 1 < mm.auxv.size(); i += 2)
+    pagesz |= mm.auxv[i] == 6 && mm.auxv[i + 1] == 4096;
+  EXPECT_TRUE(pagesz);
+  rlimit nofile;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &nofile), 0);
+  EXPECT_EQ(state->rlimits[RLIMIT_NOFILE].cur, nofile.rlim_cur);
+  EXPECT_EQ(state->rlimits[RLIMIT_NOFILE].max, nofile.rlim_max);
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof cwd), nullptr);
+  EXPECT_EQ(state->cwd, cwd);
+  char exe[4096];
+  ASSERT_NE(::realpath(Zdtm("memory").c_str(), exe), nullptr);
+  EXPECT_EQ(state->exe, exe);
+  mode_t mask = ::umask(022);
+  ::umask(mask);
+  EXPECT_EQ(state->umask, mask);
+
+  // Files: the control socket, the log pipe on 1 and 2, nothing else.
+  ASSERT_EQ(state->files.size(), 3u);
+  EXPECT_EQ(state->files[0].kind, FileKind::kControlChannel);
+  EXPECT_EQ(state->files[1].kind, FileKind::kPipe);
+  EXPECT_EQ(state->files[2].kind, FileKind::kPipe);
+
+  // Compat record.
+  utsname uts;
+  ASSERT_EQ(::uname(&uts), 0);
+  EXPECT_EQ(state->compat.kernel_release, uts.release);
+  EXPECT_NE(state->compat.vdso_hash, 0u);
+  EXPECT_GT(state->compat.vdso_size, 0u);
+  EXPECT_NE(state->compat.xcr0 & 3, 0u);  // x87 and SSE at least
+  EXPECT_GE(state->compat.xsave_size, 576u);
+  EXPECT_EQ(state->threads[0].xsave.size(), state->compat.xsave_size);
+  EXPECT_EQ(state->compat.glibc_version, "");  // static: no libc.so.6 mapped
+  EXPECT_EQ(state->compat.ember_version, EMBER_VERSION);
+
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, AllThreadsWithTlsRseqRobustListAndClearTid) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("threads")}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ExpectBlockedInRead(*state, p.pid());
+  ASSERT_EQ(state->threads.size(), 5u);
+  std::string tids = p.Get("tids"), tls = p.Get("tls");
+  std::vector<uint64_t> fs_bases;
+  for (const ThreadState& t : state->threads) {
+    fs_bases.push_back(t.fs_base);
+    EXPECT_EQ(t.fs_base, t.regs.fs_base);
+    EXPECT_NE(t.rseq_addr, 0u) << "glibc registers rseq for every thread";
+    EXPECT_EQ(t.rseq_sig, 0x53053053u);
+    EXPECT_NE(t.robust_list, 0u);
+    EXPECT_NE(t.clear_child_tid, 0u);
+    EXPECT_FALSE(t.xsave.empty());
+  }
+  std::sort(fs_bases.begin(), fs_bases.end());
+  EXPECT_EQ(std::unique(fs_bases.begin(), fs_bases.end()), fs_bases.end());
+  for (size_t i = 1; i < state->threads.size(); ++i) {
+    const ThreadState& t = state->threads[i];
+    // Workers wait in futex(): an interrupted syscall, rewound.
+    EXPECT_TRUE(t.restart_syscall);
+    EXPECT_EQ(t.regs.orig_rax, static_cast<uint64_t>(SYS_futex));
+    EXPECT_NE(tids.find(std::to_string(t.tid)), std::string::npos) << t.tid << " not in " << tids;
+    // glibc's thread control block sits at fs_base: TLS below it (variant II), tid word and
+    // robust list head inside struct pthread above it.
+    EXPECT_GT(t.clear_child_tid, t.fs_base);
+    EXPECT_LT(t.clear_child_tid, t.fs_base + 4096);
+    EXPECT_GT(t.robust_list, t.fs_base);
+    EXPECT_LT(t.robust_list, t.fs_base + 4096);
+  }
+  // Each worker's TLS value (1000 + index) is in the captured memory, below its fs_base.
+  std::istringstream addrs(tls);
+  std::string addr;
+  int index = 0;
+  while (std::getline(addrs, addr, ',')) {
+    uint64_t a = std::strtoull(addr.c_str(), nullptr, 0);
+    const MemoryArea* area = AreaAt(*state, a);
+    ASSERT_NE(area, nullptr);
+    const uint8_t* page = StoredPage(*area, a);
+    ASSERT_NE(page, nullptr);
+    long value;
+    std::memcpy(&value, page + (a % kPageSize), sizeof value);
+    EXPECT_EQ(value, 1000 + index);
+    ++index;
+  }
+  EXPECT_EQ(index, 4);
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, SignalHandlersMaskAndAltStack) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("signals")}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ExpectBlockedInRead(*state, p.pid());
+  const SignalAction& usr1 = state->signals[SIGUSR1 - 1];
+  EXPECT_EQ(usr1.handler, p.Num("usr1_handler"));
+  EXPECT_EQ(usr1.flags & (SA_SIGINFO | SA_RESTART | SA_ONSTACK),
+            static_cast<uint64_t>(SA_SIGINFO | SA_RESTART | SA_ONSTACK));
+  EXPECT_NE(usr1.restorer, 0u);
+  EXPECT_EQ(usr1.mask, 1ULL << (SIGUSR2 - 1));
+  EXPECT_EQ(state->signals[SIGTERM - 1].handler, 1u);  // SIG_IGN
+  EXPECT_EQ(state->signals[SIGINT - 1].handler, 0u);   // SIG_DFL
+  const ThreadState& t = state->threads[0];
+  EXPECT_EQ(t.sigmask, 1ULL << (SIGINT - 1));
+  EXPECT_EQ(t.altstack_sp, p.Num("altstack"));
+  EXPECT_EQ(t.altstack_size, p.Num("altstack_size"));
+  EXPECT_EQ(t.altstack_flags, 0);
+  // The handler still runs, on the alternate stack: the injected calls changed nothing.
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, IntervalAndPosixTimers) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("timers")}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  constexpr uint64_t kSec = 1000000000ULL;
+  ASSERT_EQ(state->itimers.size(), 1u);
+  EXPECT_EQ(state->itimers[0].which, ITIMER_REAL);
+  EXPECT_EQ(state->itimers[0].interval_ns, 500 * kSec);
+  EXPECT_GT(state->itimers[0].value_ns, 900 * kSec);
+  EXPECT_LE(state->itimers[0].value_ns, 1000 * kSec);
+  ASSERT_EQ(state->posix_timers.size(), 3u);
+  std::map<int, PosixTimer> by_id;
+  for (const PosixTimer& t : state->posix_timers) by_id[t.id] = t;
+  const PosixTimer& t1 = by_id.at(static_cast<int>(p.Num("t1")));
+  EXPECT_EQ(t1.clock_id, CLOCK_MONOTONIC);
+  EXPECT_EQ(t1.signal, SIGUSR2);
+  EXPECT_EQ(t1.notify, SIGEV_SIGNAL);
+  EXPECT_EQ(t1.sigev_value, 0x1234u);
+  EXPECT_EQ(t1.interval_ns, 7 * kSec);
+  EXPECT_GT(t1.value_ns, 1900 * kSec);
+  EXPECT_LE(t1.value_ns, 2000 * kSec);
+  const PosixTimer& t2 = by_id.at(static_cast<int>(p.Num("t2")));
+  EXPECT_EQ(t2.clock_id, CLOCK_REALTIME);
+  EXPECT_EQ(t2.notify, SIGEV_NONE);
+  EXPECT_GT(t2.value_ns, 2900 * kSec);
+  const PosixTimer& t3 = by_id.at(static_cast<int>(p.Num("t3")));
+  EXPECT_EQ(t3.clock_id, CLOCK_BOOTTIME);
+  EXPECT_EQ(t3.notify, SIGEV_THREAD_ID);
+  EXPECT_EQ(t3.notify_tid, p.pid());
+  EXPECT_EQ(t3.signal, SIGUSR1);
+  EXPECT_EQ(t3.value_ns, 0u);
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, FilesOffsetsAndFileMappings) {
+  TempDir dir;
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("files"), dir.path()}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  std::map<int, FileDescriptor> fds;
+  for (const FileDescriptor& f : state->files) fds[f.fd] = f;
+  std::string data = p.Get("path");
+  struct stat st;
+  ASSERT_EQ(::stat(data.c_str(), &st), 0);
+  const FileDescriptor& rw = fds.at(static_cast<int>(p.Num("rw")));
+  EXPECT_EQ(rw.kind, FileKind::kRegular);
+  EXPECT_EQ(rw.path, data);
+  EXPECT_EQ(rw.offset, 1234u);
+  EXPECT_EQ(rw.open_flags & O_ACCMODE, O_RDWR);
+  EXPECT_FALSE(rw.cloexec);
+  EXPECT_EQ(rw.inode, st.st_ino);
+  EXPECT_EQ(rw.dev, st.st_dev);
+  const FileDescriptor& ro = fds.at(static_cast<int>(p.Num("ro")));
+  EXPECT_EQ(ro.offset, 5000u);
+  EXPECT_EQ(ro.open_flags & O_ACCMODE, O_RDONLY);
+  EXPECT_TRUE(ro.cloexec);
+  const FileDescriptor& append = fds.at(static_cast<int>(p.Num("append")));
+  EXPECT_TRUE(append.open_flags & O_APPEND);
+  EXPECT_EQ(append.open_flags & O_ACCMODE, O_WRONLY);
+  const FileDescriptor& d = fds.at(static_cast<int>(p.Num("dir")));
+  EXPECT_EQ(d.kind, FileKind::kDirectory);
+  EXPECT_EQ(d.path, dir.path());
+  const FileDescriptor& null = fds.at(static_cast<int>(p.Num("null")));
+  EXPECT_EQ(null.kind, FileKind::kDevice);
+  EXPECT_EQ(null.path, "/dev/null");
+
+  // Private mapping: only the page written (copied on write) is stored; shared: nothing.
+  const MemoryArea* priv = AreaAt(*state, p.Num("priv"));
+  ASSERT_NE(priv, nullptr);
+  EXPECT_EQ(priv->kind, AreaKind::kFilePrivate);
+  EXPECT_EQ(priv->path, data);
+  EXPECT_EQ(priv->inode, st.st_ino);
+  EXPECT_EQ(priv->pages, std::vector<uint32_t>{2});
+  ASSERT_EQ(priv->page_data.size(), kPageSize);
+  EXPECT_EQ(priv->page_data[10], 'Z');
+  EXPECT_EQ(priv->page_data[11], 'c');
+  const MemoryArea* shared = AreaAt(*state, p.Num("shared"));
+  ASSERT_NE(shared, nullptr);
+  EXPECT_EQ(shared->kind, AreaKind::kFileShared);
+  EXPECT_TRUE(shared->pages.empty());
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, RseqAsRegisteredByGlibc) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("rseq")}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  const ThreadState& t = state->threads[0];
+  EXPECT_EQ(t.rseq_addr, p.Num("rseq"));
+  EXPECT_GE(t.rseq_len, p.Num("rseq_size"));
+  EXPECT_EQ(t.rseq_sig, p.Num("rseq_sig"));
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, RobustListAndClearChildTid) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("robust")}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  const ThreadState& t = state->threads[0];
+  EXPECT_EQ(t.robust_list, p.Num("robust"));
+  EXPECT_EQ(t.robust_list_len, p.Num("robust_len"));
+  EXPECT_EQ(t.clear_child_tid, p.Num("clear_tid"));
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, LeaveStoppedKeepsTheProcessInAGroupStop) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("rseq")}));
+  CheckpointOptions options;
+  options.leave_stopped = true;
+  auto state = Capture(p, options);
+  ASSERT_TRUE(state) << state.error().ToString();
+  auto stat = ReadFile("/proc/" + std::to_string(p.pid()) + "/stat");
+  ASSERT_TRUE(stat);
+  EXPECT_NE(stat->find(") T "), std::string::npos) << *stat;
+  ASSERT_EQ(::kill(p.pid(), SIGCONT), 0);
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, RefusesATcpSocketByName) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("tcp")}));
+  auto state = Capture(p);
+  ASSERT_FALSE(state);
+  std::string msg = state.error().ToString();
+  EXPECT_NE(msg.find("fd " + p.Get("fd") + " is a TCP socket 127.0.0.1:" + p.Get("port") +
+                     " -> 0.0.0.0:0 LISTEN (socket:["),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("cannot checkpoint open network connections"), std::string::npos) << msg;
+  EXPECT_EQ(state.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(p.Finish(), "ok");  // the refusal left it running
+}
+
+TEST_F(CheckpointTest, RefusesAPendingSignalByName) {
+  for (const char* mode : {"thread", "process"}) {
+    Program p;
+    ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("pending"), mode}));
+    auto state = Capture(p);
+    ASSERT_FALSE(state) << mode;
+    std::string msg = state.error().ToString();
+    std::string expect =
+        std::string(mode) == "thread"
+            ? "signal SIGUSR1 (10) is pending for thread " + std::to_string(p.pid())
+            : "signal SIGUSR2 (12) is pending for the process";
+    EXPECT_NE(msg.find(expect), std::string::npos) << msg;
+    EXPECT_EQ(p.Finish(), "ok") << mode;  // still pending, not consumed by the checkpoint
+  }
+}
+
+TEST_F(CheckpointTest, RefusesSharedAnonymousMemoryByName) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("shmem")}));
+  auto state = Capture(p);
+  ASSERT_FALSE(state);
+  std::string msg = state.error().ToString();
+  std::string addr = p.Get("shared").substr(2);  // without 0x
+  EXPECT_NE(msg.find("area " + addr + "-"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("shared anonymous memory"), std::string::npos) << msg;
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, RefusesAnUnnamedSocketUnlessItIsTheControlChannel) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("rseq")}));
+  CheckpointOptions options;
+  options.control_fd = 5;  // not open in the process
+  auto state = Capture(p, options);
+  ASSERT_FALSE(state);
+  EXPECT_NE(state.error().ToString().find("control channel fd 5 is not open"), std::string::npos);
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+TEST_F(CheckpointTest, Python) {
+  if (!PathExists("/usr/bin/python3.11")) GTEST_SKIP() << "no /usr/bin/python3.11";
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(
+      p.Start({"/usr/bin/python3.11", "-c",
+               "import sys, json, os\nprint('ready pid=%d' % os.getpid(), flush=True)\n"
+               "sys.stdin.buffer.raw.read(1)\nprint('ok', flush=True)\n"}));
+  auto state = Capture(p);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ExpectBlockedInRead(*state, p.pid());
+  EXPECT_EQ(state->threads.size(), 1u);
+  // Debian's python3.11 has libpython linked into the executable.
+  bool python = false, libc = false;
+  for (const MemoryArea& a : state->areas) {
+    python |= a.path.find("python3.11") != std::string::npos ||
+              a.path.find("libpython") != std::string::npos;
+    libc |= a.path.find("libc.so.6") != std::string::npos;
+  }
+  EXPECT_TRUE(python);
+  EXPECT_TRUE(libc);
+  EXPECT_EQ(state->compat.glibc_version.size(), 40u)
+      << state->compat.glibc_version;                 // SHA-1 build-id
+  EXPECT_NE(state->signals[SIGINT - 1].handler, 0u);  // Python's KeyboardInterrupt handler
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
+}  // namespace
+}  // namespace ember::snapshot
