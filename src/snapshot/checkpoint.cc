@@ -79,7 +79,7 @@ Result<std::vector<uint64_t>> ReadAuxv(const std::string& path) {
   return Fail(ErrorCode::kCorrupt, path + " has no AT_NULL entry");
 }
 
-Result<std::string> ResolveLink(const std::string& link, const std::string& root,
+Result<std::string> ResolveLink(const std::string& link, const SandboxRoot& root,
                                 const std::string& what) {
   char buf[4096];
   ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
@@ -95,7 +95,7 @@ Result<std::string> ResolveLink(const std::string& link, const std::string& root
 Result<ProcessState> Capture(PtraceSession& session, const CheckpointOptions& options) {
   pid_t pid = session.pid();
   std::string proc = "/proc/" + std::to_string(pid);
-  std::string root = options.root.empty() ? proc + "/root" : options.root;
+  EMBER_ASSIGN_OR_RETURN(auto root, SandboxRootOf(pid, options.root));
   ProcessState state;
 
   // Refusals first: they are cheap and tell the caller what to change.

@@ -76,7 +76,7 @@ Result<std::string> ReadGnuBuildId(const std::string& path) {
 }
 
 Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
-                                   const std::vector<MemoryArea>& areas, const std::string& root) {
+                                   const std::vector<MemoryArea>& areas, const SandboxRoot& root) {
   CompatRecord c;
   utsname uts;
   if (::uname(&uts) != 0) return FailErrno("uname");
@@ -100,7 +100,7 @@ Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
     if (__get_cpuid_count(0xd, 0, &eax, &ebx, &ecx, &edx)) c.xsave_size = ebx;
   }
   c.ember_version = EMBER_VERSION;
-  std::string base = root == "/" ? "" : root;
+  std::string base = root.host_path == "/" ? "" : root.host_path;
   for (const MemoryArea& area : areas) {
     if ((area.kind != AreaKind::kFilePrivate && area.kind != AreaKind::kFileShared) ||
         !IsLibc(area.path)) {

@@ -8,13 +8,14 @@
 
 #include "base/error.h"
 #include "snapshot/process_state.h"
+#include "snapshot/root_path.h"
 
 namespace ember::snapshot {
 
 // `vdso` is the bytes of the process's [vdso]; `areas` its memory areas (the libc.so.6 mapped
 // there is looked up under `root`).
 Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
-                                   const std::vector<MemoryArea>& areas, const std::string& root);
+                                   const std::vector<MemoryArea>& areas, const SandboxRoot& root);
 
 // The GNU build-id of an ELF file as lower-case hex, or "" if it has none.
 Result<std::string> ReadGnuBuildId(const std::string& path);

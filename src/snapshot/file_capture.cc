@@ -59,7 +59,7 @@ std::string DescribeAnonInode(const std::string& link) {
   return "a kernel object of kind '" + kind + "'";
 }
 
-Result<std::vector<FileDescriptor>> CaptureFiles(pid_t pid, const std::string& root,
+Result<std::vector<FileDescriptor>> CaptureFiles(pid_t pid, const SandboxRoot& root,
                                                  int control_fd) {
   std::string proc = "/proc/" + std::to_string(pid);
   EMBER_ASSIGN_OR_RETURN(auto names, ListDirectory(proc + "/fd"));

@@ -12,12 +12,13 @@
 
 #include "base/error.h"
 #include "snapshot/process_state.h"
+#include "snapshot/root_path.h"
 
 namespace ember::snapshot {
 
-// `root` is the sandbox's root as the host sees it; `control_fd` (or -1) the fd number of the
+// `control_fd` (or -1) the fd number of the
 // agent's control socket in the process.
-Result<std::vector<FileDescriptor>> CaptureFiles(pid_t pid, const std::string& root,
+Result<std::vector<FileDescriptor>> CaptureFiles(pid_t pid, const SandboxRoot& root,
                                                  int control_fd);
 
 // What an anon_inode link ("anon_inode:[eventfd]") is, for a refusal: "an eventfd".

@@ -105,7 +105,7 @@ Result<std::vector<MemoryArea>> PlanAreas(const std::vector<proc::MapsEntry>& ma
   return areas;
 }
 
-Status ResolveAreaFiles(const std::string& root, const std::vector<proc::MapsEntry>& maps,
+Status ResolveAreaFiles(const SandboxRoot& root, const std::vector<proc::MapsEntry>& maps,
                         std::vector<MemoryArea>& areas) {
   for (MemoryArea& area : areas) {
     if (area.kind != AreaKind::kFilePrivate && area.kind != AreaKind::kFileShared) continue;

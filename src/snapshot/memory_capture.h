@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "snapshot/proc_parsers.h"
 #include "snapshot/process_state.h"
+#include "snapshot/root_path.h"
 
 namespace ember::snapshot {
 
@@ -24,7 +25,7 @@ Result<std::vector<MemoryArea>> PlanAreas(const std::vector<proc::MapsEntry>& ma
 
 // Checks that every file-backed area's path, looked up under `root`, is the mapped file (the
 // maps line's device and inode), and records the file's dev/inode.
-Status ResolveAreaFiles(const std::string& root, const std::vector<proc::MapsEntry>& maps,
+Status ResolveAreaFiles(const SandboxRoot& root, const std::vector<proc::MapsEntry>& maps,
                         std::vector<MemoryArea>& areas);
 
 // Fills pages/page_data from /proc/PID/pagemap and `mem_fd` (/proc/PID/mem): present or

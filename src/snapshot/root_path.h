@@ -1,12 +1,14 @@
 // Paths the checkpointer records are paths inside the sandbox's root. /proc shows a path (maps,
-// fd links, cwd, exe) as the kernel's d_path of the object, which for a process in another mount
-// namespace after pivot_root is relative to the sandbox's root, and for a process sharing our
-// root the host path. Neither is trusted: the path is looked up under the sandbox's root as the
-// host sees it (by default /proc/PID/root) and must lead to the very file the process holds
-// (same device and inode), or the object is refused by name.
+// fd links, cwd, exe) as the kernel's d_path of the object from the READER's root: for a process
+// that pivot_root'ed in another mount namespace that is its path inside the sandbox; for a
+// process chroot'ed below our root it is the host path (the sandbox root's path + the path
+// inside). Neither is trusted: the path is looked up under the sandbox's root as the host sees
+// it (by default /proc/PID/root) and must lead to the very file the process holds (same device
+// and inode), or the object is refused by name.
 #pragma once
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <string>
@@ -15,16 +17,23 @@
 
 namespace ember::snapshot {
 
+struct SandboxRoot {
+  std::string host_path;  // where the host opens the root: "/proc/PID/root" or a directory
+  std::string as_shown;   // the root itself as /proc shows it ("/" unless chroot'ed below ours)
+};
+
+// `option` is CheckpointOptions::root ("" = /proc/PID/root).
+Result<SandboxRoot> SandboxRootOf(pid_t pid, const std::string& option);
+
 struct RootedFile {
   std::string path;             // inside the root
-  uint64_t dev = 0, inode = 0;  // stat of root + path
+  uint64_t dev = 0, inode = 0;  // stat of the path under the root
 };
 
 // `shown` is the path as /proc printed it; `held` the stat of the object the process holds
-// (through /proc/PID/fd/N, /proc/PID/map_files/..., /proc/PID/cwd). `what` names the object in
-// errors ("fd 5", "area 7f00-7f10"). When `root` is a host directory and `shown` starts with it,
-// the path with that prefix removed is tried as well.
-Result<RootedFile> ResolveInRoot(const std::string& root, const std::string& shown,
+// (through /proc/PID/fd/N, the maps line, /proc/PID/cwd). `what` names the object in errors
+// ("fd 5", "area 7f00-7f10").
+Result<RootedFile> ResolveInRoot(const SandboxRoot& root, const std::string& shown,
                                  const struct stat& held, const std::string& what);
 
 }  // namespace ember::snapshot

@@ -37,7 +37,8 @@ using ember::testing::TestBinDir;
 // One program under test: fd 0 is a socket (the control channel), fds 1 and 2 a pipe to us.
 class Program {
  public:
-  void Start(const std::vector<std::string>& argv) {
+  // `chroot_dir`: run the program chroot'ed there (argv[0] is then a path inside it).
+  void Start(const std::vector<std::string>& argv, const std::string& chroot_dir = "") {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     int out[2];
@@ -53,6 +54,9 @@ class Program {
       ::dup2(out[1], 2);
       // Only what the test sets up: an fd inherited from whoever ran the test would be refused.
       ::syscall(SYS_close_range, 3, ~0U, 0);
+      if (!chroot_dir.empty() && (::chroot(chroot_dir.c_str()) != 0 || ::chdir("/") != 0)) {
+        ::_exit(126);
+      }
       ::execv(args[0], args.data());
       ::_exit(127);
     }
@@ -430,6 +434,36 @@ TEST_F(CheckpointTest, FilesOffsetsAndFileMappings) {
   EXPECT_EQ(shared->kind, AreaKind::kFileShared);
   EXPECT_TRUE(shared->pages.empty());
   EXPECT_EQ(p.Finish(), "ok");
+}
+
+// A chroot'ed process: /proc shows host paths (the chroot lies below our root); the capture
+// records paths inside the chroot, with the default root (/proc/PID/root) and an explicit one.
+TEST_F(CheckpointTest, PathsAreRecordedInsideTheSandboxRoot) {
+  TempDir dir;
+  std::string root = dir.path() + "/root";
+  ASSERT_TRUE(MakeDirs(root + "/bin"));
+  ASSERT_TRUE(MakeDirs(root + "/work"));
+  auto binary = ReadFile(Zdtm("files"));
+  ASSERT_TRUE(binary);
+  ASSERT_TRUE(WriteFileAtomic(root + "/bin/zdtm_files", *binary, 0755));
+  for (const std::string& option : {std::string(), root}) {
+    Program p;
+    ASSERT_NO_FATAL_FAILURE(p.Start({"/bin/zdtm_files", "/work"}, root));
+    CheckpointOptions options;
+    options.root = option;
+    auto state = Capture(p, options);
+    ASSERT_TRUE(state) << state.error().ToString();
+    EXPECT_EQ(state->exe, "/bin/zdtm_files");
+    EXPECT_EQ(state->cwd, "/");
+    std::map<int, FileDescriptor> fds;
+    for (const FileDescriptor& f : state->files) fds[f.fd] = f;
+    EXPECT_EQ(fds.at(static_cast<int>(p.Num("rw"))).path, "/work/data");
+    EXPECT_EQ(fds.at(static_cast<int>(p.Num("dir"))).path, "/work");
+    const MemoryArea* priv = AreaAt(*state, p.Num("priv"));
+    ASSERT_NE(priv, nullptr);
+    EXPECT_EQ(priv->path, "/work/data");
+    EXPECT_EQ(p.Finish(), "ok");
+  }
 }
 
 TEST_F(CheckpointTest, RseqAsRegisteredByGlibc) {
