@@ -160,6 +160,14 @@ Result<ProcessState> Capture(PtraceSession& session, const CheckpointOptions& op
 
 Result<ProcessState> Checkpoint(pid_t pid, const CheckpointOptions& options) {
   std::string what = "checkpoint process " + std::to_string(pid);
+  // A process in a group stop would be resumed by the injected syscalls; refuse it up front.
+  auto stat_text = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat_text) return Fail(std::move(stat_text).error().Context(what));
+  auto stat = proc::ParseStat(*stat_text);
+  if (!stat) return Fail(std::move(stat).error().Context(what));
+  if (stat->state == 'T') {
+    return Fail(ErrorCode::kBusy, what + ": the process is stopped (SIGSTOP); continue it first");
+  }
   EMBER_ASSIGN_OR_RETURN(auto session, PtraceSession::Seize(pid).map_error(
                                            [&](Error e) { return std::move(e).Context(what); }));
   auto state = Capture(session, options);

@@ -504,6 +504,22 @@ TEST_F(CheckpointTest, LeaveStoppedKeepsTheProcessInAGroupStop) {
   EXPECT_EQ(p.Finish(), "ok");
 }
 
+TEST_F(CheckpointTest, RefusesAStoppedProcess) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("rseq")}));
+  ASSERT_EQ(::kill(p.pid(), SIGSTOP), 0);
+  std::string stat_path = "/proc/" + std::to_string(p.pid()) + "/stat";
+  for (int i = 0; i < 1000 && ReadFile(stat_path)->find(") T ") == std::string::npos; ++i) {
+    ::usleep(1000);
+  }
+  auto state = Capture(p);
+  ASSERT_FALSE(state);
+  EXPECT_EQ(state.error().code(), ErrorCode::kBusy);
+  EXPECT_NE(state.error().ToString().find("the process is stopped"), std::string::npos);
+  ASSERT_EQ(::kill(p.pid(), SIGCONT), 0);
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
 TEST_F(CheckpointTest, RefusesATcpSocketByName) {
   Program p;
   ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("tcp")}));
