@@ -31,6 +31,15 @@ Result<std::vector<pid_t>> ListTasks(pid_t pid) {
   return tids;
 }
 
+// A thread that has exited (zombie or dead) but may still be listed in /proc/PID/task.
+bool ThreadIsGone(pid_t pid, pid_t tid) {
+  auto stat = ReadFile("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+  if (!stat) return true;
+  size_t close = stat->rfind(')');
+  return close == std::string::npos || close + 2 >= stat->size() || (*stat)[close + 2] == 'Z' ||
+         (*stat)[close + 2] == 'X';
+}
+
 }  // namespace
 
 Result<int> WaitForStop(pid_t tid, bool want_syscall_stop) {
@@ -74,7 +83,8 @@ Result<PtraceSession> PtraceSession::Seize(pid_t pid) {
     EMBER_ASSIGN_OR_RETURN(auto tids, ListTasks(pid));
     bool added = false;
     for (pid_t tid : tids) {
-      if (std::find(session.tids_.begin(), session.tids_.end(), tid) != session.tids_.end()) {
+      if (std::find(session.tids_.begin(), session.tids_.end(), tid) != session.tids_.end() ||
+          std::find(session.gone_.begin(), session.gone_.end(), tid) != session.gone_.end()) {
         continue;
       }
       added = true;
@@ -97,8 +107,14 @@ Result<PtraceSession> PtraceSession::Seize(pid_t pid) {
 
 Status PtraceSession::SeizeThread(pid_t tid) {
   if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACESYSGOOD) != 0) {
-    if (errno == ESRCH) return Ok();  // exited between the listing and the seize
-    return FailErrno("PTRACE_SEIZE thread " + std::to_string(tid));
+    int err = errno;
+    if (err == ESRCH || (err == EPERM && ThreadIsGone(pid_, tid))) {
+      // Exited between the listing and the seize; a dead thread may stay listed for a moment
+      // (ptrace refuses it with EPERM), so it must not count as new in the next pass.
+      gone_.push_back(tid);
+      return Ok();
+    }
+    return FailErrno("PTRACE_SEIZE thread " + std::to_string(tid), err);
   }
   tids_.push_back(tid);
   // Keep the leader first even when it is seized in a later round.
@@ -109,6 +125,7 @@ Status PtraceSession::SeizeThread(pid_t tid) {
   auto stopped = WaitForStop(tid, /*want_syscall_stop=*/false);
   if (!stopped && stopped.error().code() == ErrorCode::kNotFound) {
     tids_.erase(std::find(tids_.begin(), tids_.end(), tid));  // it exited: nothing to detach
+    gone_.push_back(tid);
     return Ok();
   }
   EMBER_TRY(stopped);

@@ -46,6 +46,7 @@ class PtraceSession {
 
   pid_t pid_ = -1;
   std::vector<pid_t> tids_;
+  std::vector<pid_t> gone_;  // exited while being seized; may linger in /proc/PID/task
   UniqueFd mem_;
 };
 

@@ -328,6 +328,22 @@ TEST_F(CheckpointTest, AllThreadsWithTlsRseqRobustListAndClearTid) {
   EXPECT_EQ(p.Finish(), "ok");
 }
 
+// Threads come and go while the checkpointer seizes: every checkpoint sees a consistent set and
+// the process goes on spawning afterwards.
+TEST_F(CheckpointTest, ThreadsCreatedDuringTheSeize) {
+  Program p;
+  ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("spawner")}));
+  for (int i = 0; i < 20; ++i) {
+    auto state = Capture(p);
+    ASSERT_TRUE(state) << state.error().ToString();
+    EXPECT_GE(state->threads.size(), 2u);
+    EXPECT_LE(state->threads.size(), 3u);
+    EXPECT_EQ(state->threads[0].tid, p.pid());
+    for (const ThreadState& t : state->threads) EXPECT_FALSE(t.xsave.empty());
+  }
+  EXPECT_EQ(p.Finish(), "ok");
+}
+
 TEST_F(CheckpointTest, SignalHandlersMaskAndAltStack) {
   Program p;
   ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("signals")}));
