@@ -551,6 +551,25 @@ TEST_F(CheckpointTest, RefusesATcpSocketByName) {
   EXPECT_EQ(p.Finish(), "ok");  // the refusal left it running
 }
 
+TEST_F(CheckpointTest, RefusesOtherKindsOfFdsByName) {
+  const std::map<std::string, std::string> expected = {
+      {"eventfd", "is an eventfd (anon_inode:[eventfd]); ember cannot checkpoint it"},
+      {"epoll", "is an epoll instance (anon_inode:[eventpoll])"},
+      {"pipe", "is a pipe (pipe:["},
+      {"memfd", "is a memfd (/memfd:zdtm (deleted))"},
+      {"unix", "is a unix datagram socket (socket:["},
+  };
+  for (const auto& [kind, message] : expected) {
+    Program p;
+    ASSERT_NO_FATAL_FAILURE(p.Start({Zdtm("fdkinds"), kind}));
+    auto state = Capture(p);
+    ASSERT_FALSE(state) << kind;
+    std::string msg = state.error().ToString();
+    EXPECT_NE(msg.find("fd " + p.Get("fd") + " " + message), std::string::npos) << msg;
+    EXPECT_EQ(p.Finish(), "ok") << kind;
+  }
+}
+
 TEST_F(CheckpointTest, RefusesAPendingSignalByName) {
   for (const char* mode : {"thread", "process"}) {
     Program p;
