@@ -4,12 +4,14 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +37,20 @@ int CountThreads() {
   }
   ::closedir(dir);
   return count;
+}
+
+// The process's private writable memory (VmData in /proc/self/status, which RLIMIT_DATA
+// counts), in bytes; 0 when it cannot be read.
+uint64_t DataBytes() {
+  FILE* status = std::fopen("/proc/self/status", "re");
+  if (status == nullptr) return 0;
+  uint64_t kib = 0;
+  char line[256];
+  while (std::fgets(line, sizeof line, status) != nullptr) {
+    if (std::sscanf(line, "VmData: %" SCNu64 " kB", &kib) == 1) break;
+  }
+  std::fclose(status);
+  return kib * 1024;
 }
 
 sandbox::SandboxSpec ChildSpec(const TemplateSpec& t) {
@@ -221,6 +237,15 @@ TemplateOutcome RunTemplate(int control_fd, Runtime& runtime, const InitRequest&
     return {kExitBadStart, ""};
   }
   runtime.Freeze();
+  // On cgroup v1 the children share the template's memory cgroup (sized for all of them), so
+  // each child's own growth is bounded here: its private data may grow by the function's memory
+  // limit beyond what it inherits from the template.
+  if (uint64_t data = DataBytes(); data > 0 && init.memory_limit_bytes > 0) {
+    uint64_t limit = data + init.memory_limit_bytes;
+    std::erase_if(spec->rlimits,
+                  [](const TemplateSpec::Limit& l) { return l.resource == RLIMIT_DATA; });
+    spec->rlimits.push_back({RLIMIT_DATA, limit, limit});
+  }
   Template t(control_fd, runtime, std::move(*spec));
   return t.Run();
 }

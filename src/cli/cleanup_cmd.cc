@@ -24,6 +24,16 @@ int RunCleanup(const GlobalOptions& global) {
   if (!pool) return ReportError(pool.error());
   if (auto destroyed = pool->Destroy(); !destroyed) return ReportError(destroyed.error());
   std::fprintf(stderr, "removed the cgroup pool '%s'\n", options.name.c_str());
+  // The daemon's pool of memory-less slots for fork-boot children (v1 hosts only).
+  if (hierarchy->version == cgroup::Version::kV1) {
+    options.name = cgroup::ForkPoolName(options.name);
+    options.lock_dir = global.run_dir + "/cgroups-fork";
+    options.memory = false;
+    auto fork_pool = cgroup::Pool::Open(*hierarchy, options);
+    if (!fork_pool) return ReportError(fork_pool.error());
+    if (auto destroyed = fork_pool->Destroy(); !destroyed) return ReportError(destroyed.error());
+    std::fprintf(stderr, "removed the cgroup pool '%s'\n", options.name.c_str());
+  }
   return 0;
 }
 

@@ -75,10 +75,12 @@ void Engine::BuildTemplate(const FunctionVersion& function) {
         Fail(ErrorCode::kUnavailable, "no template"));
     if (*booted && Refusal(booted->value().ready).empty()) {
       // Frozen, the template runs no function code; but each clone charges the child's page
-      // tables and its brief pid to the template's cgroup, so its limits would cap the number
-      // of children. Only the CPU share stays.
+      // tables and its brief pid to the template's cgroup, and on v1 its children share its
+      // memory cgroup (Launcher::PrepareFork). So the memory limit covers every instance the
+      // function may have, and the pids limit goes (each child has its own).
       sandbox::CgroupLimits frozen;
       frozen.cpus = request.manifest.cpus;
+      frozen.memory_bytes = request.manifest.memory_bytes * (request.manifest.max_instances + 1);
       if (auto relaxed = booted->value().sandbox.cgroup().Apply(frozen); !relaxed) {
         spdlog::warn("template of {}: {}", request.manifest.name, relaxed.error().ToString());
       }
@@ -164,10 +166,12 @@ void Engine::ForkBoot(const BootRequest& request,
                   std::nullopt, ""}));
     return;
   }
-  asio::post(boot_pool_, [this, t, request, start, done = std::move(done)]() mutable {
+  std::string memory_cgroup = t->memory_cgroup();
+  asio::post(boot_pool_, [this, t, request, start, memory_cgroup,
+                          done = std::move(done)]() mutable {
     auto picked = Clock::now();
-    auto resources =
-        std::make_shared<Result<ForkResources>>(launcher_->PrepareFork(request.manifest));
+    auto resources = std::make_shared<Result<ForkResources>>(
+        launcher_->PrepareFork(request.manifest, memory_cgroup));
     auto prepared = Clock::now();
     auto netns = std::make_shared<Result<UniqueFd>>(
         *resources ? t->netns()->Take() : Result<UniqueFd>(Fail(resources->error())));

@@ -90,19 +90,15 @@ Result<std::unique_ptr<Launcher>> Launcher::Create(LauncherOptions options) {
   cgroup::PoolOptions pool_options;
   pool_options.name = o.cgroup_name;
   pool_options.lock_dir = o.run_dir + "/cgroups";
-  pool_options.target_free = kMinFreeCgroups;
-  EMBER_ASSIGN_OR_RETURN(auto pool, cgroup::Pool::Open(hierarchy, pool_options));
-  // Slots a dead daemon held: kill what is left in them and make them free again.
-  if (auto reset = pool.CleanupStale(); !reset) {
-    spdlog::warn("reset stale cgroups: {}", reset.error().ToString());
-  } else if (*reset > 0) {
-    spdlog::info("reset {} cgroup(s) left by a previous daemon", *reset);
+  EMBER_ASSIGN_OR_RETURN(auto general, OpenCgroupPool(hierarchy, pool_options));
+  launcher->cgroups_.emplace(std::move(general));
+  if (hierarchy.version == cgroup::Version::kV1) {
+    pool_options.name = cgroup::ForkPoolName(o.cgroup_name);
+    pool_options.lock_dir = o.run_dir + "/cgroups-fork";
+    pool_options.memory = false;
+    EMBER_ASSIGN_OR_RETURN(auto fork, OpenCgroupPool(hierarchy, pool_options));
+    launcher->fork_cgroups_.emplace(std::move(fork));
   }
-  if (auto filled = pool.Fill(); !filled)
-    spdlog::warn("fill cgroup pool: {}", filled.error().ToString());
-  launcher->pool_.emplace(std::move(pool));
-  launcher->cgroup_target_.emplace(kMinFreeCgroups, kMaxFreeCgroups, std::chrono::seconds(30),
-                                   Clock::now());
   EMBER_ASSIGN_OR_RETURN(launcher->seccomp_, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                                   o.run_dir + "/seccomp"));
   EMBER_ASSIGN_OR_RETURN(
@@ -119,18 +115,40 @@ void Launcher::Shutdown() {
   images_.clear();
 }
 
+Result<Launcher::CgroupPool> Launcher::OpenCgroupPool(const cgroup::Hierarchy& hierarchy,
+                                                      cgroup::PoolOptions options) {
+  options.target_free = kMinFreeCgroups;
+  EMBER_ASSIGN_OR_RETURN(auto pool, cgroup::Pool::Open(hierarchy, options));
+  // Slots a dead daemon held: kill what is left in them and make them free again.
+  if (auto reset = pool.CleanupStale(); !reset) {
+    spdlog::warn("reset stale cgroups of {}: {}", options.name, reset.error().ToString());
+  } else if (*reset > 0) {
+    spdlog::info("reset {} cgroup(s) of {} left by a previous daemon", *reset, options.name);
+  }
+  if (auto filled = pool.Fill(); !filled) {
+    spdlog::warn("fill cgroup pool {}: {}", options.name, filled.error().ToString());
+  }
+  return CgroupPool{std::move(pool), sandbox::PoolTarget(kMinFreeCgroups, kMaxFreeCgroups,
+                                                         std::chrono::seconds(30), Clock::now())};
+}
+
 Result<size_t> Launcher::FreeCgroups() {
   std::lock_guard lock(mutex_);
-  if (!pool_) return size_t{0};
-  cgroup_target_->OnTick(Clock::now());
-  pool_->set_target_free(cgroup_target_->value());
-  return pool_->Fill();
+  size_t made = 0;
+  for (auto* pool : {&cgroups_, &fork_cgroups_}) {
+    if (!*pool) continue;
+    (*pool)->target.OnTick(Clock::now());
+    (*pool)->pool.set_target_free((*pool)->target.value());
+    EMBER_ASSIGN_OR_RETURN(size_t filled, (*pool)->pool.Fill());
+    made += filled;
+  }
+  return made;
 }
 
 Result<size_t> Launcher::CountFreeCgroups() {
   std::lock_guard lock(mutex_);
-  if (!pool_) return size_t{0};
-  return pool_->CountFree();
+  if (!cgroups_) return size_t{0};
+  return cgroups_->pool.CountFree();
 }
 
 Result<std::string> Launcher::ImageLowerDir(const std::string& image_name) {
@@ -144,13 +162,13 @@ Result<std::string> Launcher::ImageLowerDir(const std::string& image_name) {
   return it->second.lower_dir();
 }
 
-Result<cgroup::Lease> Launcher::ClaimCgroup(const Manifest& manifest) {
+Result<cgroup::Lease> Launcher::ClaimCgroup(const Manifest& manifest, CgroupPool& from) {
   cgroup::Lease lease;
   {
     std::lock_guard lock(mutex_);
     bool created = false;
-    EMBER_ASSIGN_OR_RETURN(lease, pool_->Claim(&created));
-    cgroup_target_->OnTake(Clock::now(), created);
+    EMBER_ASSIGN_OR_RETURN(lease, from.pool.Claim(&created));
+    from.target.OnTake(Clock::now(), created);
   }
   sandbox::CgroupLimits limits;
   limits.memory_bytes = manifest.memory_bytes;
@@ -214,10 +232,18 @@ agent::InitRequest Launcher::MakeInit(const BootRequest& request,
   return init;
 }
 
-Result<ForkResources> Launcher::PrepareFork(const Manifest& manifest) {
+Result<ForkResources> Launcher::PrepareFork(const Manifest& manifest,
+                                            const std::string& shared_memory_cgroup) {
   ForkResources r;
-  EMBER_ASSIGN_OR_RETURN(r.cgroup, ClaimCgroup(manifest));
+  bool share_memory = fork_cgroups_ && !shared_memory_cgroup.empty();
+  EMBER_ASSIGN_OR_RETURN(r.cgroup,
+                         ClaimCgroup(manifest, share_memory ? *fork_cgroups_ : *cgroups_));
   EMBER_ASSIGN_OR_RETURN(r.cgroup_procs, r.cgroup.OpenProcsFiles());
+  if (share_memory) {
+    EMBER_ASSIGN_OR_RETURN(
+        UniqueFd memory, OpenFile(shared_memory_cgroup + "/cgroup.procs", O_WRONLY | O_CLOEXEC, 0));
+    r.cgroup_procs.push_back(std::move(memory));
+  }
   int socks[2];
   int pipe_fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) != 0) {
@@ -239,7 +265,7 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   };
   auto lower_dir = ImageLowerDir(m.image);
   if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
-  auto cgroup = ClaimCgroup(m);
+  auto cgroup = ClaimCgroup(m, *cgroups_);
   if (!cgroup) return tl::unexpected(context(cgroup.error()));
   auto spec = BuildSpec(request, *lower_dir);
   if (!spec) return tl::unexpected(context(spec.error()));

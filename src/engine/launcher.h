@@ -97,8 +97,11 @@ class Launcher {
 
   tl::expected<BootedInstance, BootError> Boot(const BootRequest& request);
   // Blocking part of a fork boot, on a boot thread: a cgroup with the function's limits and the
-  // child's sockets.
-  Result<ForkResources> PrepareFork(const Manifest& manifest);
+  // child's sockets. `shared_memory_cgroup` is the template's memory cgroup directory: on v1 the
+  // child gets cpu and pids cgroups of its own and is charged to that one (docs/cgroups.md,
+  // "Fork boot"); "" or v2 gives it a whole slot of its own.
+  Result<ForkResources> PrepareFork(const Manifest& manifest,
+                                    const std::string& shared_memory_cgroup);
 
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();
@@ -110,7 +113,14 @@ class Launcher {
  private:
   explicit Launcher(LauncherOptions options) : options_(std::move(options)) {}
   Result<std::string> ImageLowerDir(const std::string& image_name);
-  Result<cgroup::Lease> ClaimCgroup(const Manifest& manifest);
+  // A pool of pre-created cgroups and its adaptive free target.
+  struct CgroupPool {
+    cgroup::Pool pool;
+    sandbox::PoolTarget target;
+  };
+  static Result<CgroupPool> OpenCgroupPool(const cgroup::Hierarchy& hierarchy,
+                                           cgroup::PoolOptions options);
+  Result<cgroup::Lease> ClaimCgroup(const Manifest& manifest, CgroupPool& from);
   Result<sandbox::SandboxSpec> BuildSpec(const BootRequest& request, const std::string& lower_dir);
 
   agent::InitRequest MakeInit(const BootRequest& request, const sandbox::SandboxSpec& spec) const;
@@ -121,10 +131,11 @@ class Launcher {
   int cap_last_cap_ = 40;
   std::mutex mutex_;  // guards everything below
   std::optional<image::Store> store_;
-  std::optional<cgroup::Pool> pool_;
-  // How many free cgroups FreeCgroups keeps: grows when a claim finds none (a burst), shrinks
-  // back when claims stop.
-  std::optional<sandbox::PoolTarget> cgroup_target_;
+  // Slots with memory, cpu and pids cgroups: plain instances and templates. How many free ones
+  // FreeCgroups keeps grows when a claim finds none (a burst) and shrinks back when claims stop.
+  std::optional<CgroupPool> cgroups_;
+  // Slots without a memory cgroup, for fork-boot children (v1 only).
+  std::optional<CgroupPool> fork_cgroups_;
   std::map<std::string, image::MountLease> images_;  // by digest
 };
 

@@ -48,6 +48,8 @@ class Template : public std::enable_shared_from_this<Template> {
   const std::string& version() const { return version_; }
   bool alive() const { return !dead_; }
   pid_t pid() const { return sandbox_.pid(); }
+  // Its memory cgroup's directory, which its children share where that is possible (v1).
+  std::string memory_cgroup() { return sandbox_.cgroup().dirs().memory; }
   size_t children() const { return children_.size(); }
   std::chrono::system_clock::time_point started() const { return started_; }
   const std::shared_ptr<sandbox::NetnsPool>& netns() const { return netns_; }

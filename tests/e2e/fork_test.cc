@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -283,6 +284,72 @@ TEST_F(ForkTest, RedeployBuildsANewTemplateAndRetiresTheOld) {
     if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(gone) << Templates().dump();
+}
+
+// "N:controller[,controller]:/path" lines of /proc/PID/cgroup -> the path of `controller`.
+std::string CgroupOf(int pid, const std::string& controller) {
+  auto text = ReadFile("/proc/" + std::to_string(pid) + "/cgroup");
+  if (!text) return "";
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);) {
+    size_t first = line.find(':');
+    size_t second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
+    if (controllers.find("," + controller + ",") != std::string::npos) {
+      return line.substr(second + 1);
+    }
+  }
+  return "";
+}
+
+TEST_F(ForkTest, ChildrenShareTheTemplatesMemoryCgroupAndAreBoundedOneByOne) {
+  if (!PathExists("/sys/fs/cgroup/memory/cgroup.procs")) {
+    GTEST_SKIP() << "needs cgroup v1's memory hierarchy at /sys/fs/cgroup/memory (on v2 each "
+                    "fork-boot child has a memory cgroup of its own)";
+  }
+  Deploy(PythonBundle("bounded",
+                      "import os, resource\n"
+                      "def handle(event, context):\n"
+                      "    data = resource.getrlimit(resource.RLIMIT_DATA)[0]\n"
+                      "    try:\n"
+                      "        block = bytearray(event.get('mib', 0) << 20)\n"
+                      "        allocated = len(block) >> 20\n"
+                      "    except MemoryError:\n"
+                      "        allocated = -1\n"
+                      "    return {'data': data, 'allocated': allocated}\n",
+                      "memory = \"64MiB\"\nmax_instances = 4\n"));
+  json t = WaitForTemplate("bounded", "ready");
+  ASSERT_FALSE(t.is_null());
+  const int template_pid = t["pid"];
+  std::set<std::string> cpu_cgroups;
+  for (int i = 0; i < 2; ++i) {
+    auto r = ForkInvoke("bounded", R"({"mib": 16})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    json b = Body(r);
+    EXPECT_EQ(b["allocated"], 16) << r.body;
+    // The child's own growth is bounded: what it inherited plus the function's memory.
+    EXPECT_GT(b["data"].get<int64_t>(), 64LL << 20) << r.body;
+    EXPECT_LT(b["data"].get<int64_t>(), 1LL << 30) << r.body;
+    std::string id = Header(r, "X-Ember-Instance");
+    int pid = 0;
+    for (const auto& instance : Instances()) {
+      if (instance["id"] == id) pid = instance["pid"];
+    }
+    ASSERT_GT(pid, 1) << Instances().dump();
+    // Memory: the template's cgroup; cpu and pids: a memory-less slot of the child's own.
+    EXPECT_EQ(CgroupOf(pid, "memory"), CgroupOf(template_pid, "memory"));
+    std::string cpu = CgroupOf(pid, "cpu");
+    EXPECT_NE(cpu, CgroupOf(template_pid, "cpu"));
+    EXPECT_NE(cpu.find("-fork/pool-"), std::string::npos) << cpu;
+    EXPECT_EQ(CgroupOf(pid, "pids"), cpu);
+    cpu_cgroups.insert(cpu);
+  }
+  EXPECT_EQ(cpu_cgroups.size(), 2u);
+  auto greedy = ForkInvoke("bounded", R"({"mib": 256})");
+  ASSERT_EQ(greedy.status, 200) << greedy.body;
+  EXPECT_EQ(Body(greedy)["allocated"], -1)
+      << "256 MiB in one instance of a 64 MiB function must fail: " << greedy.body;
 }
 
 TEST_F(ForkTest, ForkBootedInstancesCanBeRemovedAndTheirCrashesAreNamed) {

@@ -17,6 +17,7 @@
 
 #include "base/fs.h"
 #include "base/mounts.h"
+#include "sandbox/cgroup/pool.h"
 
 extern char** environ;
 
@@ -26,15 +27,18 @@ namespace {
 const char* kCgroupControllers[] = {"memory", "cpu", "pids", "cpuacct", "cpuset", "freezer"};
 
 // Every cgroup directory named `name` at the top of a hierarchy, v1 or v2.
+// The pool `name` and, beside it, the daemon's memory-less pool for fork-boot children.
 std::vector<std::string> CgroupDirs(const std::string& name) {
   std::vector<std::string> dirs;
-  for (const char* c : kCgroupControllers) {
-    std::string d = std::string("/sys/fs/cgroup/") + c + "/" + name;
-    if (PathExists(d)) dirs.push_back(d);
-  }
-  for (const char* top : {"/sys/fs/cgroup/", "/sys/fs/cgroup/unified/"}) {
-    std::string d = std::string(top) + name;
-    if (PathExists(d + "/cgroup.procs")) dirs.push_back(d);
+  for (const std::string& pool : {name, cgroup::ForkPoolName(name)}) {
+    for (const char* c : kCgroupControllers) {
+      std::string d = std::string("/sys/fs/cgroup/") + c + "/" + pool;
+      if (PathExists(d)) dirs.push_back(d);
+    }
+    for (const char* top : {"/sys/fs/cgroup/", "/sys/fs/cgroup/unified/"}) {
+      std::string d = std::string(top) + pool;
+      if (PathExists(d + "/cgroup.procs")) dirs.push_back(d);
+    }
   }
   return dirs;
 }

@@ -35,6 +35,10 @@ Lease::~Lease() {
 
 Status Lease::Apply(const sandbox::CgroupLimits& limits) {
   EMBER_ASSIGN_OR_RETURN(auto writes, PlanLimits(version_, limits, features_));
+  if (dirs_.memory.empty()) {
+    std::erase_if(writes,
+                  [](const ControlWrite& w) { return w.controller == Controller::kMemory; });
+  }
   EMBER_TRY_CTX(ApplyWrites(writes, dirs_), "cgroup slot " + slot_);
   return Ok();
 }
@@ -71,6 +75,11 @@ Result<uint64_t> Lease::OomKills() const {
 }
 
 Result<uint64_t> Lease::MemoryPeakBytes() const {
+  if (dirs_.memory.empty()) {
+    return Fail(ErrorCode::kUnsupported, "cgroup slot " + slot_ +
+                                             " has no memory cgroup of its own (its processes are "
+                                             "charged to a shared one)");
+  }
   std::string text;
   std::string path;
   if (version_ == Version::kV1) {

@@ -38,13 +38,19 @@ Status ValidateName(const std::string& name) {
 
 Result<Pool> Pool::Open(const Hierarchy& hierarchy, PoolOptions options) {
   EMBER_TRY(ValidateName(options.name));
+  if (!options.memory && hierarchy.version != Version::kV1) {
+    return Fail(ErrorCode::kUnsupported,
+                "cgroup pool " + options.name +
+                    " without memory cgroups needs cgroup v1 (on v2 a process's memory cgroup "
+                    "is the one its other controllers are in)");
+  }
   if (options.lock_dir.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "cgroup pool: no lock directory given");
   }
   EMBER_TRY_CTX(MakeDirs(options.lock_dir, 0700), "open cgroup pool");
   Pool pool(hierarchy, std::move(options));
   const std::string& name = pool.options_.name;
-  for (const std::string& root : hierarchy.Roots()) {
+  for (const std::string& root : pool.Roots()) {
     if (hierarchy.version == Version::kV2) {
       // A v2 cgroup can only enable what its parent enabled for it, so the root comes first.
       EMBER_TRY_CTX(EnableV2Controllers(root), "open cgroup pool " + name);
@@ -58,9 +64,26 @@ Result<Pool> Pool::Open(const Hierarchy& hierarchy, PoolOptions options) {
     }
   }
   // The parent has the same optional files as its slots; one probe serves every Apply.
-  pool.features_ =
-      ProbeLimitFeatures(hierarchy.version, hierarchy.RootFor(Controller::kMemory) + "/" + name);
+  pool.features_ = ProbeLimitFeatures(hierarchy.version, pool.Roots().front() + "/" + name);
   return pool;
+}
+
+std::vector<std::string> Pool::Roots() const {
+  std::vector<std::string> roots = hierarchy_.Roots();
+  if (!options_.memory) {
+    std::string memory = hierarchy_.RootFor(Controller::kMemory);
+    std::erase_if(roots, [&](const std::string& root) {
+      return root == memory && root != hierarchy_.RootFor(Controller::kCpu) &&
+             root != hierarchy_.RootFor(Controller::kPids);
+    });
+  }
+  return roots;
+}
+
+SlotDirs Pool::DirsOfSlot(const std::string& slot) const {
+  SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+  if (!options_.memory) dirs.memory.clear();
+  return dirs;
 }
 
 std::string Pool::LockPath(const std::string& slot) const {
@@ -68,7 +91,7 @@ std::string Pool::LockPath(const std::string& slot) const {
 }
 
 Result<std::vector<std::string>> Pool::Slots() const {
-  std::string parent = hierarchy_.RootFor(Controller::kMemory) + "/" + options_.name;
+  std::string parent = Roots().front() + "/" + options_.name;
   EMBER_ASSIGN_OR_RETURN(auto entries, ListDirectory(parent));
   std::vector<std::pair<long, std::string>> numbered;
   for (auto& e : entries) {
@@ -110,7 +133,7 @@ Result<std::pair<std::string, FileLock>> Pool::CreateSlot() {
     }
     // Recorded first, so a crash between the mkdirs below leaves a slot marked for reset.
     EMBER_TRY(WriteSlotState(*lock, LockPath(slot), kStateCreating));
-    SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+    SlotDirs dirs = DirsOfSlot(slot);
     for (const std::string& dir : dirs.Distinct()) {
       EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
     }
@@ -125,7 +148,7 @@ Status Pool::RecoverIfStale(const std::string& slot, const FileLock& lock, bool*
   if (!*was_stale) return Ok();
   spdlog::info("cgroup slot {}/{} was left '{}' by a process that is gone: resetting it",
                options_.name, slot, state.empty() ? "unknown" : state);
-  SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+  SlotDirs dirs = DirsOfSlot(slot);
   // A crash during creation may have left some hierarchies without the directory.
   for (const std::string& dir : dirs.Distinct())
     EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
@@ -140,14 +163,16 @@ Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
   lease.lock_path_ = LockPath(slot);
   lease.suffix_ = Suffix(slot);
   lease.version_ = hierarchy_.version;
-  lease.dirs_ = DirsOf(hierarchy_, options_.name, slot);
+  lease.dirs_ = DirsOfSlot(slot);
   lease.features_ = features_;
   lease.release_timeout_ = options_.release_timeout;
   lease.lock_ = std::move(lock);
   // From here on the lease owns the lock; an error below releases the slot through ~Lease.
   EMBER_TRY(WriteSlotState(lease.lock_, lease.lock_path_, "claimed " + std::to_string(::getpid())));
   const std::string& mem = lease.dirs_.memory;
-  if (lease.version_ == Version::kV1) {
+  if (mem.empty()) {
+    // No memory cgroup of its own: nothing to reset.
+  } else if (lease.version_ == Version::kV1) {
     EMBER_TRY_CTX(WriteControlFile(mem + "/memory.max_usage_in_bytes", "0"), "claim " + slot);
   } else {
     int fd = ::open(mem.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -226,7 +251,7 @@ Result<size_t> Pool::Fill() {
     }
     // Free beyond the target (a burst is over): each v1 memory cgroup holds ~0.5 MiB of kernel
     // memory, so extra ones go. The lock file goes last, while we still hold it.
-    SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+    SlotDirs dirs = DirsOfSlot(slot);
     bool removed = true;
     for (const std::string& dir : dirs.Distinct()) removed = removed && RemoveCgroupDir(dir);
     if (removed) ::unlink(LockPath(slot).c_str());
@@ -273,7 +298,7 @@ Status Pool::Destroy() {
       busy += " " + slot;
       continue;
     }
-    SlotDirs dirs = DirsOf(hierarchy_, options_.name, slot);
+    SlotDirs dirs = DirsOfSlot(slot);
     EMBER_TRY_CTX(EmptySlot(dirs, hierarchy_.version, Suffix(slot), options_.release_timeout),
                   "destroy cgroup pool " + options_.name);
     for (const std::string& dir : dirs.Distinct()) EMBER_TRY(RemoveCgroupDir(dir));
@@ -283,7 +308,7 @@ Status Pool::Destroy() {
     return Fail(ErrorCode::kBusy,
                 "destroy cgroup pool " + options_.name + ": slots in use by a live lease:" + busy);
   }
-  for (const std::string& root : hierarchy_.Roots()) {
+  for (const std::string& root : Roots()) {
     EMBER_TRY(RemoveCgroupDir(root + "/" + options_.name));
   }
   return Ok();

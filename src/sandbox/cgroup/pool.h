@@ -33,6 +33,12 @@ struct PoolOptions {
   std::string name = "ember";  // the parent cgroup under each hierarchy root
   std::string lock_dir;        // e.g. <run-dir>/cgroups; holds one lock file per slot
   size_t target_free = 4;      // what Fill tops the pool up to
+  // false: slots have cpu and pids cgroups only, and their processes are charged to a memory
+  // cgroup the caller picks (v1 only, where each controller is its own hierarchy). Fork-boot
+  // children share their template's memory cgroup this way: every online memory cgroup costs
+  // kernel memory in proportion to the host's mounted filesystems (its shrinker map), so one
+  // per instance grows quadratically with the instances (docs/cgroups.md).
+  bool memory = true;
   // How long Release waits for killed processes to leave the cgroup.
   std::chrono::milliseconds release_timeout{2000};
   MkdirHook after_mkdir;  // tests only: emulates cgroupfs in a fixture tree
@@ -52,7 +58,8 @@ class Lease {
   const SlotDirs& dirs() const { return dirs_; }
   bool held() const { return lock_.held(); }
 
-  // Sets memory, cpu and pids limits; unset ones become unlimited (the cgroup is reused).
+  // Sets memory, cpu and pids limits; unset ones become unlimited (the cgroup is reused). A slot
+  // without a memory cgroup (PoolOptions::memory) takes only the cpu and pids limits.
   Status Apply(const sandbox::CgroupLimits& limits);
   // Moves `pid` into the slot in every hierarchy used. The launcher attaches the child before
   // releasing it, so none of the sandbox's own code runs outside the cgroup.
@@ -90,6 +97,9 @@ class Lease {
   uint64_t oom_kills_at_claim_ = 0;
 };
 
+// The pool of memory-less slots beside pool `name` (PoolOptions::memory = false).
+inline std::string ForkPoolName(const std::string& name) { return name + "-fork"; }
+
 class Pool {
  public:
   // Creates the parent cgroups (and on v2 enables the controllers for them) and the lock dir.
@@ -126,6 +136,10 @@ class Pool {
   Status RecoverIfStale(const std::string& slot, const FileLock& lock, bool* was_stale);
   Result<Lease> MakeLease(const std::string& slot, FileLock lock);
   std::string Suffix(const std::string& slot) const { return "/" + options_.name + "/" + slot; }
+  // The slot's directories (without memory's when the pool has none).
+  SlotDirs DirsOfSlot(const std::string& slot) const;
+  // The hierarchy roots the pool makes directories under; the first lists the slots.
+  std::vector<std::string> Roots() const;
 
   // Tries to claim one slot; nullopt when another holder has it (or it cannot be reset).
   Result<std::optional<Lease>> TryClaim(const std::string& slot);

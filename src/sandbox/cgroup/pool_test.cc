@@ -327,6 +327,41 @@ TEST_P(CgroupFixture, RejectsBadOptions) {
   EXPECT_FALSE(Pool::Open(hierarchy_, o));
 }
 
+TEST_P(CgroupFixture, PoolWithoutMemoryCgroupsLimitsCpuAndPidsOnly) {
+  PoolOptions o = Options(1);
+  o.memory = false;
+  auto pool = Pool::Open(hierarchy_, o);
+  if (v2()) {
+    ASSERT_FALSE(pool);
+    EXPECT_EQ(pool.error().code(), ErrorCode::kUnsupported);
+    EXPECT_NE(pool.error().message().find("needs cgroup v1"), std::string::npos);
+    return;
+  }
+  ASSERT_TRUE(pool) << pool.error().ToString();
+  EXPECT_FALSE(PathExists(hierarchy_.RootFor(Controller::kMemory) + "/ember-t"));
+  auto lease = pool->Claim();
+  ASSERT_TRUE(lease) << lease.error().ToString();
+  const SlotDirs& d = lease->dirs();
+  EXPECT_TRUE(d.memory.empty());
+  EXPECT_TRUE(PathExists(d.cpu));
+  EXPECT_FALSE(PathExists(MemDir(lease->slot())));
+  ASSERT_TRUE(lease->Apply({128ULL << 20, 0.5, 64}));
+  EXPECT_EQ(Read(d.cpu + "/cpu.cfs_quota_us"), "50000");
+  EXPECT_EQ(Read(d.pids + "/pids.max"), "64");
+  auto oom = lease->OomKills();
+  ASSERT_TRUE(oom);
+  EXPECT_EQ(*oom, 0u);
+  auto peak = lease->MemoryPeakBytes();
+  ASSERT_FALSE(peak);
+  EXPECT_NE(peak.error().message().find("no memory cgroup of its own"), std::string::npos);
+  auto slots = pool->Slots();
+  ASSERT_TRUE(slots);
+  EXPECT_EQ(slots->size(), 1u);
+  ASSERT_TRUE(lease->Release());
+  ASSERT_TRUE(pool->Destroy());
+  EXPECT_FALSE(PathExists(hierarchy_.RootFor(Controller::kCpu) + "/ember-t"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, CgroupFixture, ::testing::Values(Version::kV1, Version::kV2),
                          [](const auto& info) {
                            return info.param == Version::kV1 ? std::string("V1")

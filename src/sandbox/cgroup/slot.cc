@@ -172,6 +172,7 @@ Result<uint64_t> ReadKeyedCounter(const std::string& path, std::string_view key)
 }
 
 Result<uint64_t> ReadOomKills(const SlotDirs& dirs, Version version) {
+  if (dirs.memory.empty()) return uint64_t{0};  // charged to a shared memory cgroup, counted there
   if (version == Version::kV1)
     return ReadKeyedCounter(dirs.memory + "/memory.oom_control", "oom_kill");
   return ReadKeyedCounter(dirs.memory + "/memory.events", "oom_kill");

@@ -73,7 +73,7 @@ Status ResetSlot(const SlotDirs& dirs, Version version, const std::string& suffi
 
 // "key N" lines (memory.oom_control, memory.events): the value of `key`.
 Result<uint64_t> ReadKeyedCounter(const std::string& path, std::string_view key);
-// OOM kills counted by the slot's memory cgroup since it was created.
+// OOM kills counted by the slot's memory cgroup since it was created (0 for a slot without one).
 Result<uint64_t> ReadOomKills(const SlotDirs& dirs, Version version);
 
 }  // namespace ember::cgroup
