@@ -55,9 +55,13 @@ class PlanBuilder {
     plan_->steps.push_back(
         {MountOp::kBindOptional, std::move(source), std::move(target), "", MS_BIND | extra});
   }
-  void MaskDir(std::string target) {
-    plan_->steps.push_back({MountOp::kMaskDir, "tmpfs", std::move(target), "tmpfs",
-                            MS_RDONLY | kNoSuidDevExec, "size=0"});
+  void MaskDir(std::string empty_dir, std::string target) {
+    plan_->steps.push_back(
+        {MountOp::kMaskDir, std::move(empty_dir), std::move(target), "", MS_BIND});
+  }
+  void BindNoExec(std::string source, std::string target) {
+    plan_->steps.push_back(
+        {MountOp::kBindNoExec, std::move(source), std::move(target), "", MS_BIND});
   }
   void BindReadOnly(std::string source, std::string target) {
     plan_->steps.push_back(
@@ -89,37 +93,37 @@ std::string Join(const std::vector<std::string>& parts, char sep) {
 namespace {
 
 // /proc of the sandbox's own pid namespace, with the host's sensitive files masked.
-void AddProc(PlanBuilder& b, const std::string& root) {
+void AddProc(PlanBuilder& b, const std::string& root, const std::string& staging) {
   b.Mkdir(root + "/proc", 0555);
   b.Mount("proc", root + "/proc", "proc", kNoSuidDevExec);
   for (const auto& file : MaskedProcFiles()) b.BindOptional("/dev/null", root + file);
-  for (const auto& dir : MaskedProcDirs()) b.MaskDir(root + dir);
+  for (const auto& dir : MaskedProcDirs()) b.MaskDir(staging + kMaskedDir, root + dir);
   for (const auto& path : ReadOnlyProcPaths()) {
     b.BindOptional(root + path, root + path, MS_REC);
     b.RemountReadOnly(root + path, kNoSuidDevExec);
   }
 }
 
-// The parts of /dev that are private to each sandbox: its pty instance and its shared memory.
-void AddDevPtsAndShm(PlanBuilder& b, const std::string& root, uint64_t shm_size) {
+// The parts of /dev that are private to each sandbox: its pty instance and its shared memory,
+// which is a directory of the writable layer's tmpfs (and shares its size cap).
+void AddDevPtsAndShm(PlanBuilder& b, const std::string& root, const std::string& staging) {
   b.Mkdir(root + "/dev/pts");
   b.Mount("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620");
   b.Mkdir(root + "/dev/shm", 01777);
-  b.Mount("shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-          "mode=1777,size=" + std::to_string(shm_size));
+  b.BindNoExec(staging + kShmDir, root + "/dev/shm");
 }
 
 // A minimal /dev: device nodes cannot be created in a user namespace, so the host's harmless
 // ones are bind-mounted onto empty files.
-void AddDev(PlanBuilder& b, const std::string& root, uint64_t shm_size) {
+void AddDev(PlanBuilder& b, const std::string& root, const std::string& staging) {
   b.Mkdir(root + "/dev");
   b.Mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
   for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
     b.Touch(root + "/dev/" + dev);
     b.BindOptional(std::string("/dev/") + dev, root + "/dev/" + dev);
   }
-  AddDevPtsAndShm(b, root, shm_size);
+  AddDevPtsAndShm(b, root, staging);
   b.Symlink("pts/ptmx", root + "/dev/ptmx");
   b.Symlink("/proc/self/fd", root + "/dev/fd");
   b.Symlink("/proc/self/fd/0", root + "/dev/stdin");
@@ -144,12 +148,17 @@ void AddBinds(PlanBuilder& b, const std::string& root, const std::vector<BindMou
 }
 
 // The private writable layer: one size-capped tmpfs holding upper and work, and the overlay.
+// The same tmpfs provides /dev/shm and the empty directory that masks parts of /proc: every
+// filesystem a sandbox mounts costs kernel memory in each memory cgroup on the host (a
+// shrinker per superblock, docs/cgroups.md), so a sandbox mounts as few as it can.
 void AddOverlayRoot(PlanBuilder& b, const std::string& staging, uint64_t size,
                     const std::string& lower_dirs) {
   b.Mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV,
           "mode=0755,size=" + std::to_string(size));
   b.Mkdir(staging + "/upper");
   b.Mkdir(staging + "/work");
+  b.Mkdir(staging + kMaskedDir, 0555);
+  b.Mkdir(staging + kShmDir, 01777);
   b.Mkdir(staging + "/root");
   b.Mount(
       "overlay", staging + "/root", "overlay", MS_NOSUID | MS_NODEV,
@@ -166,11 +175,15 @@ MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging) {
   PlanBuilder b(&plan);
   AddOverlayRoot(b, staging, spec.tmpfs_size, Join(spec.lower_dirs, ':'));
   if (spec.fork_template) b.Mkdir(root + kForkStagingDir, 0700);
-  AddProc(b, root);
-  AddDev(b, root, spec.tmp_size);
+  AddProc(b, root, staging);
+  AddDev(b, root, staging);
   b.Mkdir(root + "/tmp", 01777);
-  b.Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          "mode=1777,size=" + std::to_string(spec.tmp_size));
+  // A template's /tmp stays in its overlay, so that its children see it through their one
+  // overlay of the template's root instead of a second one.
+  if (!spec.fork_template) {
+    b.Mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+            "mode=1777,size=" + std::to_string(spec.tmp_size));
+  }
   AddBinds(b, root, spec.binds, /*from_targets=*/false);
   return plan;
 }
@@ -180,26 +193,17 @@ MountPlan BuildForkMountPlan(const SandboxSpec& spec) {
   plan.staging = kForkStagingDir;
   plan.root = plan.staging + "/root";
   const std::string& root = plan.root;
-  const std::string tmp_layer = plan.staging + "/tmp-layer";
   PlanBuilder b(&plan);
-  // "/" is the template's overlay root: the image with the template's writes on top. Its
-  // submounts (/proc, /dev, /tmp, the binds, this staging dir) are not part of the lower layer.
+  // "/" is the template's overlay root: the image with the template's writes on top, /tmp
+  // included. Its submounts (/proc, /dev, the binds, this staging dir) are not part of the
+  // lower layer.
   AddOverlayRoot(b, plan.staging, spec.tmpfs_size, "/");
-  // /tmp had its own tmpfs in the template; the child sees its content under a fresh layer.
-  b.Mkdir(tmp_layer);
-  b.Mount("tmpfs", tmp_layer, "tmpfs", MS_NOSUID | MS_NODEV,
-          "mode=0755,size=" + std::to_string(spec.tmp_size));
-  b.Mkdir(tmp_layer + "/upper", 01777);
-  b.Mkdir(tmp_layer + "/work");
-  b.Mkdir(root + "/tmp", 01777);
-  b.Mount("overlay", root + "/tmp", "overlay", MS_NOSUID | MS_NODEV,
-          "lowerdir=/tmp,upperdir=" + tmp_layer + "/upper,workdir=" + tmp_layer + "/work");
-  AddProc(b, root);
+  AddProc(b, root, plan.staging);
   // The template's /dev is already minimal and read-only; only its pty instance and /dev/shm
   // would be shared between children, so those are replaced.
   b.Mkdir(root + "/dev");
   b.BindRecursive("/dev", root + "/dev");
-  AddDevPtsAndShm(b, root, spec.tmp_size);
+  AddDevPtsAndShm(b, root, plan.staging);
   AddBinds(b, root, spec.binds, /*from_targets=*/true);
   return plan;
 }
@@ -208,26 +212,38 @@ namespace {
 
 // Read-only, nosuid and nodev through mount_setattr, which changes only these attributes: a
 // MS_REMOUNT would also have to repeat the host mount's locked atime flags exactly.
-int MakeBindReadOnly(const char* target) noexcept {
+int SetBindAttrs(const char* target, uint64_t attrs) noexcept {
   struct mount_attr attr {};
-  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  attr.attr_set = attrs;
   return sys::MountSetattr(AT_FDCWD, target, AT_RECURSIVE, &attr) == 0 ? 0 : errno;
+}
+int MakeBindReadOnly(const char* target) noexcept {
+  return SetBindAttrs(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
 }
 
 int ApplyStep(const MountStep& s) noexcept {
   const char* target = s.target.c_str();
   switch (s.op) {
     case MountOp::kMount:
-    case MountOp::kMaskDir:
       if (::mount(s.source.c_str(), target, s.fstype.c_str(), s.flags,
                   s.data.empty() ? nullptr : s.data.c_str()) != 0) {
-        // Masked /proc directories are optional: the host kernel may not have them.
-        return s.op == MountOp::kMaskDir && errno == ENOENT ? 0 : errno;
+        return errno;
       }
       return 0;
+    case MountOp::kMaskDir:
+      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) {
+        // Masked /proc directories are optional: the host kernel may not have them.
+        return errno == ENOENT ? 0 : errno;
+      }
+      return SetBindAttrs(
+          target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    case MountOp::kBindNoExec:
+      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) return errno;
+      return SetBindAttrs(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
     case MountOp::kMkdir:
-      if (::mkdir(target, s.mode) != 0 && errno != EEXIST) return errno;
-      return 0;
+      if (::mkdir(target, s.mode) != 0) return errno == EEXIST ? 0 : errno;
+      // Exactly `mode` (sticky and world-writable dirs included), whatever the umask.
+      return ::chmod(target, s.mode) == 0 ? 0 : errno;
     case MountOp::kTouch: {
       int fd = ::open(target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, s.mode);
       if (fd < 0) return errno == EEXIST ? 0 : errno;

@@ -29,7 +29,8 @@ enum class MountOp {
   kTouch,            // create an empty file at target (a bind-mount point); EEXIST is fine
   kSymlink,          // symlink(source, target); EEXIST is fine
   kBindOptional,     // bind source onto target; skipped when either is missing (masks, devices)
-  kMaskDir,          // an empty read-only tmpfs over target; skipped when target is missing
+  kMaskDir,          // read-only bind of an empty dir (source) over target; skipped when missing
+  kBindNoExec,       // bind source onto target, then nosuid, nodev, noexec
   kRemountReadOnly,  // bind-remount target read-only, keeping the locked flags in `flags`
   kBindReadOnly,     // recursive bind of source onto target, then read-only, nosuid, nodev
 };
@@ -58,6 +59,11 @@ const std::vector<std::string>& ReadOnlyProcPaths();
 
 MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging);
 
+// Directories of a sandbox's writable tmpfs (beside upper/ and work/): the empty one that masks
+// /proc directories, and /dev/shm's.
+inline constexpr const char* kMaskedDir = "/masked";
+inline constexpr const char* kShmDir = "/shm";
+
 // Where, inside a fork-boot template's root, each child mounts its own writable layer. Empty in
 // the template (its children cover it in their own mount namespaces).
 inline constexpr const char* kForkStagingDir = "/.ember-spawn";
@@ -65,12 +71,11 @@ inline constexpr const char* kForkStagingDir = "/.ember-spawn";
 // The rootfs of a child forked from a template, built in the child's copy of the template's
 // mount namespace (so paths are as the template sees them):
 //   <kForkStagingDir>        size-capped tmpfs: the child's writable layer
-//   .../root                 overlay: lower = the template's root "/" (its files as they were at
-//                            freeze, over the image), upper = the child's tmpfs
-//   root/tmp                 overlay: lower = the template's /tmp, upper on a fresh tmpfs
+//   .../root                 overlay: lower = the template's root "/" (its files, /tmp included,
+//                            as they were at freeze, over the image), upper = the child's tmpfs
 //   root/proc                fresh procfs of the child's pid namespace, masked as in plain boot
 //   root/dev                 recursive bind of the template's /dev (read-only, same devices),
-//                            with a fresh devpts instance and a fresh /dev/shm
+//                            with a fresh devpts instance and /dev/shm from the child's tmpfs
 //   root/<bind target>       the template's read-only binds (agent, code), bound again
 MountPlan BuildForkMountPlan(const SandboxSpec& spec);
 

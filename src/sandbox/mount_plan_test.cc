@@ -76,7 +76,9 @@ TEST(MountPlanTest, ProcIsMountedBeforeItsMasks) {
   for (const auto& dir : MaskedProcDirs()) {
     const MountStep* mask = Find(plan, MountOp::kMaskDir, "/s/root" + dir);
     ASSERT_NE(mask, nullptr) << dir;
-    EXPECT_TRUE(mask->flags & MS_RDONLY);
+    // An empty directory of the sandbox's own tmpfs, outside its root (read-only when applied).
+    EXPECT_EQ(mask->source, std::string("/s") + kMaskedDir);
+    EXPECT_TRUE(mask->flags & MS_BIND);
   }
   // /proc/kcore and /proc/sysrq-trigger are the ones every escape guide tries first.
   auto& files = MaskedProcFiles();
@@ -98,9 +100,31 @@ TEST(MountPlanTest, DevHoldsOnlyTheMinimalDevicesAndEndsReadOnly) {
   ASSERT_NE(pts, nullptr);
   EXPECT_NE(pts->data.find("newinstance"), std::string::npos);
   size_t ro = IndexOf(plan, MountOp::kRemountReadOnly, "/s/root/dev");
-  size_t shm = IndexOf(plan, MountOp::kMount, "/s/root/dev/shm");
+  size_t shm = IndexOf(plan, MountOp::kBindNoExec, "/s/root/dev/shm");
+  ASSERT_LT(shm, plan.steps.size());
+  EXPECT_EQ(plan.steps[shm].source, std::string("/s") + kShmDir);
   ASSERT_LT(ro, plan.steps.size());
   EXPECT_GT(ro, shm);
+}
+
+// Each filesystem mounted costs kernel memory in every memory cgroup on the host (a shrinker per
+// superblock): a sandbox mounts its tmpfs, overlay, proc, devpts (and /tmp when plain), no more.
+TEST(MountPlanTest, ASandboxMountsFewFilesystems) {
+  auto count = [](const MountPlan& plan) {
+    std::vector<std::string> types;
+    for (const auto& s : plan.steps) {
+      if (s.op == MountOp::kMount && (s.flags & MS_BIND) == 0) types.push_back(s.fstype);
+    }
+    return types;
+  };
+  EXPECT_EQ(count(BuildMountPlan(TestSpec(), "/s")),
+            (std::vector<std::string>{"tmpfs", "overlay", "proc", "tmpfs", "devpts", "tmpfs"}));
+  SandboxSpec template_spec = TestSpec();
+  template_spec.fork_template = true;
+  EXPECT_EQ(count(BuildMountPlan(template_spec, "/s")),
+            (std::vector<std::string>{"tmpfs", "overlay", "proc", "tmpfs", "devpts"}));
+  EXPECT_EQ(count(BuildForkMountPlan(TestSpec())),
+            (std::vector<std::string>{"tmpfs", "overlay", "proc", "devpts"}));
 }
 
 TEST(MountPlanTest, TmpIsItsOwnSizeCappedTmpfs) {
@@ -171,11 +195,11 @@ TEST(ForkMountPlanTest, TheTemplatesRootIsTheLowerLayerOfAFreshOverlay) {
   ASSERT_NE(overlay, nullptr);
   EXPECT_EQ(overlay->fstype, "overlay");
   EXPECT_EQ(overlay->data.rfind("lowerdir=/,", 0), 0u) << overlay->data;
-  // /tmp keeps the template's content under a layer of the child's own.
-  const MountStep* tmp = Find(plan, MountOp::kMount, plan.root + "/tmp");
-  ASSERT_NE(tmp, nullptr);
-  EXPECT_EQ(tmp->fstype, "overlay");
-  EXPECT_NE(tmp->data.find("lowerdir=/tmp,"), std::string::npos);
+  // The template's /tmp is part of its root (no mount of its own), so that one overlay covers it.
+  EXPECT_EQ(Find(plan, MountOp::kMount, plan.root + "/tmp"), nullptr);
+  SandboxSpec template_spec = TestSpec();
+  template_spec.fork_template = true;
+  EXPECT_EQ(Find(BuildMountPlan(template_spec, "/s"), MountOp::kMount, "/s/root/tmp"), nullptr);
 }
 
 TEST(ForkMountPlanTest, ProcIsFreshAndMaskedDevIsTheTemplatesWithPrivatePtsAndShm) {
@@ -194,7 +218,7 @@ TEST(ForkMountPlanTest, ProcIsFreshAndMaskedDevIsTheTemplatesWithPrivatePtsAndSh
   EXPECT_LT(IndexOf(plan, MountOp::kMount, root + "/dev"),
             IndexOf(plan, MountOp::kMount, root + "/dev/pts"));
   EXPECT_LT(IndexOf(plan, MountOp::kMount, root + "/dev"),
-            IndexOf(plan, MountOp::kMount, root + "/dev/shm"));
+            IndexOf(plan, MountOp::kBindNoExec, root + "/dev/shm"));
 }
 
 TEST(ForkMountPlanTest, BindsComeFromWhereTheTemplateSeesThem) {
