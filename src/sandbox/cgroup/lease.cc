@@ -108,10 +108,10 @@ Status Lease::Release() {
   peak_fd_.reset();
   // Whatever happens below, the lock is dropped: a failed reset leaves the record "claimed",
   // which makes the next claimer reset the slot again instead of trusting it.
-  FileLock lock = std::move(lock_);
+  SlotLock lock = std::move(lock_);
   EMBER_TRY_CTX(ResetSlot(dirs_, version_, suffix_, release_timeout_),
                 "release cgroup slot " + slot_);
-  return WriteSlotState(lock, lock_path_, kStateFree);
+  return WriteSlotState(lock_path_, kStateFree);
 }
 
 }  // namespace ember::cgroup

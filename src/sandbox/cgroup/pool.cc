@@ -50,6 +50,9 @@ Result<Pool> Pool::Open(const Hierarchy& hierarchy, PoolOptions options) {
   EMBER_TRY_CTX(MakeDirs(options.lock_dir, 0700), "open cgroup pool");
   Pool pool(hierarchy, std::move(options));
   const std::string& name = pool.options_.name;
+  auto locks = SlotLocks::Open(pool.options_.lock_dir);
+  if (!locks) return Fail(std::move(locks).error().Context("open cgroup pool " + name));
+  pool.locks_ = std::move(*locks);
   for (const std::string& root : pool.Roots()) {
     if (hierarchy.version == Version::kV2) {
       // A v2 cgroup can only enable what its parent enabled for it, so the root comes first.
@@ -108,7 +111,7 @@ Result<size_t> Pool::CountFree() const {
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   size_t free = 0;
   for (const auto& slot : slots) {
-    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    auto lock = TryLock(slot);
     if (lock) {
       ++free;
     } else if (lock.error().code() != ErrorCode::kBusy) {
@@ -118,7 +121,7 @@ Result<size_t> Pool::CountFree() const {
   return free;
 }
 
-Result<std::pair<std::string, FileLock>> Pool::CreateSlot() {
+Result<std::pair<std::string, SlotLock>> Pool::CreateSlot() {
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   std::set<long> taken;
   for (const auto& s : slots) taken.insert(SlotNumber(s));
@@ -126,24 +129,24 @@ Result<std::pair<std::string, FileLock>> Pool::CreateSlot() {
     if (taken.count(n)) continue;
     std::string slot = SlotName(n);
     // Another process creating a slot at the same moment holds this number's lock: try the next.
-    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    auto lock = TryLock(slot);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;
       return Fail(std::move(lock).error().Context("create cgroup slot"));
     }
     // Recorded first, so a crash between the mkdirs below leaves a slot marked for reset.
-    EMBER_TRY(WriteSlotState(*lock, LockPath(slot), kStateCreating));
+    EMBER_TRY(WriteSlotState(LockPath(slot), kStateCreating));
     SlotDirs dirs = DirsOfSlot(slot);
     for (const std::string& dir : dirs.Distinct()) {
       EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
     }
-    return std::pair<std::string, FileLock>(slot, std::move(*lock));
+    return std::pair<std::string, SlotLock>(slot, std::move(*lock));
   }
 }
 
-Status Pool::RecoverIfStale(const std::string& slot, const FileLock& lock, bool* was_stale) {
+Status Pool::RecoverIfStale(const std::string& slot, bool* was_stale) {
   std::string path = LockPath(slot);
-  EMBER_ASSIGN_OR_RETURN(std::string state, ReadSlotState(lock, path));
+  EMBER_ASSIGN_OR_RETURN(std::string state, ReadSlotState(path));
   *was_stale = state != kStateFree;
   if (!*was_stale) return Ok();
   spdlog::info("cgroup slot {}/{} was left '{}' by a process that is gone: resetting it",
@@ -154,10 +157,10 @@ Status Pool::RecoverIfStale(const std::string& slot, const FileLock& lock, bool*
     EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
   EMBER_TRY_CTX(ResetSlot(dirs, hierarchy_.version, Suffix(slot), options_.release_timeout),
                 "reset stale cgroup slot " + slot);
-  return WriteSlotState(lock, path, kStateFree);
+  return WriteSlotState(path, kStateFree);
 }
 
-Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
+Result<Lease> Pool::MakeLease(const std::string& slot, SlotLock lock) {
   Lease lease;
   lease.slot_ = slot;
   lease.lock_path_ = LockPath(slot);
@@ -168,7 +171,7 @@ Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
   lease.release_timeout_ = options_.release_timeout;
   lease.lock_ = std::move(lock);
   // From here on the lease owns the lock; an error below releases the slot through ~Lease.
-  EMBER_TRY(WriteSlotState(lease.lock_, lease.lock_path_, "claimed " + std::to_string(::getpid())));
+  EMBER_TRY(WriteSlotState(lease.lock_path_, "claimed " + std::to_string(::getpid())));
   const std::string& mem = lease.dirs_.memory;
   if (mem.empty()) {
     // No memory cgroup of its own: nothing to reset.
@@ -194,7 +197,7 @@ Result<Lease> Pool::MakeLease(const std::string& slot, FileLock lock) {
 }
 
 Result<std::optional<Lease>> Pool::TryClaim(const std::string& slot) {
-  auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+  auto lock = TryLock(slot);
   if (!lock) {
     if (lock.error().code() == ErrorCode::kBusy || lock.error().code() == ErrorCode::kNotFound) {
       return std::optional<Lease>();
@@ -202,7 +205,7 @@ Result<std::optional<Lease>> Pool::TryClaim(const std::string& slot) {
     return Fail(std::move(lock).error().Context("claim cgroup slot"));
   }
   bool stale = false;
-  auto recovered = RecoverIfStale(slot, *lock, &stale);
+  auto recovered = RecoverIfStale(slot, &stale);
   if (!recovered) {
     // A slot that cannot be emptied (a process stuck in the kernel) is skipped, not fatal.
     spdlog::warn("cgroup pool {}: skipping slot {}: {}", options_.name, slot,
@@ -237,13 +240,13 @@ Result<size_t> Pool::Fill() {
   size_t free = 0;
   std::deque<std::string> hint;
   for (const std::string& slot : slots) {
-    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    auto lock = TryLock(slot);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;
       return Fail(std::move(lock).error().Context("fill cgroup pool"));
     }
     bool stale = false;
-    if (!RecoverIfStale(slot, *lock, &stale)) continue;
+    if (!RecoverIfStale(slot, &stale)) continue;
     if (free < options_.target_free) {
       ++free;
       hint.push_back(slot);
@@ -259,7 +262,7 @@ Result<size_t> Pool::Fill() {
   size_t made = 0;
   for (; free + made < options_.target_free; ++made) {
     EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
-    EMBER_TRY(WriteSlotState(created.second, LockPath(created.first), kStateFree));
+    EMBER_TRY(WriteSlotState(LockPath(created.first), kStateFree));
     hint.push_back(created.first);
   }
   free_hint_ = std::move(hint);
@@ -271,13 +274,13 @@ Result<size_t> Pool::CleanupStale() {
   size_t reset = 0;
   Status first_error = Ok();
   for (const std::string& slot : slots) {
-    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    auto lock = TryLock(slot);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;  // a live lease
       return Fail(std::move(lock).error().Context("clean up cgroup pool"));
     }
     bool stale = false;
-    auto recovered = RecoverIfStale(slot, *lock, &stale);
+    auto recovered = RecoverIfStale(slot, &stale);
     if (recovered) {
       reset += stale ? 1 : 0;
     } else if (first_error) {
@@ -292,7 +295,7 @@ Status Pool::Destroy() {
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   std::string busy;
   for (const std::string& slot : slots) {
-    auto lock = FileLock::TryAcquire(LockPath(slot), FileLock::Mode::kExclusive);
+    auto lock = TryLock(slot);
     if (!lock) {
       if (lock.error().code() != ErrorCode::kBusy) return Fail(std::move(lock).error());
       busy += " " + slot;

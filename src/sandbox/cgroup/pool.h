@@ -5,10 +5,11 @@
 //
 // Layout: <root>/<name>/pool-<n> under every hierarchy root ember uses (memory, cpu, pids on v1;
 // the cgroup2 root on v2, with "+memory +cpu +pids" in the parents' cgroup.subtree_control).
-// Claims work across processes without a daemon: a slot is held through an exclusive flock on
-// <lock_dir>/pool-<n>.lock, so a crashed holder's claim vanishes with it and the slot is reset
-// (leftover processes killed) before anyone reuses it. See slot.h for the lock
-// file's state record and docs/cgroups.md for the design.
+// Claims work across processes without a daemon: a slot is held through a byte lock in
+// <lock_dir>/slots.lock (slot_locks.h: one fd per pool, not per slot), so a crashed holder's
+// claim vanishes with it and the slot is reset (leftover processes killed) before anyone reuses
+// it. See slot.h for the state record in <lock_dir>/pool-<n>.lock and docs/cgroups.md for the
+// design.
 #pragma once
 
 #include <sys/types.h>
@@ -25,6 +26,7 @@
 #include "sandbox/cgroup/hierarchy.h"
 #include "sandbox/cgroup/limits.h"
 #include "sandbox/cgroup/slot.h"
+#include "sandbox/cgroup/slot_locks.h"
 #include "sandbox/spec.h"
 
 namespace ember::cgroup {
@@ -91,7 +93,7 @@ class Lease {
   SlotDirs dirs_;
   LimitFeatures features_;
   std::chrono::milliseconds release_timeout_{2000};
-  FileLock lock_;
+  SlotLock lock_;
   UniqueFd v2_dir_;
   UniqueFd peak_fd_;  // v2 memory.peak, reset at Claim (per-fd since 6.12)
   uint64_t oom_kills_at_claim_ = 0;
@@ -131,10 +133,14 @@ class Pool {
   Pool(Hierarchy hierarchy, PoolOptions options)
       : hierarchy_(std::move(hierarchy)), options_(std::move(options)) {}
   // Makes a new slot; returns it locked (state "creating").
-  Result<std::pair<std::string, FileLock>> CreateSlot();
+  Result<std::pair<std::string, SlotLock>> CreateSlot();
   // Brings a slot whose lock we hold to "free" if its record says otherwise.
-  Status RecoverIfStale(const std::string& slot, const FileLock& lock, bool* was_stale);
-  Result<Lease> MakeLease(const std::string& slot, FileLock lock);
+  Status RecoverIfStale(const std::string& slot, bool* was_stale);
+  Result<Lease> MakeLease(const std::string& slot, SlotLock lock);
+  // The slot's lock; kBusy when someone holds it.
+  Result<SlotLock> TryLock(const std::string& slot) const {
+    return locks_->TryLock(SlotNumber(slot));
+  }
   std::string Suffix(const std::string& slot) const { return "/" + options_.name + "/" + slot; }
   // The slot's directories (without memory's when the pool has none).
   SlotDirs DirsOfSlot(const std::string& slot) const;
@@ -147,6 +153,7 @@ class Pool {
   Hierarchy hierarchy_;
   PoolOptions options_;
   LimitFeatures features_;
+  std::shared_ptr<SlotLocks> locks_;
   // Slots Fill last saw free, tried first by Claim: with thousands of slots held, scanning them
   // all (a lock attempt each) on every claim would make the hot path grow with the pool. A hint
   // may be stale (another process claimed it); Claim then falls back to the scan.

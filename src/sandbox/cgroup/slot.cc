@@ -1,5 +1,6 @@
 #include "sandbox/cgroup/slot.h"
 
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -30,27 +31,34 @@ SlotDirs DirsOf(const Hierarchy& hierarchy, const std::string& name, const std::
   return SlotDirs{dir(Controller::kMemory), dir(Controller::kCpu), dir(Controller::kPids)};
 }
 
-Result<std::string> ReadSlotState(const FileLock& lock, const std::string& lock_path) {
+Result<std::string> ReadSlotState(const std::string& record_path) {
+  int fd = ::open(record_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::string();  // unknown: reset before use
+    return FailErrno("open slot state " + record_path);
+  }
+  UniqueFd owned(fd);
   char buf[64];
-  ssize_t n = ::pread(lock.fd(), buf, sizeof buf, 0);
-  if (n < 0) return FailErrno("read slot state " + lock_path);
+  ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  if (n < 0) return FailErrno("read slot state " + record_path);
   std::string state(buf, static_cast<size_t>(n));
   while (!state.empty() && (state.back() == '\n' || state.back() == ' ')) state.pop_back();
   return state;
 }
 
-Status WriteSlotState(const FileLock& lock, const std::string& lock_path, std::string_view state) {
+Status WriteSlotState(const std::string& record_path, std::string_view state) {
   // A fixed-width record overwritten in place: no ftruncate, which on ext4 frees a block through
   // the journal and cost ~200µs on the claim path. No fsync: the state only matters while the
   // cgroups exist, and they do not survive a reboot.
   std::string record(state);
   if (record.size() + 1 > kStateRecordSize) {
-    return Fail(ErrorCode::kInternal, "slot state '" + record + "' too long for " + lock_path);
+    return Fail(ErrorCode::kInternal, "slot state '" + record + "' too long for " + record_path);
   }
   record.resize(kStateRecordSize - 1, ' ');
   record.push_back('\n');
-  if (::pwrite(lock.fd(), record.data(), record.size(), 0) != static_cast<ssize_t>(record.size())) {
-    return FailErrno("write slot state " + lock_path);
+  EMBER_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(record_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  if (::pwrite(fd.get(), record.data(), record.size(), 0) != static_cast<ssize_t>(record.size())) {
+    return FailErrno("write slot state " + record_path);
   }
   return Ok();
 }

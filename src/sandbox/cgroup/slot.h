@@ -1,8 +1,8 @@
 // Operations on one pooled cgroup ("slot"), shared by Pool and Lease: naming, creation, emptying
 // and the small state record kept in the slot's lock file.
 //
-// The lock file <lock_dir>/<slot>.lock is both the claim (an exclusive flock, held for a lease's
-// life and dropped by the kernel when its holder dies) and a record of the slot's state, one
+// A slot is claimed through a byte lock (slot_locks.h), held for a lease's life and dropped by the
+// kernel when its holder dies; the record file <lock_dir>/<slot>.lock keeps the slot's state, one
 // space-padded line: "free" once a slot was emptied, "claimed <pid>" while a lease
 // holds it, "creating" while its directories are being made. A lock that can be taken over anything
 // but "free" therefore means its last holder crashed, and the slot is reset before reuse.
@@ -36,9 +36,9 @@ std::string SlotName(long number);
 // The slot directories of `slot` under pool `name`.
 SlotDirs DirsOf(const Hierarchy& hierarchy, const std::string& name, const std::string& slot);
 
-// The lock file's state record.
-Result<std::string> ReadSlotState(const FileLock& lock, const std::string& lock_path);
-Status WriteSlotState(const FileLock& lock, const std::string& lock_path, std::string_view state);
+// The slot's state record (read and written only by the holder of the slot's lock).
+Result<std::string> ReadSlotState(const std::string& record_path);
+Status WriteSlotState(const std::string& record_path, std::string_view state);
 
 // Called after each directory the pool makes; tests use it to emulate cgroupfs, which fills a
 // new directory with its control files.
