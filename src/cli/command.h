@@ -45,6 +45,7 @@ void RegisterImageCommands(CLI::App& app, GlobalOptions& global, int* exit_code)
 void RegisterDoctorCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterCleanupCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
 void RegisterDaemonCommand(CLI::App& app, GlobalOptions& global, int* exit_code);
+void RegisterSnapshotCommands(CLI::App& app, GlobalOptions& global, int* exit_code);
 
 // The parent cgroup of the pool: EMBER_CGROUP_NAME, default "ember".
 std::string CgroupName();

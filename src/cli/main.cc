@@ -120,6 +120,7 @@ int RunCli(int argc, char** argv) {
   RegisterDoctorCommand(app, global, &exit_code);
   RegisterCleanupCommand(app, global, &exit_code);
   RegisterDaemonCommand(app, global, &exit_code);
+  RegisterSnapshotCommands(app, global, &exit_code);
 
   // CLI11 reports usage errors with exceptions; this is the edge where they become exit codes.
   std::vector<std::string> args(argv, argv + argc);

@@ -14,7 +14,12 @@ namespace ember::snapshot {
 
 // The compat record of this host: uname release, XXH64 of this process's own [vdso] bytes, cpuid
 // leaves 1 and 7, XCR0 (xgetbv 0), the xsave size for the enabled features (cpuid 0xD), glibc's
-// version and EMBER_VERSION.
+// version (gnu_get_libc_version) and EMBER_VERSION.
+// glibc_version caveat: the checkpointer (compat_capture.h) records the GNU build-id of the libc
+// mapped in the checkpointed process, i.e. the function image's libc, not the host's. A restorer
+// comparing against such a snapshot must put the same identity of the image's libc into the host
+// record (ReadGnuBuildId) before CheckCompat; the version string here only fits processes that
+// run on the host's own libc.
 Result<CompatRecord> HostCompat();
 
 // Refuses (kUnsupported) when the snapshot's record does not fit `host`, naming the field and both
