@@ -12,7 +12,7 @@ packages=(
   # the daemon (HTTP on Asio/Beast), function manifests (TOML), the agent's Python runtime
   libboost-dev libtomlplusplus-dev libpython3.11-dev
   # tests
-  libgtest-dev libgmock-dev busybox-static python3 clang-format clang-tidy
+  libgtest-dev libgmock-dev busybox-static python3 clang-format clang-tidy clang libclang-rt-14-dev
   # images: EROFS files, Debian rootfs builds
   erofs-utils mmdebstrap util-linux ca-certificates
 )
