@@ -143,6 +143,11 @@ void Engine::OnTemplateBuilt(const FunctionVersion& function, const std::string&
     StopIdleRetiredTemplates();
   };
   hooks.on_dead = [this, name](Template& dead) { OnTemplateDead(name, dead); };
+  hooks.on_child_log = [this, name](const std::string& instance_id, std::string_view text) {
+    auto scheduler = schedulers_.find(name);
+    if (scheduler == schedulers_.end()) return;
+    if (auto instance = scheduler->second->Find(instance_id)) instance->AppendLog(text);
+  };
   hooks.on_log = [](Template& t, std::string_view text) {
     spdlog::info("template {}: {}", t.id(), text);
   };

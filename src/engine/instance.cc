@@ -28,7 +28,7 @@ Instance::Instance(asio::io_context& io, std::string id, std::string version, Ma
       sandbox_(std::move(booted.sandbox)),
       hooks_(std::move(hooks)),
       control_(io, booted.control.release()),
-      log_(io, booted.log.release()),
+      log_(io),
       exit_watch_(io),
       started_(std::chrono::system_clock::now()),
       last_used_(Clock::now()),
@@ -37,6 +37,8 @@ Instance::Instance(asio::io_context& io, std::string id, std::string version, Ma
       created_(Clock::now()) {
   // A forked instance has no pidfd of ours: its template reports its exit (NotifyExit).
   if (!sandbox_.adopted()) exit_watch_.assign(::dup(sandbox_.pidfd()));
+  // A forked instance's output comes through its template (AppendLog).
+  if (booted.log) log_.assign(booted.log.release());
   if (!booted.early_log.empty() && hooks_.on_log) hooks_.on_log(*this, booted.early_log);
 }
 
@@ -49,9 +51,11 @@ Instance::~Instance() {
 
 void Instance::Start() {
   control_.non_blocking(true);
-  log_.non_blocking(true);
   ReadControl();
-  ReadLog();
+  if (log_.is_open()) {
+    log_.non_blocking(true);
+    ReadLog();
+  }
   if (!sandbox_.adopted()) WatchExit();
 }
 

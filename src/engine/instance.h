@@ -78,6 +78,11 @@ class Instance : public std::enable_shared_from_this<Instance> {
   void Invoke(const std::string& request_id, std::string event, Done done);
   // A fork-boot instance's exit, reported by its template (which reaps it).
   void NotifyExit(ExitStatus status);
+  // Output of a fork-boot instance, which its template's shared log socket attributed to it (such
+  // an instance has no log pipe of its own).
+  void AppendLog(std::string_view text) {
+    if (hooks_.on_log) hooks_.on_log(*this, text);
+  }
   // Fork boot: false until the child reported that it is sandboxed and ready. Invocations may
   // be sent before (the child reads them after); boot_timings().init is final once it is.
   bool ready() const { return !awaiting_ready_; }

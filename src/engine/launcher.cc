@@ -245,15 +245,11 @@ Result<ForkResources> Launcher::PrepareFork(const Manifest& manifest,
     r.cgroup_procs.push_back(std::move(memory));
   }
   int socks[2];
-  int pipe_fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) != 0) {
     return FailErrno("create the control socket of a fork-boot instance");
   }
   r.control.reset(socks[0]);
   r.control_child.reset(socks[1]);
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return FailErrno("create the log pipe of an instance");
-  r.log.reset(pipe_fds[0]);
-  r.log_child.reset(pipe_fds[1]);
   return r;
 }
 

@@ -68,7 +68,7 @@ struct BootTimings {
 struct BootedInstance {
   sandbox::Sandbox sandbox;
   UniqueFd control;       // the agent's socket (framed protocol), blocking
-  UniqueFd log;           // read end of the instance's stdout+stderr
+  UniqueFd log;           // read end of the instance's stdout+stderr (none when forked)
   std::string early_log;  // what the instance printed during init
   BootTimings timings;
   std::string ready;  // the agent's kReady payload (a template's says whether it can fork)
@@ -79,7 +79,7 @@ struct ForkResources {
   cgroup::Lease cgroup;                // claimed, with the function's limits applied
   std::vector<UniqueFd> cgroup_procs;  // its cgroup.procs files, for the child to join
   UniqueFd control, control_child;     // the child's control socket (ours, the child's end)
-  UniqueFd log, log_child;             // the child's log pipe (read end, write end)
+  // The child's stdout and stderr are its template's shared log socket (engine/template.h).
 };
 
 struct BootError {

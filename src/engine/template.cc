@@ -1,10 +1,13 @@
 #include "engine/template.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <cstdlib>
+#include <cstring>
 
 #include "agent/protocol_template.h"
 #include "base/fs.h"
@@ -21,6 +24,16 @@ std::chrono::microseconds Since(Clock::time_point start) {
 }
 
 BootError SpawnError(Error error) { return BootError{std::move(error), std::nullopt, ""}; }
+
+// The parent of `pid` from /proc/<pid>/stat (the field after the state, past the comm's ')'), or
+// 0.
+pid_t ParentOf(pid_t pid) {
+  auto stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return 0;
+  size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 4 >= stat->size()) return 0;
+  return static_cast<pid_t>(std::strtol(stat->c_str() + paren + 4, nullptr, 10));
+}
 
 }  // namespace
 
@@ -43,14 +56,29 @@ Template::Template(asio::io_context& io, std::string id, std::string version, Bo
       hooks_(std::move(hooks)),
       control_(io, booted.control.release()),
       log_(io, booted.log.release()),
+      children_log_(io),
       started_(std::chrono::system_clock::now()) {
   if (!booted.early_log.empty() && hooks_.on_log) hooks_.on_log(*this, booted.early_log);
+  int ends[2];
+  int on = 1;
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    spdlog::warn("template {}: cannot create its children's log socket: {}", id_,
+                 std::strerror(errno));
+    return;  // Spawn says why
+  }
+  children_log_.assign(ends[0]);
+  children_log_out_.reset(ends[1]);
+  ::shutdown(ends[0], SHUT_WR);
+  if (::setsockopt(ends[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
+    spdlog::warn("template {}: SO_PASSCRED: {}", id_, std::strerror(errno));
+  }
 }
 
 Template::~Template() {
   boost::system::error_code ignored;
   control_.close(ignored);
   log_.close(ignored);
+  children_log_.close(ignored);
 }
 
 void Template::Start() {
@@ -58,6 +86,10 @@ void Template::Start() {
   log_.non_blocking(true);
   ReadControl();
   ReadLog();
+  if (children_log_.is_open()) {
+    children_log_.non_blocking(true);
+    ReadChildrenLog();
+  }
 }
 
 void Template::ReadControl() {
@@ -100,11 +132,64 @@ void Template::ReadLog() {
                        });
 }
 
+void Template::ReadChildrenLog() {
+  children_log_.async_wait(asio::posix::stream_descriptor::wait_read,
+                           [self = shared_from_this()](boost::system::error_code ec) {
+                             if (ec) return;
+                             self->DrainChildrenLog();
+                             self->ReadChildrenLog();
+                           });
+}
+
+void Template::DrainChildrenLog() {
+  if (!children_log_.is_open()) return;
+  for (;;) {
+    struct iovec iov = {children_log_buf_, sizeof children_log_buf_};
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(struct ucred))];
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    // With SO_PASSCRED the kernel never merges two writers' bytes into one read.
+    ssize_t n = ::recvmsg(children_log_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n <= 0) return;  // EAGAIN; EOF cannot happen while we hold the other end
+    pid_t writer = 0;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        struct ucred cred {};
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        writer = cred.pid;
+      }
+    }
+    std::string_view text(children_log_buf_, static_cast<size_t>(n));
+    std::string child = writer > 0 ? ChildOf(writer) : "";
+    if (!child.empty() && hooks_.on_child_log) {
+      hooks_.on_child_log(child, text);
+    } else if (hooks_.on_log) {
+      hooks_.on_log(*this, text);  // a writer that exited before we could place it
+    }
+  }
+}
+
+std::string Template::ChildOf(pid_t pid) const {
+  for (int depth = 0; depth < 64 && pid > 1; ++depth) {
+    if (auto it = child_pids_.find(pid); it != child_pids_.end()) return it->second;
+    pid = ParentOf(pid);
+  }
+  return "";
+}
+
 void Template::Spawn(const std::string& instance_id, ForkResources resources, UniqueFd netns,
                      Clock::time_point started, SpawnDone done) {
   if (dead_) {
     done(
         tl::unexpected(SpawnError(Error(ErrorCode::kUnavailable, "template " + id_ + " is dead"))));
+    return;
+  }
+  UniqueFd log(children_log_out_ ? ::fcntl(children_log_out_.get(), F_DUPFD_CLOEXEC, 3) : -1);
+  if (!log) {
+    done(tl::unexpected(SpawnError(Error::Errno("template " + id_ + ": pass its log socket"))));
     return;
   }
   agent::SpawnRequest request{instance_id, netns.valid(),
@@ -116,7 +201,7 @@ void Template::Spawn(const std::string& instance_id, ForkResources resources, Un
   // The frame owns the child's ends until they are sent; then ours must go, or EOF would never
   // reach either side.
   frame.fds.push_back(std::move(resources.control_child));
-  frame.fds.push_back(std::move(resources.log_child));
+  frame.fds.push_back(std::move(log));
   if (netns) frame.fds.push_back(std::move(netns));
   for (auto& fd : resources.cgroup_procs) frame.fds.push_back(std::move(fd));
   resources.cgroup_procs.clear();
@@ -175,7 +260,11 @@ void Template::OnFrame(const agent::Frame& frame) {
         Die("it sent a bad child exit: " + exit.error().ToString());
         return;
       }
-      children_.erase(exit->instance_id);
+      DrainChildrenLog();
+      if (auto child = children_.find(exit->instance_id); child != children_.end()) {
+        child_pids_.erase(child->second);
+        children_.erase(child);
+      }
       if (hooks_.on_child_exit) {
         hooks_.on_child_exit(exit->instance_id, ExitStatus{exit->signaled, exit->code, false});
       }
@@ -207,11 +296,12 @@ void Template::OnSpawned(uint64_t request_id, const agent::Frame& frame) {
     return;
   }
   ++spawned_;
-  children_.insert(pending.instance_id);
+  children_[pending.instance_id] = *host_pid;
+  child_pids_[*host_pid] = pending.instance_id;
   BootedInstance booted{sandbox::Sandbox::Adopted(pending.instance_id, *host_pid,
                                                   std::move(pending.resources.cgroup)),
                         std::move(pending.resources.control),
-                        std::move(pending.resources.log),
+                        UniqueFd(),
                         "",
                         {},
                         ""};
@@ -238,7 +328,9 @@ void Template::Die(const std::string& why) {
   out_.clear();
   boost::system::error_code ignored;
   control_.close(ignored);
+  DrainChildrenLog();
   children_.clear();
+  child_pids_.clear();
   if (hooks_.on_dead) hooks_.on_dead(*this);
 }
 

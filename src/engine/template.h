@@ -5,6 +5,11 @@
 // template is the child's parent and reaper, and reports each exit, which the engine hands to
 // the child's Instance).
 //
+// The children's stdout and stderr are one socket per template (not a pipe each, which would
+// cost the daemon an fd per instance): a stream socket whose reading end has SO_PASSCRED, so
+// each read carries the writer's pid, which names the child (or, through its parents, the child
+// whose subprocess wrote).
+//
 // A template lives as long as its function's version is current or any of its children is
 // alive: the kernel ends every child when its template dies (they are in pid namespaces below
 // the template's), so a retired template is stopped only once its last child is gone.
@@ -37,6 +42,8 @@ class Template : public std::enable_shared_from_this<Template> {
     // The template died: every child died with it.
     std::function<void(Template&)> on_dead;
     std::function<void(Template&, std::string_view)> on_log;  // the template's own output
+    // Output of a child (or of a process below it).
+    std::function<void(const std::string& instance_id, std::string_view)> on_child_log;
   };
 
   Template(boost::asio::io_context& io, std::string id, std::string version, BootedInstance booted,
@@ -81,6 +88,11 @@ class Template : public std::enable_shared_from_this<Template> {
 
   void ReadControl();
   void ReadLog();
+  void ReadChildrenLog();
+  // Hands out what the children wrote so far (a child's last words come before its exit).
+  void DrainChildrenLog();
+  // The child that `pid` is, or is a descendant of ("" if none).
+  std::string ChildOf(pid_t pid) const;
   // Writes queued frames until the socket is full, then waits for room (a burst of spawns can
   // outrun the template).
   void Flush();
@@ -96,15 +108,19 @@ class Template : public std::enable_shared_from_this<Template> {
   Hooks hooks_;
   boost::asio::posix::stream_descriptor control_;
   boost::asio::posix::stream_descriptor log_;
+  boost::asio::posix::stream_descriptor children_log_;  // ours: SO_PASSCRED
+  UniqueFd children_log_out_;                           // the children's end, sent with every spawn
   agent::FrameReader reader_;
   std::deque<UniqueFd> received_fds_;  // pidfds that came with kSpawned frames, in order
   char control_buf_[16384];
   char log_buf_[16384];
+  char children_log_buf_[16384];
   uint64_t next_request_id_ = 1;
   std::map<uint64_t, Pending> pending_;
   std::deque<OutFrame> out_;
   bool waiting_to_write_ = false;
-  std::set<std::string> children_;  // instance ids of live children
+  std::map<std::string, pid_t> children_;    // live children: instance id -> host pid
+  std::map<pid_t, std::string> child_pids_;  // the reverse
   uint64_t spawned_ = 0;
   bool dead_ = false;
   std::chrono::system_clock::time_point started_;

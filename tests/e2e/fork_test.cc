@@ -352,6 +352,41 @@ TEST_F(ForkTest, ChildrenShareTheTemplatesMemoryCgroupAndAreBoundedOneByOne) {
       << "256 MiB in one instance of a 64 MiB function must fail: " << greedy.body;
 }
 
+TEST_F(ForkTest, OutputOfEachChildAndItsSubprocessesLandsInItsOwnLog) {
+  Deploy(
+      PythonBundle("talker",
+                   "import os, subprocess, sys\n"
+                   "def handle(event, context):\n"
+                   "    me = os.environ['EMBER_INSTANCE']\n"
+                   "    print('handler of', me, flush=True)\n"
+                   "    sys.stderr.write('stderr of ' + me + '\\n')\n"
+                   "    sys.stderr.flush()\n"
+                   "    subprocess.run(['/bin/sh', '-c', 'echo subprocess of ' + me], check=True)\n"
+                   "    return me\n"));
+  ASSERT_FALSE(WaitForTemplate("talker", "ready").is_null());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto r = ForkInvoke("talker");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ids.push_back(Body(r).get<std::string>());
+  }
+  const std::string dir = env_->data_dir() + "/logs/talker/";
+  for (const auto& id : ids) {
+    std::string log;
+    for (int i = 0; i < 100; ++i) {
+      log = ReadFile(dir + id + ".log").value_or("");
+      if (log.find("subprocess of " + id) != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (const char* what : {"handler of ", "stderr of ", "subprocess of "}) {
+      EXPECT_NE(log.find(what + id), std::string::npos) << what << id << " in:\n" << log;
+    }
+    for (const auto& other : ids) {
+      if (other != id) EXPECT_EQ(log.find(other), std::string::npos) << other << " in " << id;
+    }
+  }
+}
+
 TEST_F(ForkTest, ForkBootedInstancesCanBeRemovedAndTheirCrashesAreNamed) {
   Deploy(PythonBundle("mortal",
                       "import os\n"
