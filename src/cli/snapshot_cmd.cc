@@ -26,8 +26,11 @@ int RunInspect(const SnapshotArgs& args) {
     extras.pages_verified = true;
   }
   // Whether this host could restore it: informative only, so a host whose record cannot be
-  // read still gets the rest of the report.
-  if (auto host = snapshot::HostCompat(); host) {
+  // read still gets the rest of the report. The libc is the function image's (checked at
+  // restore, where the image is known), so it is taken from the snapshot here.
+  if (auto host =
+          snapshot::HostCompat(std::string(snapshot::FixedString(image->compat().glibc_version)));
+      host) {
     extras.host_compat = snapshot::CheckCompat(image->compat(), *host);
   } else {
     std::fprintf(stderr, "ember: warning: %s\n", host.error().ToString().c_str());

@@ -3,7 +3,6 @@
 #include <cpuid.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <gnu/libc-version.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -62,7 +61,9 @@ Status HashVdso(CompatRecord* record) {
   return Ok();
 }
 
-void ReadCpu(CompatRecord* record) {
+}  // namespace
+
+void ReadCpuFeatures(CompatRecord* record) {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_count(1, 0, &a, &b, &c, &d) != 0) {
     record->cpuid_1_ecx = c;
@@ -83,6 +84,8 @@ void ReadCpu(CompatRecord* record) {
   }
 }
 
+namespace {
+
 std::string Hex(uint64_t v) { return fmt::format("{:#x}", v); }
 
 tl::unexpected<Error> Refuse(std::string_view message) {
@@ -92,14 +95,14 @@ tl::unexpected<Error> Refuse(std::string_view message) {
 
 }  // namespace
 
-Result<CompatRecord> HostCompat() {
+Result<CompatRecord> HostCompat(std::string libc) {
   CompatRecord record;
   struct utsname uts {};
   if (::uname(&uts) != 0) return FailErrno("uname");
   record.kernel_release = uts.release;
   EMBER_TRY_CTX(HashVdso(&record), "host compat record");
-  ReadCpu(&record);
-  record.glibc_version = gnu_get_libc_version();
+  ReadCpuFeatures(&record);
+  record.glibc_version = std::move(libc);
   record.ember_version = EMBER_VERSION;
   return record;
 }

@@ -12,15 +12,16 @@
 
 namespace ember::snapshot {
 
-// The compat record of this host: uname release, XXH64 of this process's own [vdso] bytes, cpuid
-// leaves 1 and 7, XCR0 (xgetbv 0), the xsave size for the enabled features (cpuid 0xD), glibc's
-// version (gnu_get_libc_version) and EMBER_VERSION.
-// glibc_version caveat: the checkpointer (compat_capture.h) records the GNU build-id of the libc
-// mapped in the checkpointed process, i.e. the function image's libc, not the host's. A restorer
-// comparing against such a snapshot must put the same identity of the image's libc into the host
-// record (ReadGnuBuildId) before CheckCompat; the version string here only fits processes that
-// run on the host's own libc.
-Result<CompatRecord> HostCompat();
+// The CPU part of a compat record: cpuid leaves 1 and 7, XCR0 (xgetbv 0) and the xsave size for
+// the enabled features (cpuid 0xD). Shared with the checkpointer (compat_capture.h).
+void ReadCpuFeatures(CompatRecord* record);
+
+// The compat record of this host for restoring a process that will run on the libc identified by
+// `libc` (LibcIdentity, compat_capture.h, of the libc.so.6 in the function's image: the same
+// identity the checkpointer recorded for the libc mapped in the checkpointed process, which is
+// the image's, not the host's): uname release, XXH64 of this process's own [vdso] bytes, the CPU
+// features and EMBER_VERSION.
+Result<CompatRecord> HostCompat(std::string libc);
 
 // Refuses (kUnsupported) when the snapshot's record does not fit `host`, naming the field and both
 // values: "snapshot was taken on kernel 6.1.0-17-amd64, this host runs 6.1.0-18-amd64". Kernel,

@@ -1,6 +1,5 @@
 #include "snapshot/compat_capture.h"
 
-#include <cpuid.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,15 +11,10 @@
 #include <cstring>
 
 #include "base/fs.h"
+#include "snapshot/compat.h"
 
 namespace ember::snapshot {
 namespace {
-
-uint64_t Xgetbv0() {
-  uint32_t eax = 0, edx = 0;
-  asm volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (uint64_t{edx} << 32) | eax;
-}
 
 Status PreadExact(int fd, void* buf, size_t size, uint64_t offset, const std::string& path) {
   ssize_t n = ::pread(fd, buf, size, static_cast<off_t>(offset));
@@ -75,6 +69,14 @@ Result<std::string> ReadGnuBuildId(const std::string& path) {
   return std::string();
 }
 
+Result<std::string> LibcIdentity(const std::string& host_path, const std::string& shown_path) {
+  EMBER_ASSIGN_OR_RETURN(std::string build_id, ReadGnuBuildId(host_path));
+  if (!build_id.empty()) return build_id;
+  struct stat st {};
+  if (::stat(host_path.c_str(), &st) != 0) return FailErrno("stat " + host_path);
+  return shown_path + ":" + std::to_string(st.st_size);
+}
+
 Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
                                    const std::vector<MemoryArea>& areas, const SandboxRoot& root) {
   CompatRecord c;
@@ -83,22 +85,7 @@ Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
   c.kernel_release = uts.release;
   c.vdso_hash = XXH64(vdso.data(), vdso.size(), 0);
   c.vdso_size = vdso.size();
-  uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
-    c.cpuid_1_ecx = ecx;
-    c.cpuid_1_edx = edx;
-  }
-  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
-    c.cpuid_7_ebx = ebx;
-    c.cpuid_7_ecx = ecx;
-    c.cpuid_7_edx = edx;
-  }
-  // OSXSAVE (leaf 1 ecx bit 27): the kernel enabled xsave, so xgetbv and leaf 0xD are valid.
-  if (c.cpuid_1_ecx & (1u << 27)) {
-    c.xcr0 = Xgetbv0();
-    // Leaf 0xD subleaf 0, ebx: the xsave area size for the features enabled in XCR0.
-    if (__get_cpuid_count(0xd, 0, &eax, &ebx, &ecx, &edx)) c.xsave_size = ebx;
-  }
+  ReadCpuFeatures(&c);
   c.ember_version = EMBER_VERSION;
   std::string base = root.host_path == "/" ? "" : root.host_path;
   for (const MemoryArea& area : areas) {
@@ -106,15 +93,7 @@ Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
         !IsLibc(area.path)) {
       continue;
     }
-    std::string host_path = base + area.path;
-    EMBER_ASSIGN_OR_RETURN(auto build_id, ReadGnuBuildId(host_path));
-    if (!build_id.empty()) {
-      c.glibc_version = build_id;
-    } else {
-      struct stat st;
-      if (::stat(host_path.c_str(), &st) != 0) return FailErrno("stat " + host_path);
-      c.glibc_version = area.path + ":" + std::to_string(st.st_size);
-    }
+    EMBER_ASSIGN_OR_RETURN(c.glibc_version, LibcIdentity(base + area.path, area.path));
     break;
   }
   return c;

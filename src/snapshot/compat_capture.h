@@ -20,4 +20,8 @@ Result<CompatRecord> CaptureCompat(const std::vector<uint8_t>& vdso,
 // The GNU build-id of an ELF file as lower-case hex, or "" if it has none.
 Result<std::string> ReadGnuBuildId(const std::string& path);
 
+// What the compat record calls a libc (its glibc_version field): the GNU build-id of the file at
+// `host_path`, or "<shown_path>:<size>" for a libc built without one.
+Result<std::string> LibcIdentity(const std::string& host_path, const std::string& shown_path);
+
 }  // namespace ember::snapshot

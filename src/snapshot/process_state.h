@@ -31,8 +31,8 @@ struct CompatRecord {
   uint32_t cpuid_7_ebx = 0, cpuid_7_ecx = 0, cpuid_7_edx = 0;  // leaf 7 subleaf 0
   uint64_t xcr0 = 0;                                           // xsave feature mask
   uint32_t xsave_size = 0;                                     // bytes of the xsave area
-  std::string glibc_version;                                   // gnu_get_libc_version()
-  std::string ember_version;                                   // EMBER_VERSION
+  std::string glibc_version;  // LibcIdentity of the libc the process runs (the image's)
+  std::string ember_version;  // EMBER_VERSION
 };
 
 // One thread. Registers come from PTRACE_GETREGS / PTRACE_GETREGSET(NT_X86_XSTATE); the rest

@@ -24,6 +24,10 @@
 
 #include "base/fs.h"
 #include "integration/zdtm_program.h"
+#include "snapshot/compat.h"
+#include "snapshot/compat_capture.h"
+#include "snapshot/image_reader.h"
+#include "snapshot/image_writer.h"
 #include "util/fixtures.h"
 
 namespace ember::snapshot {
@@ -407,6 +411,28 @@ TEST_F(CheckpointTest, Python) {
       << state->compat.glibc_version;                 // SHA-1 build-id
   EXPECT_NE(state->signals[SIGINT - 1].handler, 0u);  // Python's KeyboardInterrupt handler
   EXPECT_EQ(p.Finish(), "ok");
+
+  // The capture goes into an image and comes back as records a restore on this host accepts,
+  // given the same libc the process ran on.
+  TempDir dir;
+  std::string image = dir.path() + "/python.snapshot";
+  ASSERT_TRUE(WriteImage(*state, image));
+  auto reader = ImageReader::Open(image);
+  ASSERT_TRUE(reader) << reader.error().ToString();
+  EXPECT_EQ(reader->threads().size(), 1u);
+  EXPECT_EQ(reader->areas().size(), state->areas.size());
+  std::string libc_path;
+  for (const MemoryArea& a : state->areas) {
+    if (a.path.find("libc.so.6") != std::string::npos) libc_path = a.path;
+  }
+  auto libc_identity = LibcIdentity(libc_path, libc_path);
+  ASSERT_TRUE(libc_identity) << libc_identity.error().ToString();
+  auto host = HostCompat(*libc_identity);
+  ASSERT_TRUE(host) << host.error().ToString();
+  auto compatible = CheckCompat(reader->compat(), *host);
+  EXPECT_TRUE(compatible) << compatible.error().ToString();
+  host->glibc_version = "another libc";
+  EXPECT_FALSE(CheckCompat(reader->compat(), *host));
 }
 
 }  // namespace
