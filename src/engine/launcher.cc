@@ -257,7 +257,9 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
   const Manifest& m = request.manifest;
   auto start = Clock::now();
   auto context = [&](Error e) {
-    return Failed(std::move(e).Context("boot instance " + request.instance_id + " of " + m.name));
+    return Failed(
+        std::move(e).Context((request.fork_template ? "boot template " : "boot instance ") +
+                             request.instance_id + " of " + m.name));
   };
   auto lower_dir = ImageLowerDir(m.image);
   if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
