@@ -4,8 +4,8 @@
 #
 #   bench/run.sh EMBER_BIN [--quick] [--write-docs] [--rootfs-image FILE] [--only BENCH] [-- SCRIPT_ARGS...]
 #
-# --only run-vs-peers|invoke-latency|fork-boot runs one of the benchmarks; SCRIPT_ARGS go to
-# that one (without --only, to run_vs_peers.py).
+# --only run-vs-peers|invoke-latency|fork-boot|micro runs one of the benchmarks; SCRIPT_ARGS go
+# to that one (without --only, to run_vs_peers.py).
 #
 # 1. installs the peers from Debian when missing (crun, runc, runsc, python3);
 # 2. makes sure ember's python3.11 image exists (`ember image build python3.11` once);
@@ -15,7 +15,9 @@
 # 5. runs bench/invoke_latency.py: invocations through a private `ember daemon` (warm and
 #    plain-boot) against the same peers' cold starts; bench/results/invoke-latency-<timestamp>.json;
 # 6. runs bench/fork_boot.py: fork-boot latency against a raw fork floor and the peers, density
-#    and a burst of fork boots; bench/results/fork-boot-<timestamp>.json.
+#    and a burst of fork boots; bench/results/fork-boot-<timestamp>.json;
+# 7. runs ember-micro-bench (bench/micro, Google Benchmark), built beside EMBER_BIN: the costs
+#    inside ember; bench/results/micro-<timestamp>.json.
 # Everything made here (mount, bundles, containers, cgroups, temp dirs) is removed at exit,
 # also on failure or Ctrl-C. Needs root.
 #
@@ -43,8 +45,8 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $ember == */* ]] && ember=$(realpath -m "$ember")
 case $only in
-  ""|run-vs-peers|invoke-latency|fork-boot) ;;
-  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency or fork-boot, not '$only'" >&2
+  ""|run-vs-peers|invoke-latency|fork-boot|micro) ;;
+  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency, fork-boot or micro, not '$only'" >&2
      exit 2 ;;
 esac
 
@@ -204,4 +206,19 @@ if [[ -z $only || $only == fork-boot ]]; then
     "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
   script_pid=$!
   wait "$script_pid"
+fi
+
+# The micro costs inside ember: no peers, no image; JSON for the record, the table on stdout.
+if [[ -z $only || $only == micro ]]; then
+  micro=$(dirname "$ember")/ember-micro-bench
+  if [[ -x $micro ]]; then
+    mkdir -p "$here/results"
+    min_time=0.5
+    [[ ${#quick[@]} -gt 0 ]] && min_time=0.1
+    "$micro" --benchmark_min_time="$min_time"       --benchmark_out="$here/results/micro-$(date +%Y%m%d-%H%M%S).json" --benchmark_out_format=json &
+    script_pid=$!
+    wait "$script_pid"
+  else
+    log "no $micro (build the ember-micro-bench target): micro benchmarks not run"
+  fi
 fi
