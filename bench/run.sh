@@ -7,7 +7,8 @@
 # --only run-vs-peers|invoke-latency|fork-boot|micro runs one of the benchmarks; SCRIPT_ARGS go
 # to that one (without --only, to run_vs_peers.py).
 #
-# 1. installs the peers from Debian when missing (crun, runc, runsc, python3);
+# 1. installs the peers from Debian when missing (crun, runc, runsc, criu, python3,
+#    python3-matplotlib for the plots);
 # 2. makes sure ember's python3.11 image exists (`ember image build python3.11` once);
 # 3. mounts that image's EROFS file read-only, so every peer runs on the very same bytes;
 # 4. runs bench/run_vs_peers.py, which prints a markdown table and writes
@@ -18,6 +19,9 @@
 #    and a burst of fork boots; bench/results/fork-boot-<timestamp>.json;
 # 7. runs ember-micro-bench (bench/micro, Google Benchmark), built beside EMBER_BIN: the costs
 #    inside ember; bench/results/micro-<timestamp>.json.
+# 8. draws the plots (bench/plots.py -> docs/img/*.png) and writes the combined record
+#    (bench/report.py -> bench/results/suite-<timestamp>.json; with --write-docs, the Summary
+#    section of docs/benchmarks.md), from the newest result of each benchmark; failing soft.
 # Everything made here (mount, bundles, containers, cgroups, temp dirs) is removed at exit,
 # also on failure or Ctrl-C. Needs root.
 #
@@ -62,6 +66,10 @@ missing=()
 for tool in crun runc runsc python3 unshare mkfs.erofs; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# criu is installed as a peer but nothing depends on it working (Debian's fails on some kernels).
+command -v criu >/dev/null 2>&1 || missing+=(criu)
+# The plots need Debian's matplotlib (the python run.sh picks below is /usr/bin/python3).
+/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)
 if [[ ${#missing[@]} -gt 0 ]]; then
   pkgs=()
   for tool in "${missing[@]}"; do
@@ -222,3 +230,9 @@ if [[ -z $only || $only == micro ]]; then
     log "no $micro (build the ember-micro-bench target): micro benchmarks not run"
   fi
 fi
+
+# The plots and the combined summary, from the newest result of each benchmark (also of those
+# not run this time, so --only keeps the summary whole). A failure here costs a picture or the
+# summary, never the run's exit status.
+"$python" "$here/plots.py" || log "bench/plots.py failed: plots not (all) drawn; results are in bench/results"
+"$python" "$here/report.py" "${write_docs[@]}" || log "bench/report.py failed: no suite summary written"
