@@ -196,6 +196,10 @@ void FrameReader::Feed(const char* data, size_t size) {
   buffer_.append(data, size);
 }
 
+namespace {
+constexpr size_t kMoveThreshold = 64u << 10;
+}  // namespace
+
 Result<std::optional<Frame>> FrameReader::Next() {
   if (failed_) return Fail(*failed_);
   if (buffered() < kFrameHeaderSize) return std::optional<Frame>();
@@ -207,10 +211,21 @@ Result<std::optional<Frame>> FrameReader::Next() {
     offset_ = 0;
     return Fail(*failed_);
   }
-  if (buffered() < kFrameHeaderSize + header->length) return std::optional<Frame>();
-  Frame frame{header->type, header->request_id,
-              buffer_.substr(offset_ + kFrameHeaderSize, header->length)};
-  offset_ += kFrameHeaderSize + header->length;
+  const size_t frame_size = kFrameHeaderSize + header->length;
+  if (buffered() < frame_size) return std::optional<Frame>();
+  Frame frame{header->type, header->request_id, {}};
+  if (offset_ == 0 && buffer_.size() == frame_size && header->length >= kMoveThreshold) {
+    // A large frame alone in the buffer (a big event or result): hand the buffer itself over
+    // instead of copying the payload into fresh memory, whose page faults cost more than the
+    // copy (~2 µs per 4 KiB page here).
+    buffer_.erase(0, kFrameHeaderSize);
+    frame.payload = std::move(buffer_);
+    buffer_ = std::string();
+    offset_ = 0;
+  } else {
+    frame.payload = buffer_.substr(offset_ + kFrameHeaderSize, header->length);
+    offset_ += frame_size;
+  }
   return std::optional<Frame>(std::move(frame));
 }
 

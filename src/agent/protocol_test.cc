@@ -112,6 +112,35 @@ TEST(FrameReader, SeveralFramesInOneFeed) {
   EXPECT_EQ(reader.buffered(), 10u);
 }
 
+TEST(FrameReader, LargeFramesComeOutWholeAlsoBesideOthers) {
+  const std::string big(300u << 10, 'b');
+  // Alone in the buffer (handed over without a copy), then followed by a small frame, then
+  // preceded by one: the payloads are the same every way.
+  for (int layout = 0; layout < 3; ++layout) {
+    std::string bytes = Frame1(FrameType::kResult, 7, big);
+    if (layout == 1) bytes += Frame1(FrameType::kResult, 8, "small");
+    if (layout == 2) bytes = Frame1(FrameType::kResult, 6, "first") + bytes;
+    FrameReader reader;
+    reader.Feed(bytes.data(), bytes.size());
+    std::vector<std::string> payloads;
+    for (;;) {
+      auto next = reader.Next();
+      ASSERT_TRUE(next);
+      if (!next->has_value()) break;
+      payloads.push_back((*next)->payload);
+    }
+    ASSERT_EQ(payloads.size(), layout == 0 ? 1u : 2u) << layout;
+    EXPECT_EQ(payloads[layout == 2 ? 1 : 0], big) << layout;
+    EXPECT_EQ(reader.buffered(), 0u);
+    // The reader goes on working after handing its buffer over.
+    std::string again = Frame1(FrameType::kResult, 9, "again");
+    reader.Feed(again.data(), again.size());
+    auto next = reader.Next();
+    ASSERT_TRUE(next && next->has_value());
+    EXPECT_EQ((*next)->payload, "again");
+  }
+}
+
 TEST(FrameReader, StaysFailed) {
   std::string bad = Frame1(FrameType::kResult, 1, "x");
   bad[1] = '?';
