@@ -56,7 +56,9 @@ class BundleTest : public ::testing::Test {
 
   void Write(const std::string& rel, const std::string& content, mode_t mode = 0644) {
     auto slash = rel.rfind('/');
-    if (slash != std::string::npos) ASSERT_TRUE(MakeDirs(dir_ + "/" + rel.substr(0, slash)));
+    if (slash != std::string::npos) {
+      ASSERT_TRUE(MakeDirs(dir_ + "/" + rel.substr(0, slash)));
+    }
     ASSERT_TRUE(WriteFileAtomic(dir_ + "/" + rel, content, mode));
   }
   void WriteHello() {

@@ -361,7 +361,9 @@ class BundleManifestTest : public ::testing::Test {
 
   void Write(const std::string& rel, const std::string& content, mode_t mode = 0644) {
     auto slash = rel.rfind('/');
-    if (slash != std::string::npos) ASSERT_TRUE(MakeDirs(dir_ + "/" + rel.substr(0, slash)));
+    if (slash != std::string::npos) {
+      ASSERT_TRUE(MakeDirs(dir_ + "/" + rel.substr(0, slash)));
+    }
     ASSERT_TRUE(WriteFileAtomic(dir_ + "/" + rel, content, mode));
   }
   void Manifest(const std::string& runtime, const std::string& handler) {

@@ -32,7 +32,9 @@ class DaemonTest : public ::testing::Test {
   }
   void TearDown() override {
     daemon_.reset();
-    if (env_) EXPECT_EQ(env_->Leaks(), "");
+    if (env_) {
+      EXPECT_EQ(env_->Leaks(), "");
+    }
   }
 
   // Writes a python function bundle: ember.toml with `extra` lines, handler.py with `code`.

@@ -382,7 +382,9 @@ TEST_F(ForkTest, OutputOfEachChildAndItsSubprocessesLandsInItsOwnLog) {
       EXPECT_NE(log.find(what + id), std::string::npos) << what << id << " in:\n" << log;
     }
     for (const auto& other : ids) {
-      if (other != id) EXPECT_EQ(log.find(other), std::string::npos) << other << " in " << id;
+      if (other != id) {
+        EXPECT_EQ(log.find(other), std::string::npos) << other << " in " << id;
+      }
     }
   }
 }

@@ -183,7 +183,9 @@ void BusyboxSandboxTest::SetUp() {
 }
 
 void BusyboxSandboxTest::TearDown() {
-  if (env_) EXPECT_EQ(env_->Leaks(), "");
+  if (env_) {
+    EXPECT_EQ(env_->Leaks(), "");
+  }
 }
 
 RunResult BusyboxSandboxTest::Run(std::vector<std::string> args, const std::string& input,

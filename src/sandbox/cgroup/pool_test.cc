@@ -269,7 +269,9 @@ TEST_P(CgroupFixture, StaleSlotIsResetByCleanupAndByClaim) {
   // A crash during creation: record "creating", one hierarchy's directory missing.
   Put(dir_ + "/locks/pool-0.lock", "creating\n");
   std::string cpu_dir = hierarchy_.RootFor(Controller::kCpu) + "/ember-t/pool-0";
-  if (!v2()) ASSERT_TRUE(RemoveTree(cpu_dir));
+  if (!v2()) {
+    ASSERT_TRUE(RemoveTree(cpu_dir));
+  }
   auto lease = pool.Claim();
   ASSERT_TRUE(lease) << lease.error().ToString();
   EXPECT_EQ(lease->slot(), "pool-0");
@@ -295,7 +297,9 @@ TEST_P(CgroupFixture, OomKillsAndPeakCountFromClaim) {
   EXPECT_EQ(*lease->OomKills(), 0u);
   Put(MemDir("pool-0") + events, prefix + "oom_kill 5\n");
   EXPECT_EQ(*lease->OomKills(), 2u);
-  if (!v2()) EXPECT_EQ(Read(MemDir("pool-0") + "/memory.max_usage_in_bytes"), "0");  // reset
+  if (!v2()) {
+    EXPECT_EQ(Read(MemDir("pool-0") + "/memory.max_usage_in_bytes"), "0");  // reset
+  }
   Put(MemDir("pool-0") + (v2() ? "/memory.peak" : "/memory.max_usage_in_bytes"), "4096\n");
   auto peak = lease->MemoryPeakBytes();
   ASSERT_TRUE(peak) << peak.error().ToString();
