@@ -13,8 +13,8 @@ packages=(
   libboost-dev libtomlplusplus-dev libpython3.11-dev
   # tests
   libgtest-dev libgmock-dev busybox-static python3 clang-format clang-tidy clang libclang-rt-14-dev
-  # benchmarks: the micro benchmarks (bench/micro)
-  libbenchmark-dev
+  # benchmarks: the micro benchmarks (bench/micro), the suite's plots (tested by bench/tests)
+  libbenchmark-dev python3-matplotlib
   # images: EROFS files, Debian rootfs builds
   erofs-utils mmdebstrap util-linux ca-certificates
 )
