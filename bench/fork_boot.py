@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from peers.daemon import Client, mounts_under
+from peers.daemon import Client, EmberDaemon, mounts_under
 from peers.fork_burst import run_burst
 from peers.fork_density import PidMax, live_pids, measure_instances
 from peers.fork_floor import FloorError, FloorServer
@@ -44,7 +44,7 @@ from peers.fork_latency import (FLOOR, FORK, PLAIN, ForcedBootVariant, FloorVari
                                 measure_handler)
 from peers.fork_peer_idle import crun_idle, quoted
 from peers.fork_report import BEGIN_MARK, END_MARK, markdown, write_docs
-from peers.fork_setup import (MAX_INSTANCES_CAP, ForkDaemon, delete_function_instances,
+from peers.fork_setup import (MAX_INSTANCES_CAP, delete_function_instances,
                               delete_instances, deploy_with_template, wait_template)
 from peers.host import machine_info, remove_cgroups
 from peers.invoke_variants import PeerVariant, Variant
@@ -253,7 +253,7 @@ def main() -> int:
     flags = ["--queue-size", str(max(1000, a.burst) + 100)]
     if a.boot_threads:
         flags += ["--boot-threads", str(a.boot_threads)]
-    daemon = ForkDaemon(ember_bin, root, DAEMON_CGROUP_NAME, log, daemon_flags=flags)
+    daemon = EmberDaemon(ember_bin, root, DAEMON_CGROUP_NAME, log, daemon_flags=flags)
     host_python = HostPython()
     peers: list[Tool] = [Crun(rootfs, workdir, cgroup_parent), Runc(rootfs, workdir, cgroup_parent),
                          Runsc(rootfs, workdir, cgroup_parent)]

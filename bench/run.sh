@@ -19,7 +19,8 @@
 #    and a burst of fork boots; bench/results/fork-boot-<timestamp>.json;
 # 7. runs ember-micro-bench (bench/micro, Google Benchmark), built beside EMBER_BIN: the costs
 #    inside ember; bench/results/micro-<timestamp>.json.
-# 8. draws the plots (bench/plots.py -> docs/img/*.png) and writes the combined record
+# 8. draws the plots (bench/plots.py -> bench/results/plots/, docs/img with --write-docs) and
+#    writes the combined record
 #    (bench/report.py -> bench/results/suite-<timestamp>.json; with --write-docs, the Summary
 #    section of docs/benchmarks.md), from the newest result of each benchmark; failing soft.
 # Everything made here (mount, bundles, containers, cgroups, temp dirs) is removed at exit,
@@ -223,7 +224,8 @@ if [[ -z $only || $only == micro ]]; then
     mkdir -p "$here/results"
     min_time=0.5
     [[ ${#quick[@]} -gt 0 ]] && min_time=0.1
-    "$micro" --benchmark_min_time="$min_time"       --benchmark_out="$here/results/micro-$(date +%Y%m%d-%H%M%S).json" --benchmark_out_format=json &
+    "$micro" --benchmark_min_time="$min_time" --benchmark_out_format=json \
+      --benchmark_out="$here/results/micro-$(date +%Y%m%d-%H%M%S).json" &
     script_pid=$!
     wait "$script_pid"
   else
@@ -234,5 +236,8 @@ fi
 # The plots and the combined summary, from the newest result of each benchmark (also of those
 # not run this time, so --only keeps the summary whole). A failure here costs a picture or the
 # summary, never the run's exit status.
-"$python" "$here/plots.py" || log "bench/plots.py failed: plots not (all) drawn; results are in bench/results"
+# The PNGs in docs/img are rewritten only with --write-docs, like the docs' tables.
+plots_out=$here/results/plots
+[[ ${#write_docs[@]} -gt 0 ]] && plots_out=$here/../docs/img
+"$python" "$here/plots.py" --out "$plots_out" || log "bench/plots.py failed: plots not (all) drawn; results are in bench/results"
 "$python" "$here/report.py" "${write_docs[@]}" || log "bench/report.py failed: no suite summary written"

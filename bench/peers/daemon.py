@@ -165,9 +165,11 @@ def main_store_image(ember: str, image: str, log) -> dict:
 
 
 class EmberDaemon:
-    """`ember daemon` on a private data dir, run dir and cgroup pool name."""
+    """`ember daemon` on a private data dir, run dir and cgroup pool name; `daemon_flags` go to
+    `ember daemon` (the fork-boot burst needs --queue-size)."""
 
-    def __init__(self, ember: str, root: Path, cgroup_name: str, log):
+    def __init__(self, ember: str, root: Path, cgroup_name: str, log,
+                 daemon_flags: list[str] | None = None):
         self.ember = ember
         self.root = root
         self.data_dir = root / "data"
@@ -177,6 +179,7 @@ class EmberDaemon:
         self.env = clean_env({"EMBER_CGROUP_NAME": cgroup_name})
         self.proc: subprocess.Popen | None = None
         self.log = log
+        self.daemon_flags = daemon_flags or []
 
     def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         return run_checked([self.ember, "--data-dir", str(self.data_dir), "--run-dir",
@@ -208,7 +211,7 @@ class EmberDaemon:
         try:
             self.proc = subprocess.Popen(
                 [self.ember, "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
-                 "--socket", self.socket, "daemon"],
+                 "--socket", self.socket, "daemon", *self.daemon_flags],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
                 start_new_session=True)
         finally:
@@ -231,6 +234,10 @@ class EmberDaemon:
                 raise ToolError(f"ember daemon did not answer on {self.socket} within "
                                 f"{DAEMON_START_TIMEOUT_S:.0f}s: {self.log_tail()}")
             time.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def deploy(self, bundle: Path) -> str:
         out = self.cli("deploy", str(bundle), timeout=300)

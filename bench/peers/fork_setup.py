@@ -9,60 +9,17 @@ several functions with the same code (each gets its own template).
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.parse
 from pathlib import Path
 
-from .daemon import DAEMON_START_TIMEOUT_S, Client, EmberDaemon
+from .daemon import Client, EmberDaemon
 from .scenarios import FUNCTION_HANDLER, MEMORY_FLAG
 from .tools import ToolError
 
 MAX_INSTANCES_CAP = 1000
 TEMPLATE_TIMEOUT_S = 120.0
 DELETE_TIMEOUT_S = 120.0
-
-
-class ForkDaemon(EmberDaemon):
-    """EmberDaemon with extra `ember daemon` flags (--queue-size for the burst)."""
-
-    def __init__(self, *a, daemon_flags: list[str] | None = None, **kw):
-        super().__init__(*a, **kw)
-        self.daemon_flags = daemon_flags or []
-
-    def start(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [self.ember, "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
-                 "--socket", self.socket, "daemon", *self.daemon_flags],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
-                start_new_session=True)
-        finally:
-            log.close()
-        deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                raise ToolError(f"ember daemon exited with status {self.proc.returncode}: "
-                                f"{self.log_tail()}")
-            try:
-                client = Client(self.socket)
-                try:
-                    if client.request("GET", "/v1/healthz").status == 200:
-                        return
-                finally:
-                    client.close()
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ToolError(f"ember daemon did not answer on {self.socket} within "
-                                f"{DAEMON_START_TIMEOUT_S:.0f}s: {self.log_tail()}")
-            time.sleep(0.05)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
 
 def write_bundle(root: Path, name: str, module: str) -> Path:
@@ -102,7 +59,7 @@ def wait_template(client: Client, function: str, timeout_s: float = TEMPLATE_TIM
         time.sleep(0.05)
 
 
-def deploy_with_template(daemon: ForkDaemon, client: Client, root: Path, name: str,
+def deploy_with_template(daemon: EmberDaemon, client: Client, root: Path, name: str,
                          module: str) -> tuple[str, dict]:
     """(deploy line, ready template)."""
     said = daemon.deploy(write_bundle(root, name, module))
