@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "agent/agent_loop.h"
+#include "agent/log_relay.h"
 
 namespace {
 
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   int code = ember::agent::RunAgent(kControlFd);
   std::fflush(stdout);
   std::fflush(stderr);
+  ember::agent::FinishLogRelay();
   // _exit, not return: worker threads may still be inside a handler, and neither the embedded
   // interpreter nor a native library may be torn down under them by static destructors.
   ::_exit(code);

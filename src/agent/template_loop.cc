@@ -18,6 +18,7 @@
 #include <map>
 
 #include "agent/agent_loop.h"
+#include "agent/log_relay.h"
 #include "agent/protocol_template.h"
 #include "sandbox/fork_child.h"
 
@@ -169,6 +170,10 @@ bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
         what += " " + (step.fstype.empty() ? step.source : step.fstype) + " on " + step.target;
       }
       ChildFails(fds.control, "SpawnFailed", what + ": " + std::strerror(report.error));
+    }
+    if (auto relay = StartLogRelay(); !relay) {
+      // Output still reaches the daemon; only a subprocess's may not be placed in its log.
+      Complain(relay.error().ToString());
     }
     ::setenv("EMBER_INSTANCE", spawn->instance_id.c_str(), 1);
     if (auto ready = runtime_.AfterForkChild(spawn->instance_id); !ready) {
