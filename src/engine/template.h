@@ -7,8 +7,9 @@
 //
 // The children's stdout and stderr are one socket per template (not a pipe each, which would
 // cost the daemon an fd per instance): a stream socket whose reading end has SO_PASSCRED, so
-// each read carries the writer's pid, which names the child (or, through its parents, the child
-// whose subprocess wrote).
+// each read carries the writer's pid, which names the child. A child relays its own fds 1 and 2
+// through one thread (agent/log_relay.h), so its subprocesses' output carries its pid too; the
+// parent chain of an unknown writer is walked as well.
 //
 // A template lives as long as its function's version is current or any of its children is
 // alive: the kernel ends every child when its template dies (they are in pid namespaces below
