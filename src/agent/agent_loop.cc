@@ -54,6 +54,9 @@ class Agent {
   // (nullopt: go on serving as an instance) or with the template's exit code.
   std::optional<int> ServeAsTemplate();
   int Serve();
+  // The first frame of a restored instance: its identity and the runtime's after-fork hooks.
+  // The exit code when the instance cannot serve.
+  std::optional<int> AfterRestore(const Frame& frame);
   // Decodes, invokes and answers one kInvoke frame. Thread-safe.
   void Handle(const Frame& frame);
   void SendError(FrameType type, uint64_t id, ErrorInfo error);
@@ -166,6 +169,10 @@ int Agent::Serve() {
       Complain("protocol error: " + frame.error().ToString());
       return kExitProtocolError;
     }
+    if (frame->type == FrameType::kRestored) {
+      if (auto code = AfterRestore(*frame)) return *code;
+      continue;
+    }
     if (frame->type != FrameType::kInvoke) {
       Complain(std::string("protocol error: unexpected ") + FrameTypeName(frame->type) +
                " frame (request id " + std::to_string(frame->request_id) + ") after init");
@@ -177,6 +184,26 @@ int Agent::Serve() {
       Handle(*frame);
     }
   }
+}
+
+std::optional<int> Agent::AfterRestore(const Frame& frame) {
+  auto object = detail::ParseObject(frame.payload, "restored frame");
+  auto id = object ? detail::GetString(*object, "instance_id", true, "restored frame")
+                   : Result<std::string>(tl::unexpected(object.error()));
+  if (!id || id->empty()) {
+    SendError(FrameType::kInitFailed, frame.request_id,
+              MakeError("InvalidRestore",
+                        id ? "restored frame: empty instance_id" : id.error().message()));
+    return kExitProtocolError;
+  }
+  const std::string& instance_id = *id;
+  ::setenv("EMBER_INSTANCE", instance_id.c_str(), 1);
+  if (auto ready = runtime_->AfterRestore(instance_id); !ready) {
+    SendError(FrameType::kInitFailed, frame.request_id, std::move(ready).error());
+    return kExitUnusable;
+  }
+  Reply(FrameType::kReady, frame.request_id, "{\"instance_id\":" + JsonString(instance_id) + "}");
+  return std::nullopt;
 }
 
 void Agent::Handle(const Frame& frame) {

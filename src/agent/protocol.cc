@@ -103,6 +103,7 @@ bool IsKnownFrameType(uint16_t type) {
     case FrameType::kResult:
     case FrameType::kError:
     case FrameType::kSpawn:
+    case FrameType::kRestored:
     case FrameType::kSpawned:
     case FrameType::kSpawnFailed:
     case FrameType::kChildExited:
@@ -127,6 +128,8 @@ const char* FrameTypeName(FrameType type) {
       return "error";
     case FrameType::kSpawn:
       return "spawn";
+    case FrameType::kRestored:
+      return "restored";
     case FrameType::kSpawned:
       return "spawned";
     case FrameType::kSpawnFailed:

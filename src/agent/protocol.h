@@ -45,6 +45,9 @@ enum class FrameType : uint16_t {
   kInit = 1,    // payload: InitRequest as JSON
   kInvoke = 2,  // payload: InvokeRequest (see EncodeInvoke)
   kSpawn = 3,   // to a template: SpawnRequest as JSON, with fds
+  // to an instance restored from a snapshot, before anything else: {"instance_id": "i-…"}; it
+  // runs the runtime's after-fork hooks (reseeds) and answers kReady {"instance_id": …}
+  kRestored = 4,
 
   // agent -> daemon
   kReady = 16,       // payload: {"init_us": N}  runtime initialized, handler loaded

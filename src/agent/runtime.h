@@ -49,6 +49,13 @@ class Runtime {
     (void)instance_id;
     return {};
   }
+  // In an instance restored from a snapshot (cold and warm boot), before it serves anything:
+  // the same hooks as a forked child, since a restored process is a copy of the one that was
+  // checkpointed exactly as a forked child is a copy of its template.
+  InitOutcome AfterRestore(const std::string& instance_id) {
+    BeforeFork();
+    return AfterForkChild(instance_id);
+  }
 };
 
 // The runtime for InitRequest.runtime ("python3.11", "native", "process"), or an

@@ -25,6 +25,11 @@ Result<int> ReadCapLastCap(const std::string& proc_root) {
   return static_cast<int>(value);
 }
 
+uint64_t RestorerCapabilities() {
+  return (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_CHECKPOINT_RESTORE) | (1ULL << CAP_SYS_RESOURCE) |
+         (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) | (1ULL << CAP_SETPCAP);
+}
+
 uint64_t TemplateCapabilities() {
   return (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) |
          (1ULL << CAP_SETPCAP) | (1ULL << CAP_DAC_OVERRIDE);

@@ -48,4 +48,11 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids = nullptr,
 // All of them act only inside the template's user namespace.
 uint64_t TemplateCapabilities();
 
+// What ember-restore keeps through its exec, in the sandbox's user namespace only: CAP_SYS_ADMIN
+// (its time namespace), CAP_CHECKPOINT_RESTORE (clone3 with set_tid for the recorded pid and
+// tids, prctl(PR_SET_MM)), CAP_SYS_RESOURCE (the recorded rlimits), CAP_SETUID/CAP_SETGID (its
+// switch to the function's user) and CAP_SETPCAP (its own drop of all of them, before the
+// restored process runs).
+uint64_t RestorerCapabilities();
+
 }  // namespace ember::sandbox

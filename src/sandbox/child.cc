@@ -73,19 +73,23 @@ std::string EnvValue(const std::vector<std::string>& env, const std::string& key
 }  // namespace
 
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
-                         const BpfProgram* seccomp, int cap_last_cap, const int inherited[4]) {
+                         const BpfProgram* seccomp, int cap_last_cap,
+                         const int inherited[kInheritedFds]) {
   ChildPlan plan;
   plan.mounts = BuildMountPlan(spec, staging);
   plan.hostname = spec.hostname.empty() ? spec.id : spec.hostname;
-  plan.uid = spec.uid;
-  plan.gid = spec.gid;
+  // The restorer switches to the sandbox's user itself, after the steps that need root.
+  plan.uid = spec.restorer ? 0 : spec.uid;
+  plan.gid = spec.restorer ? 0 : spec.gid;
   plan.loopback_up = spec.network == NetworkMode::kLoopback;
   plan.rlimits = spec.rlimits;
   plan.workdir = spec.workdir.empty() ? "/" : spec.workdir;
   plan.seccomp = seccomp;
   plan.cap_last_cap = cap_last_cap;
-  plan.keep_caps = spec.fork_template ? TemplateCapabilities() : 0;
-  for (int i = 0; i < 4; ++i) plan.inherited[i] = inherited[i];
+  plan.keep_caps = spec.fork_template ? TemplateCapabilities()
+                   : spec.restorer    ? RestorerCapabilities()
+                                      : 0;
+  for (int i = 0; i < kInheritedFds; ++i) plan.inherited[i] = inherited[i];
 
   const std::string& command = spec.argv.at(0);
   if (command.find('/') != std::string::npos) {
@@ -124,23 +128,26 @@ int SendLayerFd(int sync_fd, const char* staging) noexcept {
   return err;
 }
 
-// Makes the plan's inherited fds the process's 0, 1, 2 (and 3). Sources are first moved above 3
-// so that one dup2 cannot clobber another's source; dup2 clears close-on-exec on the targets.
-int InstallInheritedFds(const int inherited[4]) noexcept {
-  int moved[4];
-  int count = inherited[3] >= 0 ? 4 : 3;
-  for (int i = 0; i < count; ++i) {
-    moved[i] = inherited[i] == i ? i : ::fcntl(inherited[i], F_DUPFD_CLOEXEC, 4);
-    if (moved[i] < 0) return errno;
+// Makes the plan's inherited fds the process's 0, 1, 2 (and 3..6 where given). Sources are
+// first moved above 6 so that one dup2 cannot clobber another's source; dup2 clears
+// close-on-exec on the targets.
+int InstallInheritedFds(const int inherited[kInheritedFds]) noexcept {
+  int moved[kInheritedFds];
+  for (int i = 0; i < kInheritedFds; ++i) {
+    moved[i] = inherited[i] < 0 || inherited[i] == i
+                   ? inherited[i]
+                   : ::fcntl(inherited[i], F_DUPFD_CLOEXEC, kInheritedFds);
+    if (inherited[i] >= 0 && moved[i] < 0) return errno;
   }
-  for (int i = 0; i < count; ++i) {
+  for (int i = 0; i < kInheritedFds; ++i) {
+    if (moved[i] < 0) continue;
     if (moved[i] != i && ::dup2(moved[i], i) < 0) return errno;
     // An fd already in place still has the parent's close-on-exec flag.
     if (moved[i] == i && ::fcntl(i, F_SETFD, 0) < 0) return errno;
   }
   // The temporaries would survive in a fork-boot child, which does not exec.
-  for (int i = 0; i < count; ++i) {
-    if (moved[i] != i) ::close(moved[i]);
+  for (int i = 0; i < kInheritedFds; ++i) {
+    if (moved[i] >= 0 && moved[i] != i) ::close(moved[i]);
   }
   return 0;
 }

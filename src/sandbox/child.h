@@ -48,6 +48,8 @@ struct ChildReport {
   uint32_t step;
 };
 
+inline constexpr int kInheritedFds = 7;
+
 struct ChildPlan {
   MountPlan mounts;
   std::string hostname;
@@ -58,9 +60,10 @@ struct ChildPlan {
   std::string workdir;
   const BpfProgram* seccomp = nullptr;
   int cap_last_cap = 40;
-  uint64_t keep_caps = 0;  // fork-boot templates only: TemplateCapabilities()
-  // fds of the parent that become the sandbox's 0, 1, 2 and, when inherited[3] >= 0, 3.
-  int inherited[4] = {0, 1, 2, -1};
+  uint64_t keep_caps = 0;  // templates: TemplateCapabilities(), restorers: RestorerCapabilities()
+  // fds of the parent that become the sandbox's 0, 1, 2 and, when >= 0, 3 (the control
+  // socket) and 4..6 (a restore's plan, image and report channel: snapshot/restore_plan.h).
+  int inherited[kInheritedFds] = {0, 1, 2, -1, -1, -1, -1};
 
   // exec: the paths to try in order (argv[0] resolved against PATH by the parent, since the
   // child cannot allocate) and NULL-terminated argv/envp arrays pointing into the strings below.
@@ -72,9 +75,10 @@ struct ChildPlan {
 };
 
 // Builds the plan for a spec. `staging` is an existing empty directory on the host.
-// `inherited` are the parent's fds that become the sandbox's 0..3 (fd 3 only when >= 0).
+// `inherited` are the parent's fds that become the sandbox's 0..6 (ChildPlan::inherited).
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
-                         const BpfProgram* seccomp, int cap_last_cap, const int inherited[4]);
+                         const BpfProgram* seccomp, int cap_last_cap,
+                         const int inherited[kInheritedFds]);
 
 // Waits for the parent's go byte, then performs every isolation step up to (not including) the
 // exec. Returns true on success; on failure fills *report.

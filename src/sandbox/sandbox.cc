@@ -91,8 +91,9 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   auto start = Clock::now();
   EMBER_TRY(Validate(spec));
   StartTimings timings;
-  const int inherited[4] = {options.stdio[0], options.stdio[1], options.stdio[2],
-                            options.control_fd};
+  const int inherited[kInheritedFds] = {
+      options.stdio[0],       options.stdio[1],       options.stdio[2],      options.control_fd,
+      options.restore_fds[0], options.restore_fds[1], options.restore_fds[2]};
   ChildPlan plan =
       BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(), inherited);
   timings.plan = Since(start);

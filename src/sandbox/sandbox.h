@@ -41,6 +41,9 @@ struct StartOptions {
   const BpfProgram* seccomp = nullptr;  // must outlive Start()
   int stdio[3] = {0, 1, 2};             // the caller's fds that become the sandbox's stdin/out/err
   int control_fd = -1;                  // if set, becomes the sandbox's fd 3 (the agent's socket)
+  // spec.restorer only: the plan, the image and the report channel, the sandbox's fds 4, 5, 6
+  // (the contract of ember-restore, snapshot/restore_plan.h).
+  int restore_fds[3] = {-1, -1, -1};
 };
 
 class Sandbox {

@@ -24,6 +24,9 @@ Status Validate(const SandboxSpec& spec) {
     return invalid("uid/gid " + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) +
                    " is outside the sandbox's id range of " + std::to_string(spec.ids.count));
   }
+  if (spec.fork_template && spec.restorer) {
+    return invalid("a sandbox is either a fork-boot template or a restore, not both");
+  }
   if (spec.fork_template && (spec.uid != 0 || spec.gid != 0)) {
     return invalid(
         "a fork-boot template runs as root of its user namespace (its children switch "

@@ -71,6 +71,10 @@ struct SandboxSpec {
   // A fork-boot template (see fork_child.h): it keeps TemplateCapabilities() in its own user
   // namespace and has an empty kForkStagingDir in its root, where each child builds its rootfs.
   bool fork_template = false;
+  // pid 1 is ember-restore (a restore, snapshot/restore_plan.h): it keeps
+  // RestorerCapabilities() through its exec and switches to uid/gid itself, then drops every
+  // capability and installs the seccomp filter as its last steps; argv[0] is its path.
+  bool restorer = false;
 
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "K=V"
