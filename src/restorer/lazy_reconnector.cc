@@ -1,0 +1,228 @@
+// RunReconnector: the process that reopens lazy files on first use (lazy_files.h).
+//
+// One notification at a time, on purpose: every syscall that could change what a lazy fd number
+// holds (close, dup2/dup3 onto it, close_range over it) is itself trapped, so while the
+// reconnector is deciding about fd N nothing else can move N under it: the decision "N still
+// holds the placeholder" stays true until the ADDFD that replaces it.
+#include <asm/unistd_64.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/ioctl.h>
+#include <linux/kcmp.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sys/mman.h>
+
+#include "restorer/lazy_files.h"
+#include "restorer/lazy_syscalls.h"
+#include "restorer/syscall.h"
+
+namespace ember::restorer {
+namespace {
+
+enum class FdState : uint8_t { kPending, kReopened, kClosed };
+
+enum class Role : uint8_t { kNone, kUse, kReplace };
+
+// What handling a notification came to.
+constexpr long kTargetGone = 1;  // the task died or the notification was withdrawn: no answer
+
+[[noreturn]] void Exit(int code) {
+  for (;;) RawSyscall(__NR_exit_group, code);
+}
+
+uint32_t Low32(uint64_t v) { return static_cast<uint32_t>(v); }
+
+// Closes every fd but the (up to three) to keep, so the reconnector holds nothing of the
+// restorer's: a control socket or log pipe kept open here would hide the instance's death.
+void CloseAllBut(int a, int b, int c) {
+  int keep[3] = {a, b, c};
+  for (int i = 0; i < 3; ++i) {  // sort three values
+    for (int j = i + 1; j < 3; ++j) {
+      if (keep[j] < keep[i]) {
+        const int t = keep[i];
+        keep[i] = keep[j];
+        keep[j] = t;
+      }
+    }
+  }
+  unsigned int next = 0;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned int>(fd) < next) continue;
+    if (static_cast<unsigned int>(fd) > next) RawSyscall(__NR_close_range, next, fd - 1, 0);
+    next = static_cast<unsigned int>(fd) + 1;
+  }
+  RawSyscall(__NR_close_range, next, ~0U, 0);
+}
+
+class Reconnector {
+ public:
+  Reconnector(int listener, int placeholder, const LazyFile* files, int count, int events_fd)
+      : listener_(listener),
+        placeholder_(placeholder),
+        files_(files),
+        count_(count),
+        events_fd_(events_fd),
+        self_(static_cast<int>(RawSyscall(__NR_getpid))) {
+    for (int i = 0; i < count_; ++i) state_[i] = FdState::kPending;
+  }
+
+  // Returns the response to send, or kTargetGone when there is nobody to answer.
+  long Handle(const seccomp_notif& n, seccomp_notif_resp* resp) {
+    resp->id = n.id;
+    resp->val = 0;
+    resp->error = 0;
+    resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    const LazySyscall* s = FindLazySyscall(n.data.nr);
+    if (s == nullptr) return 0;
+    if (s->kind == LazySyscallKind::kMmap && (n.data.args[3] & MAP_ANONYMOUS) != 0) return 0;
+    for (int i = 0; i < count_; ++i) {
+      const Role role = RoleOf(*s, n.data, static_cast<uint32_t>(files_[i].fd));
+      if (role == Role::kReplace) {
+        state_[i] = FdState::kClosed;
+        continue;
+      }
+      if (role != Role::kUse) continue;
+      const int pending = IsPending(i, n);
+      if (pending < 0) return kTargetGone;
+      if (pending == 0) continue;
+      const long r = Reopen(i, n);
+      if (r == kTargetGone) return kTargetGone;
+      if (r < 0) {
+        resp->error = static_cast<int32_t>(r);
+        resp->val = -1;
+        resp->flags = 0;
+        return 0;
+      }
+    }
+    return 0;
+  }
+
+  [[noreturn]] void Loop();
+
+ private:
+  static Role RoleOf(const LazySyscall& s, const seccomp_data& d, uint32_t fd) {
+    if (s.kind == LazySyscallKind::kCloseRange) {
+      if (Low32(d.args[0]) > fd || Low32(d.args[1]) < fd) return Role::kNone;
+      return (Low32(d.args[2]) & CLOSE_RANGE_CLOEXEC) != 0 ? Role::kUse : Role::kReplace;
+    }
+    // A use wins over a replace: dup2(7, 7) needs fd 7 to be the real file.
+    for (int k = 0; k < 6; ++k) {
+      if ((s.use_args & (1u << k)) != 0 && Low32(d.args[k]) == fd) return Role::kUse;
+    }
+    for (int k = 0; k < 6; ++k) {
+      if ((s.replace_args & (1u << k)) != 0 && Low32(d.args[k]) == fd) return Role::kReplace;
+    }
+    return Role::kNone;
+  }
+
+  // 1: fd still holds the placeholder in the caller's fd table; 0: it does not; -1: caller gone.
+  int IsPending(int i, const seccomp_notif& n) {
+    if (placeholder_ >= 0 && n.pid > 0) {
+      const long r = RawSyscall(__NR_kcmp, self_, n.pid, KCMP_FILE, placeholder_, files_[i].fd);
+      if (r == -ESRCH) return -1;
+      if (r == -EBADF) return 0;  // nothing at that number: the syscall's own EBADF is right
+      if (!IsError(r)) {
+        // The pid was read from the notification; make sure it still names the same task.
+        uint64_t id = n.id;
+        if (IsError(RawSyscall(__NR_ioctl, listener_, SECCOMP_IOCTL_NOTIF_ID_VALID,
+                               reinterpret_cast<long>(&id)))) {
+          return -1;
+        }
+        return r == 0 ? 1 : 0;
+      }
+      // EPERM (not allowed to ptrace-read the caller) and the like: the state machine decides.
+    }
+    return state_[i] == FdState::kPending ? 1 : 0;
+  }
+
+  // 0 installed, kTargetGone, or -errno for the caller's syscall.
+  long Reopen(int i, const seccomp_notif& n) {
+    const LazyFile& f = files_[i];
+    const int flags = (f.open_flags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_CLOEXEC | O_NOCTTY;
+    const long fd = RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(f.path), flags);
+    if (IsError(fd)) return Report(f.fd, fd, n.pid);
+    if (f.offset != 0) {
+      const long r = RawSyscall(__NR_lseek, fd, static_cast<long>(f.offset), SEEK_SET);
+      if (IsError(r)) {
+        RawSyscall(__NR_close, fd);
+        return Report(f.fd, r, n.pid);
+      }
+    }
+    seccomp_notif_addfd addfd{};
+    addfd.id = n.id;
+    addfd.flags = SECCOMP_ADDFD_FLAG_SETFD;
+    addfd.srcfd = static_cast<uint32_t>(fd);
+    addfd.newfd = static_cast<uint32_t>(f.fd);
+    addfd.newfd_flags = f.cloexec ? O_CLOEXEC : 0;
+    const long r = RawSyscall(__NR_ioctl, listener_, SECCOMP_IOCTL_NOTIF_ADDFD,
+                              reinterpret_cast<long>(&addfd));
+    RawSyscall(__NR_close, fd);
+    Report(f.fd, IsError(r) ? r : 0, n.pid);
+    if (r == -ENOENT) return kTargetGone;
+    if (IsError(r)) return r;
+    state_[i] = FdState::kReopened;
+    return 0;
+  }
+
+  long Report(int fd, long result, int tid) {
+    if (events_fd_ >= 0) {
+      const ReconnectEvent e{fd, static_cast<int32_t>(result), tid};
+      // Best effort: a full or closed events pipe must not stop the reconnection.
+      RawSyscall(__NR_write, events_fd_, reinterpret_cast<long>(&e), sizeof(e));
+    }
+    return result;
+  }
+
+  int listener_;
+  int placeholder_;
+  const LazyFile* files_;
+  int count_;
+  int events_fd_;
+  int self_;
+  FdState state_[kMaxLazyFiles];
+};
+
+void Reconnector::Loop() {
+  // The kernel copies its own struct size; refuse to run if that outgrew ours.
+  seccomp_notif_sizes sizes{};
+  if (IsError(
+          RawSyscall(__NR_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, reinterpret_cast<long>(&sizes))) ||
+      sizes.seccomp_notif > sizeof(seccomp_notif) ||
+      sizes.seccomp_notif_resp > sizeof(seccomp_notif_resp)) {
+    Exit(1);
+  }
+  for (;;) {
+    pollfd p{listener_, POLLIN, 0};
+    const long ready = RawSyscall(__NR_poll, reinterpret_cast<long>(&p), 1, -1);
+    if (ready == -EINTR) continue;
+    if (IsError(ready)) Exit(1);
+    if ((p.revents & POLLIN) == 0) {
+      // POLLHUP: no task uses the filter any more; the restored process is gone.
+      if ((p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) Exit((p.revents & POLLHUP) ? 0 : 1);
+      continue;
+    }
+    seccomp_notif n{};  // RECV refuses a buffer that is not zeroed
+    const long r =
+        RawSyscall(__NR_ioctl, listener_, SECCOMP_IOCTL_NOTIF_RECV, reinterpret_cast<long>(&n));
+    if (r == -EINTR || r == -ENOENT) continue;  // ENOENT: the caller died before we read it
+    if (IsError(r)) Exit(1);
+    seccomp_notif_resp resp{};
+    if (Handle(n, &resp) == kTargetGone) continue;
+    // ENOENT here too means the caller went away meanwhile; nothing to do.
+    RawSyscall(__NR_ioctl, listener_, SECCOMP_IOCTL_NOTIF_SEND, reinterpret_cast<long>(&resp));
+  }
+}
+
+}  // namespace
+
+void RunReconnector(int listener, int placeholder, const LazyFile* files, int count,
+                    int events_fd) {
+  if (listener < 0 || files == nullptr || count <= 0 || count > kMaxLazyFiles) Exit(1);
+  CloseAllBut(listener, placeholder, events_fd);
+  Reconnector reconnector(listener, placeholder, files, count, events_fd);
+  reconnector.Loop();
+}
+
+}  // namespace ember::restorer
