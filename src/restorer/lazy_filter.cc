@@ -30,7 +30,9 @@ constexpr uint32_t kOffsetNr = offsetof(seccomp_data, nr);
 constexpr uint32_t kOffsetArch = offsetof(seccomp_data, arch);
 
 // x86-64 is little-endian: the low half of args[k] comes first.
-constexpr uint32_t ArgLow(int k) { return offsetof(seccomp_data, args) + 8 * k; }
+constexpr uint32_t ArgLow(int k) {
+  return static_cast<uint32_t>(offsetof(seccomp_data, args)) + 8u * static_cast<uint32_t>(k);
+}
 
 class Emitter {
  public:
