@@ -1,0 +1,205 @@
+// Memory: the address space of the restored process, built inside ember-restore's own.
+//
+// Order and why:
+//   1. prefetch   (cold boot) the working set's image ranges, one sequential pass, before any
+//                 page is touched, so the first faults find the page cache warm;
+//   2. vdso aside the kernel's [vvar]/[vvar_vclock]/[vdso] of ember-restore move into the
+//                 scratch slot of the restorer's range: their current place may be needed by an
+//                 area, and they cannot be recreated, only moved (same kernel build: the image's
+//                 vDSO is byte-identical, CheckCompat);
+//   3. unmap      everything outside [kRestorerBase, +kRestorerSpan): the old stack (argv, auxv:
+//                 read before), nothing else of ember-restore lives outside its range;
+//   4. map        every area at its recorded place (below), then its recorded protection;
+//   5. vdso place the kernel areas to their recorded addresses (AT_SYSINFO_EHDR in the
+//                 restored auxv points there; signal delivery uses mm->context.vdso, which
+//                 mremap of [vdso] updates);
+//   6. mm bounds  PR_SET_MM_MAP last: the kernel checks the bounds against the current limits
+//                 and /proc/PID/{cmdline,environ,stat} read through them.
+#include <fcntl.h>
+#include <linux/prctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "restorer/restorer.h"
+
+namespace ember::restorer {
+namespace {
+
+using snapshot::kRestorerBase;
+using snapshot::kRestorerSpan;
+using snapshot::kVdsoScratchAddress;
+using snapshot::PlanArea;
+using snapshot::PlanRange;
+using snapshot::PlanRun;
+
+constexpr uint64_t kTaskSize = 0x7ffffffff000ULL;  // x86-64, 4-level paging
+constexpr uint64_t kPage = 4096;
+
+struct KernelArea {
+  uint64_t start, end;
+};
+
+// The recorded kernel areas, lowest first, and the lowest start (their block's origin).
+int KernelAreas(KernelArea out[3], uint64_t* low) {
+  const PlanHeader& p = *g_ctx.plan;
+  int n = 0;
+  if (p.vvar_start) out[n++] = {p.vvar_start, p.vvar_end};
+  if (p.vclock_start) out[n++] = {p.vclock_start, p.vclock_end};
+  if (p.vdso_start) out[n++] = {p.vdso_start, p.vdso_end};
+  *low = ~0ULL;
+  for (int i = 0; i < n; ++i) *low = out[i].start < *low ? out[i].start : *low;
+  return n;
+}
+
+void ReadFully(uint64_t address, uint64_t length, uint64_t offset) {
+  while (length > 0) {
+    long n = RawSyscall(SYS_pread64, g_ctx.image_fd, static_cast<long>(address),
+                        static_cast<long>(length), static_cast<long>(offset));
+    if (n == -4) continue;  // EINTR
+    if (n == 0) Die(snapshot::kStageFillArea, -5 /* EIO: the image is shorter */, address);
+    Check(n, snapshot::kStageFillArea, address);
+    address += n;
+    length -= n;
+    offset += n;
+  }
+}
+
+long OpenForMapping(const PlanArea& a) {
+  const char* path = PlanString(a.path_offset);
+  if (a.map_flags & MAP_SHARED) {
+    // Writable if the file allows it: the process may mprotect the mapping writable later.
+    long fd = RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
+    if (!IsError(fd) || (a.prot & PROT_WRITE)) return fd;
+  }
+  return RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
+}
+
+void MapArea(const PlanArea& a, bool copy) {
+  const PlanRun* runs = PlanTable<PlanRun>(g_ctx.plan->runs_offset) + a.first_run;
+  uint64_t length = a.end - a.start;
+  bool file = a.kind == snapshot::kPlanFilePrivate || a.kind == snapshot::kPlanFileShared;
+  // The stack is always copied: a file mapping cannot grow down (host-facts 7). File-private
+  // areas too: their stored pages were copied-on-write file pages, and the memory shim treats
+  // every image mapping as formerly anonymous memory (DONTNEED there must bring back the file).
+  bool copy_runs = copy || a.kind != snapshot::kPlanAnonymous;
+  int prot = a.prot;
+  if (copy_runs && a.run_count > 0) prot |= PROT_READ | PROT_WRITE;
+  if (file) {
+    long fd = Check(OpenForMapping(a), snapshot::kStageMapArea, a.start);
+    long r = RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot,
+                        (a.map_flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED, fd,
+                        static_cast<long>(a.file_offset));
+    RawSyscall(SYS_close, fd);
+    Check(r, snapshot::kStageMapArea, a.start);
+  } else {
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+    if (a.kind == snapshot::kPlanStack) flags |= MAP_GROWSDOWN;
+    Check(RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot, flags,
+                     -1, 0),
+          snapshot::kStageMapArea, a.start);
+  }
+  for (uint32_t i = 0; i < a.run_count; ++i) {
+    const PlanRun& run = runs[i];
+    if (copy_runs) {
+      ReadFully(run.address, run.length, run.image_offset);
+    } else {
+      // Overlay memory: the page cache of the image is the shared base, written pages become
+      // private copies.
+      Check(RawSyscall(SYS_mmap, static_cast<long>(run.address), static_cast<long>(run.length),
+                       a.prot, MAP_PRIVATE | MAP_FIXED, g_ctx.image_fd,
+                       static_cast<long>(run.image_offset)),
+            snapshot::kStageFillArea, run.address);
+    }
+  }
+  if (prot != a.prot) {
+    Check(RawSyscall(SYS_mprotect, static_cast<long>(a.start), static_cast<long>(length), a.prot),
+          snapshot::kStageProtectArea, a.start);
+  }
+  if (a.dontdump) {
+    RawSyscall(SYS_madvise, static_cast<long>(a.start), static_cast<long>(length), MADV_DONTDUMP);
+  }
+}
+
+}  // namespace
+
+void PrefetchWorkingSet() {
+  const PlanHeader& p = *g_ctx.plan;
+  if (!(p.flags & snapshot::kPlanPrefetch)) return;
+  const PlanRange* ranges = PlanTable<PlanRange>(p.prefetch_offset);
+  for (uint32_t i = 0; i < p.prefetch_count; ++i) {
+    Check(RawSyscall(SYS_readahead, g_ctx.image_fd, static_cast<long>(ranges[i].image_offset),
+                     static_cast<long>(ranges[i].length)),
+          snapshot::kStagePrefetch, ranges[i].image_offset);
+  }
+}
+
+void MoveKernelAreasAside() {
+  const PlanHeader& p = *g_ctx.plan;
+  KernelArea areas[3];
+  uint64_t low;
+  int n = KernelAreas(areas, &low);
+  if (n == 0) return;
+  if (g_ctx.vdso_now == 0) Die(snapshot::kStageMoveVdso, -2 /* ENOENT: no AT_SYSINFO_EHDR */, 0);
+  for (int i = 0; i < n; ++i) {
+    // Same kernel build: the current areas sit at the recorded distances from the vdso.
+    uint64_t now = g_ctx.vdso_now + (areas[i].start - p.vdso_start);
+    uint64_t size = areas[i].end - areas[i].start;
+    Check(RawSyscall(SYS_mremap, static_cast<long>(now), static_cast<long>(size),
+                     static_cast<long>(size), MREMAP_MAYMOVE | MREMAP_FIXED,
+                     static_cast<long>(kVdsoScratchAddress + (areas[i].start - low))),
+          snapshot::kStageMoveVdso, now);
+  }
+}
+
+void UnmapAllButRestorer() {
+  Check(RawSyscall(SYS_munmap, 0, static_cast<long>(kRestorerBase)), snapshot::kStageUnmap, 0);
+  uint64_t high = kRestorerBase + kRestorerSpan;
+  Check(RawSyscall(SYS_munmap, static_cast<long>(high), static_cast<long>(kTaskSize - high)),
+        snapshot::kStageUnmap, high);
+}
+
+void MapAreas() {
+  const PlanHeader& p = *g_ctx.plan;
+  bool copy = (p.flags & snapshot::kPlanCopyMemory) != 0;
+  const PlanArea* areas = PlanTable<PlanArea>(p.areas_offset);
+  for (uint32_t i = 0; i < p.area_count; ++i) MapArea(areas[i], copy);
+}
+
+void PlaceKernelAreas() {
+  KernelArea areas[3];
+  uint64_t low;
+  int n = KernelAreas(areas, &low);
+  for (int i = 0; i < n; ++i) {
+    uint64_t size = areas[i].end - areas[i].start;
+    Check(RawSyscall(SYS_mremap, static_cast<long>(kVdsoScratchAddress + (areas[i].start - low)),
+                     static_cast<long>(size), static_cast<long>(size),
+                     MREMAP_MAYMOVE | MREMAP_FIXED, static_cast<long>(areas[i].start)),
+          snapshot::kStagePlaceVdso, areas[i].start);
+  }
+}
+
+void SetMmBounds() {
+  const PlanHeader& p = *g_ctx.plan;
+  struct prctl_mm_map map {};
+  map.start_code = p.mm.start_code;
+  map.end_code = p.mm.end_code;
+  map.start_data = p.mm.start_data;
+  map.end_data = p.mm.end_data;
+  map.start_brk = p.mm.start_brk;
+  map.brk = p.mm.brk;
+  map.start_stack = p.mm.start_stack;
+  map.arg_start = p.mm.arg_start;
+  map.arg_end = p.mm.arg_end;
+  map.env_start = p.mm.env_start;
+  map.env_end = p.mm.env_end;
+  map.auxv = const_cast<__u64*>(PlanTable<__u64>(p.auxv_offset));
+  map.auxv_size = p.auxv_words * sizeof(uint64_t);
+  // exe stays ember-restore: the kernel refuses to change it while the old exe file is still
+  // mapped, and the restorer's text is (docs/snapshot.md, Restore).
+  map.exe_fd = static_cast<uint32_t>(-1);
+  Check(
+      RawSyscall(SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, reinterpret_cast<long>(&map), sizeof map, 0),
+      snapshot::kStageSetMm, 0);
+}
+
+}  // namespace ember::restorer

@@ -1,0 +1,148 @@
+// The restore tests' harness: checkpoints a zdtm program into an image file (then kills it), and
+// plays the sandbox for ember-restore: a fresh pid and mount namespace whose pid 1 gets the fds
+// of the contract (0-2 stdio, 3 control channel, 4 plan, 5 image, 6 report) and execs it.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/child_process.h"
+#include "base/unique_fd.h"
+#include "integration/zdtm_program.h"
+#include "snapshot/image_reader.h"
+#include "snapshot/image_writer.h"
+#include "snapshot/restore_plan.h"
+
+namespace ember::snapshot::zdtm {
+
+inline std::string RestorerBinary() { return std::string(EMBER_BIN_DIR) + "/ember-restore"; }
+
+// Runs `argv`, checkpoints it once it is ready, writes the image to `image_path` and kills it.
+// Returns the program's "ready" line values through `program` (still usable for Get/Num).
+inline void CheckpointToImage(Program& program, const std::vector<std::string>& argv,
+                              const std::string& image_path) {
+  ASSERT_NO_FATAL_FAILURE(program.Start(argv));
+  CheckpointOptions options;
+  options.control_fd = 0;
+  options.leave_stopped = true;
+  auto state = Checkpoint(program.pid(), options);
+  ASSERT_TRUE(state) << state.error().ToString();
+  auto written = WriteImage(*state, image_path);
+  ASSERT_TRUE(written) << written.error().ToString();
+  ::kill(program.pid(), SIGKILL);  // reaped when `program` goes
+}
+
+// One restored instance: pid 1 of its own pid namespace (ember-restore, the reaper, when the
+// recorded pid is not 1), its control channel, its stdout, the restorer's report.
+class RestoredInstance {
+ public:
+  void Start(const std::string& image_path, const RestoreSettings& settings) {
+    auto image = ImageReader::Open(image_path);
+    ASSERT_TRUE(image) << image.error().ToString();
+    auto plan = BuildRestorePlan(*image, settings);
+    ASSERT_TRUE(plan) << plan.error().ToString();
+    auto plan_fd = PlanMemfd(*plan);
+    ASSERT_TRUE(plan_fd) << plan_fd.error().ToString();
+    UniqueFd image_fd(::open(image_path.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(image_fd);
+    UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    int sv[2], out[2], report[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    control_.reset(sv[0]);
+    out_.reset(out[0]);
+    report_.reset(report[0]);
+    UniqueFd control_child(sv[1]), out_child(out[1]), report_child(report[1]);
+    std::string binary = RestorerBinary();
+    // clone3 instead of unshare + fork: the child is pid 1 of the new namespace at once, and
+    // killing it (ChildProcess) ends the whole namespace.
+    clone_args args{};
+    args.flags = CLONE_NEWPID | CLONE_NEWNS;
+    args.exit_signal = SIGCHLD;
+    long pid = ::syscall(SYS_clone3, &args, sizeof args);
+    ASSERT_GE(pid, 0) << "clone3: " << std::strerror(errno);
+    if (pid == 0) {
+      int from[7] = {null.get(),     out_child.get(), out_child.get(),   control_child.get(),
+                     plan_fd->get(), image_fd.get(),  report_child.get()};
+      int high[7];
+      for (int i = 0; i < 7; ++i) high[i] = ::fcntl(from[i], F_DUPFD, 100);
+      for (int i = 0; i < 7; ++i) ::dup2(high[i], i);
+      ::syscall(SYS_close_range, 7, ~0U, 0);
+      char* argv[] = {const_cast<char*>("ember-restore"), nullptr};
+      char* envp[] = {nullptr};
+      ::execve(binary.c_str(), argv, envp);
+      ::_exit(127);
+    }
+    auto child = ChildProcess::Adopt(static_cast<pid_t>(pid));
+    ASSERT_TRUE(child) << child.error().ToString();
+    pid1_ = std::move(*child);
+  }
+
+  // The restorer's one record (success or the failing stage); fails the test on a timeout.
+  RestoreReport ReadReport() {
+    RestoreReport report{};
+    pollfd p{report_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 30000) != 1) {
+      ADD_FAILURE() << "no report from ember-restore within 30 s";
+      return report;
+    }
+    ssize_t n = ::read(report_.get(), &report, sizeof report);
+    if (n != static_cast<ssize_t>(sizeof report)) {
+      ADD_FAILURE() << "report of " << n << " bytes (the restorer exited without one?)";
+      report.magic = 0;
+    }
+    return report;
+  }
+
+  // Wakes the restored program; returns its verdict line ("ok" or "fail ...").
+  std::string Finish() {
+    char byte = 'x';
+    if (::write(control_.get(), &byte, 1) != 1) return "write failed";
+    std::string line;
+    char c;
+    pollfd p{out_.get(), POLLIN, 0};
+    while (::poll(&p, 1, 30000) == 1 && ::read(out_.get(), &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+
+  // pid 1's exit status once the restored program exited.
+  std::string Wait() {
+    auto status = pid1_.Wait();
+    if (!status) return status.error().ToString();
+    return status->Describe();
+  }
+
+  int ExitCode() {
+    auto status = pid1_.Wait();
+    return status ? status->ShellCode() : -1;
+  }
+
+ private:
+  ChildProcess pid1_;
+  UniqueFd control_, out_, report_;
+};
+
+// Restores `image_path` and checks the program says "ok" and exits 0.
+inline void RestoreAndExpectOk(const std::string& image_path, const RestoreSettings& settings) {
+  RestoredInstance instance;
+  ASSERT_NO_FATAL_FAILURE(instance.Start(image_path, settings));
+  RestoreReport report = instance.ReadReport();
+  auto status = CheckRestoreReport(report);
+  ASSERT_TRUE(status) << status.error().ToString();
+  EXPECT_GT(report.phase_ns[kPhaseTotal], 0u);
+  EXPECT_EQ(instance.Finish(), "ok");
+  EXPECT_EQ(instance.ExitCode(), 0);
+}
+
+}  // namespace ember::snapshot::zdtm
