@@ -1,0 +1,358 @@
+#include "restorer/memory_shim.h"
+
+#include <asm/unistd.h>
+#include <linux/audit.h>
+#include <linux/errno.h>
+#include <linux/fcntl.h>
+#include <linux/filter.h>
+#include <linux/mman.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+
+#include "restorer/memory_shim_filter.h"
+#include "restorer/memory_shim_maps.h"
+#include "restorer/syscall.h"
+
+// The shim's only madvise/mremap instruction, and its rt_sigreturn trampoline. The filter lets
+// calls through whose instruction pointer is ember_shim_syscall_return (right after `syscall`),
+// so the handler's own calls are not trapped again. Arguments: nr, then up to five syscall
+// arguments in the C calling convention's registers.
+__asm__(R"(
+    .pushsection .text.ember_shim,"ax",@progbits
+    .globl ember_shim_syscall
+    .hidden ember_shim_syscall
+    .type ember_shim_syscall,@function
+ember_shim_syscall:
+    movq %rdi, %rax
+    movq %rsi, %rdi
+    movq %rdx, %rsi
+    movq %rcx, %rdx
+    movq %r8, %r10
+    movq %r9, %r8
+    syscall
+    .globl ember_shim_syscall_return
+    .hidden ember_shim_syscall_return
+ember_shim_syscall_return:
+    ret
+    .size ember_shim_syscall, .-ember_shim_syscall
+
+    .globl ember_shim_sigreturn
+    .hidden ember_shim_sigreturn
+    .type ember_shim_sigreturn,@function
+ember_shim_sigreturn:
+    movq $15, %rax
+    syscall
+    ud2
+    .size ember_shim_sigreturn, .-ember_shim_sigreturn
+    .popsection
+)");
+
+extern "C" {
+long ember_shim_syscall(long nr, long a0, long a1, long a2, long a3, long a4);
+extern char ember_shim_syscall_return[];
+void ember_shim_sigreturn();
+}
+
+namespace ember::restorer {
+namespace {
+
+constexpr int kSigsys = 31;
+constexpr int kSysSeccomp = 1;  // si_code of a seccomp SIGSYS
+constexpr unsigned long kSaSiginfo = 4;
+constexpr unsigned long kSaNodefer = 0x40000000;
+constexpr unsigned long kSaResethand = 0x80000000;
+constexpr unsigned long kSaRestorer = 0x04000000;
+constexpr long kSigDfl = 0;
+constexpr long kSigIgn = 1;
+constexpr int kSigSetmask = 2;
+constexpr uint64_t kSigsysBit = 1ULL << (kSigsys - 1);
+constexpr uint64_t kPageSize = 4096;
+constexpr const char* kMapsPath = "/proc/self/maps";
+
+// The kernel's x86-64 sigaction (not glibc's: no 128-byte sigset).
+struct KernelSigaction {
+  long handler;
+  unsigned long flags;
+  long restorer;
+  uint64_t mask;
+};
+
+// The SIGSYS part of the kernel's siginfo.
+struct SigsysInfo {
+  int signo;
+  int errno_value;  // SECCOMP_RET_DATA of the filter that trapped
+  int code;
+  int pad;
+  uint64_t call_addr;
+  int syscall;
+  uint32_t arch;
+};
+static_assert(offsetof(SigsysInfo, syscall) == 24 && offsetof(SigsysInfo, arch) == 28);
+
+// The kernel's x86-64 ucontext: general registers at offset 40 in sigcontext order, the
+// signal mask that sigreturn restores after them.
+struct KernelUcontext {
+  uint64_t flags;
+  uint64_t link;
+  uint64_t stack[3];
+  uint64_t gregs[32];  // struct sigcontext
+  uint64_t sigmask;
+};
+constexpr int kR8 = 0, kR10 = 2, kRdi = 8, kRsi = 9, kRdx = 12, kRax = 13;
+static_assert(offsetof(KernelUcontext, gregs) == 40 && offsetof(KernelUcontext, sigmask) == 296);
+
+struct ShimState {
+  uint32_t dev_major;
+  uint32_t dev_minor;
+  uint64_t inode;
+  bool installed;
+  uint64_t traps;
+  KernelSigaction process_action;  // the process's own SIGSYS action (see the header)
+};
+
+// Zero-initialised (bss): the restorer runs no constructors.
+ShimState g_shim;
+sock_filter g_filter[kMaxShimFilterLength];
+
+long ShimSyscall(long nr, long a0 = 0, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0) {
+  return ember_shim_syscall(nr, a0, a1, a2, a3, a4);
+}
+
+uint64_t PageRoundUp(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
+
+// Calls fn(piece) for each image-backed piece of [begin, end); stops at the first error.
+template <typename Fn>
+long ForEachImagePiece(uint64_t begin, uint64_t end, Fn fn) {
+  constexpr long kBatch = 16;
+  ImagePiece pieces[kBatch];
+  uint64_t cursor = begin;
+  for (;;) {
+    const long n = FindImagePieces(kMapsPath, g_shim.dev_major, g_shim.dev_minor, g_shim.inode,
+                                   cursor, end, pieces, kBatch);
+    if (n < 0) return n;
+    for (long i = 0; i < n; ++i) {
+      const long result = fn(pieces[i]);
+      if (result < 0) return result;
+    }
+    if (n < kBatch) return 0;
+    cursor = pieces[kBatch - 1].end;
+  }
+}
+
+// Copies the non-zero pages of [src, src + size) to dst (fresh zero pages): untouched
+// all-zero pages stay unallocated. Word loops: no libc, and no call to a byte-wise memcpy.
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void CopyNonZeroPages(uint64_t dst,
+                                                                                    uint64_t src,
+                                                                                    uint64_t size) {
+  constexpr uint64_t kWords = kPageSize / sizeof(uint64_t);
+  for (uint64_t offset = 0; offset < size; offset += kPageSize) {
+    const auto* from = reinterpret_cast<const volatile uint64_t*>(src + offset);
+    uint64_t any = 0;
+    for (uint64_t i = 0; i < kWords; ++i) any |= from[i];
+    if (any == 0) continue;
+    auto* to = reinterpret_cast<volatile uint64_t*>(dst + offset);
+    for (uint64_t i = 0; i < kWords; ++i) to[i] = from[i];
+  }
+}
+
+// Turns an image-backed piece into anonymous memory with the same contents and protection:
+// copy into a fresh anonymous mapping, then move that over the piece.
+long CopyToAnonymous(const ImagePiece& piece) {
+  const uint64_t size = piece.end - piece.start;
+  const long copy = RawSyscall(__NR_mmap, 0, static_cast<long>(size), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (IsError(copy)) return copy;
+  const bool unreadable = (piece.prot & PROT_READ) == 0;
+  if (unreadable) {
+    const long r = RawSyscall(__NR_mprotect, static_cast<long>(piece.start),
+                              static_cast<long>(size), PROT_READ);
+    if (IsError(r)) {
+      RawSyscall(__NR_munmap, copy, static_cast<long>(size));
+      return r;
+    }
+  }
+  CopyNonZeroPages(static_cast<uint64_t>(copy), piece.start, size);
+  long r = 0;
+  if (piece.prot != (PROT_READ | PROT_WRITE)) {
+    r = RawSyscall(__NR_mprotect, copy, static_cast<long>(size), piece.prot);
+  }
+  if (!IsError(r)) {
+    r = ShimSyscall(__NR_mremap, copy, static_cast<long>(size), static_cast<long>(size),
+                    MREMAP_MAYMOVE | MREMAP_FIXED, static_cast<long>(piece.start));
+  }
+  if (IsError(r)) {
+    RawSyscall(__NR_munmap, copy, static_cast<long>(size));
+    if (unreadable) {
+      RawSyscall(__NR_mprotect, static_cast<long>(piece.start), static_cast<long>(size),
+                 piece.prot);
+    }
+    return r;
+  }
+  return 0;
+}
+
+// Fresh zero pages over an image-backed piece: what DONTNEED leaves in anonymous memory.
+long ZeroToAnonymous(const ImagePiece& piece) {
+  const long r = RawSyscall(__NR_mmap, static_cast<long>(piece.start),
+                            static_cast<long>(piece.end - piece.start), piece.prot,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  return IsError(r) ? r : 0;
+}
+
+long EmulateMadvise(uint64_t start, uint64_t length, int advice) {
+  const uint64_t end = start + PageRoundUp(length);
+  // Arguments the kernel rejects, or a no-op: let it answer.
+  if ((start & (kPageSize - 1)) != 0 || length == 0 || end <= start) {
+    return ShimSyscall(__NR_madvise, static_cast<long>(start), static_cast<long>(length), advice);
+  }
+  long result;
+  if (advice == kMadvRemove) {
+    // Anonymous private memory refuses MADV_REMOVE before anything is removed.
+    bool any = false;
+    result = ForEachImagePiece(start, end, [&any](const ImagePiece&) -> long {
+      any = true;
+      return -EINVAL;
+    });
+    if (any) return -EINVAL;
+  } else if (advice == kMadvWipeOnFork) {
+    result = ForEachImagePiece(start, end, CopyToAnonymous);
+  } else {
+    result = ForEachImagePiece(start, end, ZeroToAnonymous);
+  }
+  if (result == -EMFILE || result == -ENFILE || result == -ENOENT || result == -EACCES) {
+    return -EAGAIN;  // maps unreadable: see the header
+  }
+  if (result < 0) return result;
+  return ShimSyscall(__NR_madvise, static_cast<long>(start), static_cast<long>(length), advice);
+}
+
+long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, long flags,
+                   uint64_t new_address) {
+  const uint64_t old_end = old_address + PageRoundUp(old_size);
+  // Only growing, moving to a fixed place or leaving the old range behind (DONTUNMAP) differ
+  // from anonymous memory; an in-place shrink or a move the kernel may skip keep the piece
+  // where the filter watches it.
+  const bool grows = PageRoundUp(new_size) > PageRoundUp(old_size);
+  const bool converts = grows || (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) != 0;
+  if (converts && (old_address & (kPageSize - 1)) == 0 && old_size != 0 && old_end > old_address) {
+    const long result = ForEachImagePiece(old_address, old_end, CopyToAnonymous);
+    if (result == -EMFILE || result == -ENFILE || result == -ENOENT || result == -EACCES) {
+      return -ENOMEM;
+    }
+    if (result < 0) return result;
+  }
+  return ShimSyscall(__NR_mremap, static_cast<long>(old_address), static_cast<long>(old_size),
+                     static_cast<long>(new_size), flags, static_cast<long>(new_address));
+}
+
+void ReraiseWithDefaultAction(SigsysInfo* info) {
+  const KernelSigaction default_action{kSigDfl, 0, 0, 0};
+  RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&default_action), 0, 8);
+  const long tgid = RawSyscall(__NR_getpid);
+  const long tid = RawSyscall(__NR_gettid);
+  // Same siginfo (a core dump shows the original cause); sending to oneself allows any code.
+  if (IsError(
+          RawSyscall(__NR_rt_tgsigqueueinfo, tgid, tid, kSigsys, reinterpret_cast<long>(info)))) {
+    RawSyscall(__NR_tgkill, tgid, tid, kSigsys);
+  }
+  // SIGSYS is blocked until the handler returns; sigreturn unblocks it and it is delivered.
+}
+
+// A SIGSYS that is not the shim's: do what the process's own action would have done.
+void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
+  const KernelSigaction action = g_shim.process_action;
+  if (action.handler == kSigDfl || (action.handler == kSigIgn && info->code == kSysSeccomp)) {
+    ReraiseWithDefaultAction(info);  // a forced seccomp SIGSYS kills even when ignored
+    return;
+  }
+  if (action.handler == kSigIgn) return;
+  if ((action.flags & kSaResethand) != 0) g_shim.process_action.handler = kSigDfl;
+  // The mask the kernel would have set for that handler (the shim's blocks everything).
+  const uint64_t mask =
+      context->sigmask | action.mask | ((action.flags & kSaNodefer) != 0 ? 0 : kSigsysBit);
+  RawSyscall(__NR_rt_sigprocmask, kSigSetmask, reinterpret_cast<long>(&mask), 0, 8);
+  // A one-argument handler ignores the other two (x86-64 calling convention).
+  reinterpret_cast<void (*)(int, void*, void*)>(action.handler)(kSigsys, info, context);
+}
+
+extern "C" void EmberShimSigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
+  if (info->code != kSysSeccomp || static_cast<uint32_t>(info->errno_value) != kShimTrapData ||
+      info->arch != AUDIT_ARCH_X86_64 ||
+      (info->syscall != __NR_madvise && info->syscall != __NR_mremap)) {
+    ForwardForeignSigsys(info, context);
+    return;
+  }
+  __atomic_fetch_add(&g_shim.traps, 1, __ATOMIC_RELAXED);
+  uint64_t* regs = context->gregs;
+  long result;
+  if (info->syscall == __NR_madvise) {
+    result = EmulateMadvise(regs[kRdi], regs[kRsi], static_cast<int>(regs[kRdx]));
+  } else {
+    result =
+        EmulateMremap(regs[kRdi], regs[kRsi], regs[kRdx], static_cast<long>(regs[kR10]), regs[kR8]);
+  }
+  regs[kRax] = static_cast<uint64_t>(result);
+}
+
+// The places the image is mapped privately now, merged to at most kMaxShimRanges ranges.
+long CollectImageRanges(AddressRange* ranges, int* count) {
+  const long fd =
+      RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(kMapsPath), O_RDONLY | O_CLOEXEC);
+  if (IsError(fd)) return fd;
+  MapsReader reader(static_cast<int>(fd));
+  VmaRecord vma;
+  *count = 0;
+  while (reader.Next(&vma)) {
+    if (vma.shared || vma.inode != g_shim.inode || vma.dev_major != g_shim.dev_major ||
+        vma.dev_minor != g_shim.dev_minor) {
+      continue;
+    }
+    AddMergedRange(ranges, count, vma.start, vma.end);
+  }
+  RawSyscall(__NR_close, fd);
+  return reader.error;
+}
+
+}  // namespace
+
+int InstallMemoryShim(const MemoryShimConfig& config) {
+  if (g_shim.installed) return -EBUSY;
+  g_shim.dev_major = DevMajor(config.image_dev);
+  g_shim.dev_minor = DevMinor(config.image_dev);
+  g_shim.inode = config.image_ino;
+
+  AddressRange ranges[kMaxShimRanges];
+  int count = 0;
+  const long collected = CollectImageRanges(ranges, &count);
+  if (collected < 0) return static_cast<int>(collected);
+  if (count == 0) return -ENOENT;
+  const int length = BuildMemoryShimFilter(reinterpret_cast<uint64_t>(ember_shim_syscall_return),
+                                           ranges, count, g_filter, kMaxShimFilterLength);
+  if (length < 0) return length;
+
+  KernelSigaction action{};
+  action.handler = reinterpret_cast<long>(&EmberShimSigsysHandler);
+  action.flags = kSaSiginfo | kSaRestorer;
+  action.restorer = reinterpret_cast<long>(&ember_shim_sigreturn);
+  // Everything blocked while the shim works: a nested handler of the process could make a
+  // trapped call while SIGSYS is blocked, which the kernel answers by killing the process.
+  action.mask = ~0ULL;
+  KernelSigaction previous{};
+  long r = RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&action),
+                      reinterpret_cast<long>(&previous), 8);
+  if (IsError(r)) return static_cast<int>(r);
+  g_shim.process_action = previous;
+
+  const sock_fprog program{static_cast<unsigned short>(length), g_filter};
+  r = RawSyscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(&program));
+  if (IsError(r)) {
+    RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&previous), 0, 8);
+    return static_cast<int>(r);
+  }
+  g_shim.installed = true;
+  return 0;
+}
+
+uint64_t MemoryShimTrapCount() { return __atomic_load_n(&g_shim.traps, __ATOMIC_RELAXED); }
+
+}  // namespace ember::restorer

@@ -1,0 +1,92 @@
+// The memory shim: makes memory that the restorer mapped MAP_PRIVATE from the snapshot image
+// ("overlay memory": the page cache is the shared base, only written pages are private) behave
+// like the anonymous memory it was at checkpoint, where the two differ:
+//
+//   * madvise(MADV_DONTNEED / MADV_DONTNEED_LOCKED / MADV_FREE / MADV_GUARD_INSTALL) must leave
+//     zero pages behind; on a private file mapping the image's bytes come back instead (and
+//     MADV_FREE fails with EINVAL). Allocators that trust DONTNEED to zero (glibc's calloc after
+//     a heap trim, jemalloc, mimalloc) would hand out garbage.
+//   * mremap growing such a mapping must add zero pages; on a file mapping it maps further image
+//     bytes, or pages past the end of the file that raise SIGBUS when touched.
+//   * MADV_WIPEONFORK is refused on file mappings; MADV_REMOVE gives EACCES instead of the
+//     EINVAL anonymous memory gives.
+//
+// How: a seccomp filter (memory_shim_filter.h) traps those calls (SIGSYS) when their range
+// overlaps a place that held image-backed memory at install time, and the shim's SIGSYS handler
+// first makes every image-backed part of the range anonymous — fresh zero pages with the same
+// protection where the advice throws the contents away anyway, a copy where they must survive
+// (mremap, WIPEONFORK) — then issues the real call from its own syscall instruction (which the
+// filter lets through) and returns the kernel's answer to the trapped code. MADV_REMOVE over
+// image-backed memory returns EINVAL without touching anything. Which mappings are image-backed
+// is read from /proc/self/maps on each trap (the device and inode of the image file).
+// Image-backed memory that nothing madvises or mremaps never costs a trap, and calls on other
+// memory cost a few BPF instructions.
+//
+// The handler is freestanding (raw syscalls, no allocation, no locks) and reentrant: threads may
+// trap at the same time. It runs on the trapping thread's stack and needs about 4 KiB of it.
+//
+// What the restorer must do around InstallMemoryShim, in this order:
+//   1. map the image's memory (every image mapping must exist when the shim is installed: the
+//      filter only watches the places they had then, and nothing may map the image later);
+//   2. restore the process's signal actions (the shim takes SIGSYS over and keeps the restored
+//      SIGSYS action as the process's own, see below);
+//   3. set no_new_privs (the filter needs it; root without it also works via CAP_SYS_ADMIN);
+//   4. InstallMemoryShim, in the only thread: the filter is installed without TSYNC, so threads
+//      created afterwards inherit it and threads that exist already do not;
+//   5. create the threads, jump to the process.
+// The restorer's own text, data and bss must stay mapped for the life of the process (the
+// handler, its rt_sigreturn trampoline and the shim's state live there).
+//
+// Assumptions and limits:
+//   * Every private mapping of the image is memory that was anonymous at checkpoint. A mapping
+//     that was file-backed at checkpoint must not be restored from the image: DONTNEED there
+//     has to bring back its own file's bytes, not zeros.
+//   * SIGSYS must not be blocked in a thread that makes a trapped call: the kernel then resets
+//     SIGSYS to its default action and kills the process (as for any seccomp trap). glibc 2.36
+//     does not block it around its own madvise calls (heap trim, thread stack release).
+//   * SIGSYS that is not the shim's (another filter's trap, kill, tgkill) goes to the action the
+//     process had when the shim was installed: the default action is re-raised (the process
+//     dies with SIGSYS, as it would have), SIG_IGN ignores a sent SIGSYS (a seccomp trap still
+//     kills, as the kernel would), a handler is called with the same siginfo and ucontext.
+//     A SIGSYS handler the process installs later with sigaction(2) replaces the shim's: from
+//     then on the trapped calls reach that handler, which does not expect them (and SIG_IGN or
+//     SIG_DFL make them fatal). The restored process must not change its SIGSYS action.
+//   * The filter survives execve. A program the process executes gets SIGSYS (and dies) if it
+//     madvises or mremaps a range that overlaps where the restored process's image-backed
+//     memory was. ASLR makes that unlikely for position-independent programs; a non-PIE
+//     program whose mappings land at the same fixed addresses is at risk.
+//   * Converted mappings lose VMA attributes other than protection (mlock, madvise hints,
+//     userfaultfd registration, MADV_DONTFORK): the restorer sets none of these on image
+//     mappings. Converting also costs a VMA split each time; if the process is at
+//     vm.max_map_count the call fails with ENOMEM.
+//   * The conversion and the real call are not one atomic step: another thread writing to the
+//     memory a call mremaps while the shim copies it can lose its write (a program that does
+//     that races with the mremap itself anyway).
+//   * If /proc/self/maps cannot be read (no /proc for the process's pid namespace, no free fd)
+//     the trapped call is not made: madvise fails with EAGAIN, mremap with ENOMEM.
+//   * madvise reached through io_uring or process_madvise is not seen (the sandbox denies both).
+#pragma once
+
+#include <stdint.h>
+
+namespace ember::restorer {
+
+struct MemoryShimConfig {
+  // stat(2) of the image file: st_dev as stat returns it (new_encode_dev layout; the shim
+  // compares its major and minor with /proc/self/maps) and st_ino.
+  uint64_t image_dev;
+  uint64_t image_ino;
+};
+
+// Installs the shim for the calling thread (and the threads it creates later). Returns 0 or
+// -errno: -EBUSY (already installed), -ENOENT (no private mapping of the image in
+// /proc/self/maps: the dev/ino are wrong or nothing is mapped yet), -EAGAIN-style errors of
+// reading maps, or the errors of rt_sigaction and seccomp (-EACCES: no no_new_privs and no
+// CAP_SYS_ADMIN). On failure nothing is installed and SIGSYS keeps its action.
+int InstallMemoryShim(const MemoryShimConfig& config);
+
+// How many calls the shim has handled since it was installed (all threads; a fork inherits the
+// count). For tests and for the restorer's diagnostics.
+uint64_t MemoryShimTrapCount();
+
+}  // namespace ember::restorer

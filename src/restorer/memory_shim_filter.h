@@ -1,0 +1,58 @@
+// The memory shim's seccomp filter (memory_shim.h), built as a pure function so tests can run
+// it through an interpreter (sandbox/seccomp_eval.h) for inputs a live process cannot make.
+//
+// It returns SECCOMP_RET_TRAP | kShimTrapData exactly for
+//   * madvise with one of the advices below, and
+//   * mremap,
+// issued on x86-64 from anywhere but the shim's own syscall instruction, whose range
+// [addr, addr + len) (madvise: start, len; mremap: old_address, old_size) overlaps one of the
+// given image ranges: the places the process's image-backed memory had when the filter was
+// installed. Image-backed memory cannot appear anywhere else afterwards (the shim turns every
+// mremap that could move it into anonymous memory first, and nothing maps the image again), so
+// every other call is let through without a signal: a process that madvises its post-restore
+// allocations pays a few BPF instructions, not a trap. Everything else: SECCOMP_RET_ALLOW
+// (other filters, such as the sandbox's allowlist, still decide).
+#pragma once
+
+#include <linux/filter.h>
+#include <stdint.h>
+
+namespace ember::restorer {
+
+// The SECCOMP_RET_DATA of the shim's traps: the kernel hands it to the handler in si_errno, so
+// the handler can tell its own SIGSYS from one of another filter.
+inline constexpr uint32_t kShimTrapData = 0x3e5b;
+
+// The advices that behave differently on a private file mapping than on anonymous memory.
+inline constexpr int kMadvDontneed = 4;
+inline constexpr int kMadvFree = 8;
+inline constexpr int kMadvRemove = 9;
+inline constexpr int kMadvWipeOnFork = 18;
+inline constexpr int kMadvDontneedLocked = 24;
+inline constexpr int kMadvGuardInstall = 102;
+inline constexpr int kShimAdvices[] = {kMadvDontneed,   kMadvFree,           kMadvRemove,
+                                       kMadvWipeOnFork, kMadvDontneedLocked, kMadvGuardInstall};
+
+struct AddressRange {
+  uint64_t start;
+  uint64_t end;  // exclusive
+};
+
+// Most ranges the filter checks (11 instructions each); more image mappings are merged across
+// their smallest gaps (see AddMergedRange), which only makes the filter trap more.
+inline constexpr int kMaxShimRanges = 64;
+inline constexpr int kMaxShimFilterLength = 64 + 11 * kMaxShimRanges;
+
+// Writes the filter into out[0, capacity). `ranges` must be sorted and disjoint, at most
+// kMaxShimRanges. `shim_syscall_return` is the address right after the shim's `syscall`
+// instruction (what seccomp_data.instruction_pointer holds for calls made there). Returns the
+// number of instructions, -EINVAL (too many, unsorted or empty ranges) or -ENOSPC.
+int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* ranges, int count,
+                          sock_filter* out, int capacity);
+
+// Appends [start, end) to a sorted list of at most kMaxShimRanges ranges (start must not be
+// below the last range's end): joins it to the last range when they touch, and when the list
+// would overflow, merges the two neighbours with the smallest gap between them.
+void AddMergedRange(AddressRange* ranges, int* count, uint64_t start, uint64_t end);
+
+}  // namespace ember::restorer

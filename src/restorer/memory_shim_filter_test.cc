@@ -1,0 +1,211 @@
+// The memory shim's pure parts: its seccomp filter (run through the BPF interpreter, so inputs
+// a live process cannot make are covered), the range merging, and the /proc/self/maps reader.
+#include "restorer/memory_shim_filter.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "restorer/memory_shim_maps.h"
+#include "sandbox/seccomp_eval.h"
+
+namespace ember::restorer {
+namespace {
+
+constexpr uint64_t kStubReturn = 0x100000001234;
+constexpr uint32_t kTrap = SECCOMP_RET_TRAP | kShimTrapData;
+constexpr uint32_t kAllow = SECCOMP_RET_ALLOW;
+
+std::vector<sock_filter> Build(const std::vector<AddressRange>& ranges) {
+  std::vector<sock_filter> out(kMaxShimFilterLength);
+  const int n = BuildMemoryShimFilter(kStubReturn, ranges.data(), static_cast<int>(ranges.size()),
+                                      out.data(), static_cast<int>(out.size()));
+  EXPECT_GT(n, 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+uint32_t Eval(const std::vector<sock_filter>& prog, int nr, uint64_t a0, uint64_t a1,
+              uint64_t a2 = 0, uint64_t ip = 0x401000, uint32_t arch = AUDIT_ARCH_X86_64) {
+  seccomp_data data{};
+  data.nr = nr;
+  data.arch = arch;
+  data.instruction_pointer = ip;
+  data.args[0] = a0;
+  data.args[1] = a1;
+  data.args[2] = a2;
+  const auto action = sandbox::EvaluateSeccomp(prog, data);
+  EXPECT_TRUE(action.has_value());
+  return action.value_or(0xdead);
+}
+
+TEST(MemoryShimFilter, TrapsZeroingAdvicesOnlyInsideImageRanges) {
+  const auto prog = Build({{0x10000, 0x20000}, {0x7f0000000000, 0x7f0000100000}});
+  for (int advice : kShimAdvices) {
+    EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, advice), kTrap) << advice;
+    EXPECT_EQ(Eval(prog, SYS_madvise, 0x7f0000050000, 0x1000, advice), kTrap) << advice;
+  }
+  for (int advice : {MADV_NORMAL, MADV_WILLNEED, MADV_COLD, MADV_PAGEOUT, MADV_HUGEPAGE,
+                     MADV_KEEPONFORK, MADV_POPULATE_WRITE}) {
+    EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, advice), kAllow) << advice;
+  }
+  // Outside both ranges, and touching a range's edge without overlapping it.
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x30000, 0x1000, MADV_DONTNEED), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0xf000, 0x1000, MADV_DONTNEED), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x20000, 0x1000, MADV_DONTNEED), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x7f0000100000, 0x1000, MADV_DONTNEED), kAllow);
+  // Starting below a range and reaching into it; covering a range whole.
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0xf000, 0x1001, MADV_DONTNEED), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x1000, 0x7f0000000000, MADV_DONTNEED), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x7effff000000, 0x2000000, MADV_FREE), kTrap);
+  // The kernel reads the advice as an int: garbage in the high half does not hide DONTNEED.
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, 0xffffffff00000004ULL), kTrap);
+}
+
+TEST(MemoryShimFilter, LengthCarriesIntoTheHighHalf) {
+  // [0x1_ffff_f000, +0x2000) ends at 0x2_0000_1000: the low halves wrap.
+  const auto prog = Build({{0x200000000, 0x200010000}});
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x1fffff000, 0x2000, MADV_DONTNEED), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x1fffff000, 0x1000, MADV_DONTNEED), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_mremap, 0x1fffff000, 0x2000, 0x4000), kTrap);
+}
+
+TEST(MemoryShimFilter, TrapsMremapOfImageRangesWhateverTheSizes) {
+  const auto prog = Build({{0x10000, 0x20000}});
+  EXPECT_EQ(Eval(prog, SYS_mremap, 0x10000, 0x1000, 0x8000), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_mremap, 0x1f000, 0x1000, 0x800), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_mremap, 0x20000, 0x1000, 0x8000), kAllow);
+}
+
+TEST(MemoryShimFilter, LetsTheShimsOwnCallsAndOtherSyscallsThrough) {
+  const auto prog = Build({{0x10000, 0x20000}});
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, kStubReturn), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_mremap, 0x10000, 0x1000, 0x8000, kStubReturn), kAllow);
+  // Same low half, other high half: not the shim.
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, 0x1234), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_munmap, 0x10000, 0x1000), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_mmap, 0x10000, 0x1000), kAllow);
+  // i386 numbers mean something else (219 is not madvise there).
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, 0x401000, AUDIT_ARCH_I386),
+            kAllow);
+}
+
+TEST(MemoryShimFilter, RejectsBadRangeLists) {
+  std::vector<sock_filter> out(kMaxShimFilterLength);
+  const int capacity = static_cast<int>(out.size());
+  AddressRange unsorted[] = {{0x20000, 0x30000}, {0x10000, 0x18000}};
+  AddressRange empty_range[] = {{0x20000, 0x20000}};
+  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, unsorted, 2, out.data(), capacity), -EINVAL);
+  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, empty_range, 1, out.data(), capacity), -EINVAL);
+  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, unsorted, 0, out.data(), capacity), -EINVAL);
+  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, unsorted + 1, 1, out.data(), 10), -ENOSPC);
+}
+
+TEST(MemoryShimFilter, FullRangeListFitsAndTheKernelAcceptsIt) {
+  std::vector<AddressRange> ranges;
+  for (int i = 0; i < kMaxShimRanges; ++i) {
+    ranges.push_back({0x100000ULL * (i + 1), 0x100000ULL * (i + 1) + 0x8000});
+  }
+  const auto prog = Build(ranges);
+  ASSERT_LE(prog.size(), static_cast<size_t>(kMaxShimFilterLength));
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x100000ULL * kMaxShimRanges, 0x1000, MADV_DONTNEED), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x100000ULL * kMaxShimRanges + 0x8000, 0x1000, MADV_DONTNEED),
+            kAllow);
+}
+
+TEST(MemoryShimRanges, JoinsTouchingRangesAndMergesTheSmallestGapWhenFull) {
+  AddressRange ranges[kMaxShimRanges];
+  int count = 0;
+  AddMergedRange(ranges, &count, 0x1000, 0x2000);
+  AddMergedRange(ranges, &count, 0x2000, 0x3000);
+  ASSERT_EQ(count, 1);
+  EXPECT_EQ(ranges[0].end, 0x3000u);
+  // Fill up with gaps of 0x10000, except one gap of 0x1000 after the 11th range.
+  uint64_t next = 0x100000;
+  while (count < kMaxShimRanges) {
+    AddMergedRange(ranges, &count, next, next + 0x1000);
+    next += count == 11 ? 0x2000 : 0x11000;
+  }
+  const AddressRange eleventh = ranges[10];
+  AddMergedRange(ranges, &count, next, next + 0x1000);
+  ASSERT_EQ(count, kMaxShimRanges);
+  EXPECT_EQ(ranges[10].start, eleventh.start);
+  EXPECT_EQ(ranges[10].end, eleventh.end + 0x2000);
+  EXPECT_EQ(ranges[kMaxShimRanges - 1].start, next);
+  for (int i = 1; i < count; ++i) EXPECT_LT(ranges[i - 1].end, ranges[i].start);
+  // A new range closer to the last one than any other gap is joined to it.
+  AddMergedRange(ranges, &count, next + 0x1000 + 0x100, next + 0x3000);
+  EXPECT_EQ(ranges[kMaxShimRanges - 1].end, next + 0x3000);
+}
+
+TEST(MemoryShimMaps, ParsesTheFieldsBeforeThePath) {
+  const std::string line =
+      "7fa600c28000-7fa600d7e000 r-xp 00026000 fe:0a 332835                     "
+      "/usr/lib/x86_64-linux-gnu/libc.so.6";
+  VmaRecord vma{};
+  ASSERT_TRUE(ParseMapsLine(line.data(), line.size(), &vma));
+  EXPECT_EQ(vma.start, 0x7fa600c28000u);
+  EXPECT_EQ(vma.end, 0x7fa600d7e000u);
+  EXPECT_EQ(vma.prot, PROT_READ | PROT_EXEC);
+  EXPECT_FALSE(vma.shared);
+  EXPECT_EQ(vma.dev_major, 0xfeu);
+  EXPECT_EQ(vma.dev_minor, 0x0au);
+  EXPECT_EQ(vma.inode, 332835u);
+  const std::string anon = "7fa600bff000-7fa600c02000 rw-s 00000000 00:00 0 ";
+  ASSERT_TRUE(ParseMapsLine(anon.data(), anon.size(), &vma));
+  EXPECT_EQ(vma.prot, PROT_READ | PROT_WRITE);
+  EXPECT_TRUE(vma.shared);
+  EXPECT_EQ(vma.inode, 0u);
+  for (const std::string bad : {"", "7fa6-", "zz-10 rw-p 0 0:0 0", "10-20 rw-p 0 0:0 x",
+                                "20-10 rw-p 0 00:00 0", "10-20 rw-p 0 0000 0"}) {
+    EXPECT_FALSE(ParseMapsLine(bad.data(), bad.size(), &vma)) << bad;
+  }
+}
+
+TEST(MemoryShimMaps, DevNumbersFromStatMatchTheMapsColumns) {
+  // makedev(0x123, 0x45678) in the kernel's new_encode_dev layout.
+  const uint64_t dev = (0x45678ULL & 0xff) | (0x123ULL << 8) | ((0x45678ULL & ~0xffULL) << 12);
+  EXPECT_EQ(DevMajor(dev), 0x123u);
+  EXPECT_EQ(DevMinor(dev), 0x45678u);
+}
+
+TEST(MemoryShimMaps, ReaderSurvivesLinesLongerThanItsBuffer) {
+  char path[] = "/tmp/ember-maps-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  std::string text;
+  text += "1000-2000 r--p 00000000 08:01 11 /short\n";
+  text += "2000-3000 rw-p 00000000 08:01 12 /" + std::string(5000, 'x') + "\n";
+  text += "not a maps line\n";
+  for (int i = 0; i < 100; ++i) {
+    text += "10000-20000 rw-p 00000000 00:00 0 " + std::string(i * 7, ' ') + "\n";
+  }
+  text += "30000-40000 ---p 00000000 08:02 13";  // no newline at the end
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ASSERT_EQ(lseek(fd, 0, SEEK_SET), 0);
+  MapsReader reader(fd);
+  std::vector<VmaRecord> records;
+  VmaRecord vma{};
+  while (reader.Next(&vma)) records.push_back(vma);
+  close(fd);
+  EXPECT_EQ(reader.error, 0);
+  ASSERT_EQ(records.size(), 103u);
+  EXPECT_EQ(records[0].inode, 11u);
+  EXPECT_EQ(records[1].inode, 12u);
+  EXPECT_EQ(records[1].start, 0x2000u);
+  EXPECT_EQ(records[2].start, 0x10000u);
+  EXPECT_EQ(records[102].inode, 13u);
+  EXPECT_EQ(records[102].prot, 0);
+  EXPECT_EQ(records[102].dev_minor, 2u);
+}
+
+}  // namespace
+}  // namespace ember::restorer
