@@ -62,18 +62,19 @@ constexpr unsigned long kSaSiginfo = 4;
 constexpr unsigned long kSaNodefer = 0x40000000;
 constexpr unsigned long kSaResethand = 0x80000000;
 constexpr unsigned long kSaRestorer = 0x04000000;
-constexpr long kSigDfl = 0;
-constexpr long kSigIgn = 1;
+constexpr uintptr_t kSigDfl = 0;
+constexpr uintptr_t kSigIgn = 1;
 constexpr int kSigSetmask = 2;
 constexpr uint64_t kSigsysBit = 1ULL << (kSigsys - 1);
 constexpr uint64_t kPageSize = 4096;
 constexpr const char* kMapsPath = "/proc/self/maps";
 
 // The kernel's x86-64 sigaction (not glibc's: no 128-byte sigset).
+using SigactionHandler = void (*)(int, void*, void*);
 struct KernelSigaction {
-  long handler;
+  SigactionHandler handler;  // or SIG_DFL (0), SIG_IGN (1)
   unsigned long flags;
-  long restorer;
+  void (*restorer)();
   uint64_t mask;
 };
 
@@ -139,18 +140,17 @@ long ForEachImagePiece(uint64_t begin, uint64_t end, Fn fn) {
   }
 }
 
-// Copies the non-zero pages of [src, src + size) to dst (fresh zero pages): untouched
-// all-zero pages stay unallocated. Word loops: no libc, and no call to a byte-wise memcpy.
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void CopyNonZeroPages(uint64_t dst,
-                                                                                    uint64_t src,
-                                                                                    uint64_t size) {
+// Copies the non-zero pages of src[0, size) to dst (fresh zero pages): untouched all-zero pages
+// stay unallocated. Word loops: no libc, and no call to the restorer's byte-wise memcpy.
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void CopyNonZeroPages(
+    uint64_t* dst, const uint64_t* src, uint64_t size) {
   constexpr uint64_t kWords = kPageSize / sizeof(uint64_t);
-  for (uint64_t offset = 0; offset < size; offset += kPageSize) {
-    const auto* from = reinterpret_cast<const volatile uint64_t*>(src + offset);
+  for (uint64_t page = 0; page < size / kPageSize; ++page) {
+    const uint64_t* from = src + page * kWords;
     uint64_t any = 0;
     for (uint64_t i = 0; i < kWords; ++i) any |= from[i];
     if (any == 0) continue;
-    auto* to = reinterpret_cast<volatile uint64_t*>(dst + offset);
+    uint64_t* to = dst + page * kWords;
     for (uint64_t i = 0; i < kWords; ++i) to[i] = from[i];
   }
 }
@@ -171,7 +171,12 @@ long CopyToAnonymous(const ImagePiece& piece) {
       return r;
     }
   }
-  CopyNonZeroPages(static_cast<uint64_t>(copy), piece.start, size);
+  // Raw syscalls and /proc/self/maps give addresses as integers.
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
+  auto* to = reinterpret_cast<uint64_t*>(copy);
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
+  const auto* from = reinterpret_cast<const uint64_t*>(piece.start);
+  CopyNonZeroPages(to, from, size);
   long r = 0;
   if (piece.prot != (PROT_READ | PROT_WRITE)) {
     r = RawSyscall(__NR_mprotect, copy, static_cast<long>(size), piece.prot);
@@ -246,7 +251,7 @@ long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, l
 }
 
 void ReraiseWithDefaultAction(SigsysInfo* info) {
-  const KernelSigaction default_action{kSigDfl, 0, 0, 0};
+  const KernelSigaction default_action{};  // SIG_DFL
   RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&default_action), 0, 8);
   const long tgid = RawSyscall(__NR_getpid);
   const long tid = RawSyscall(__NR_gettid);
@@ -261,18 +266,19 @@ void ReraiseWithDefaultAction(SigsysInfo* info) {
 // A SIGSYS that is not the shim's: do what the process's own action would have done.
 void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
   const KernelSigaction action = g_shim.process_action;
-  if (action.handler == kSigDfl || (action.handler == kSigIgn && info->code == kSysSeccomp)) {
+  const auto disposition = reinterpret_cast<uintptr_t>(action.handler);
+  if (disposition == kSigDfl || (disposition == kSigIgn && info->code == kSysSeccomp)) {
     ReraiseWithDefaultAction(info);  // a forced seccomp SIGSYS kills even when ignored
     return;
   }
-  if (action.handler == kSigIgn) return;
-  if ((action.flags & kSaResethand) != 0) g_shim.process_action.handler = kSigDfl;
+  if (disposition == kSigIgn) return;
+  if ((action.flags & kSaResethand) != 0) g_shim.process_action.handler = nullptr;
   // The mask the kernel would have set for that handler (the shim's blocks everything).
   const uint64_t mask =
       context->sigmask | action.mask | ((action.flags & kSaNodefer) != 0 ? 0 : kSigsysBit);
   RawSyscall(__NR_rt_sigprocmask, kSigSetmask, reinterpret_cast<long>(&mask), 0, 8);
   // A one-argument handler ignores the other two (x86-64 calling convention).
-  reinterpret_cast<void (*)(int, void*, void*)>(action.handler)(kSigsys, info, context);
+  action.handler(kSigsys, info, context);
 }
 
 extern "C" void EmberShimSigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
@@ -331,9 +337,9 @@ int InstallMemoryShim(const MemoryShimConfig& config) {
   if (length < 0) return length;
 
   KernelSigaction action{};
-  action.handler = reinterpret_cast<long>(&EmberShimSigsysHandler);
+  action.handler = reinterpret_cast<SigactionHandler>(&EmberShimSigsysHandler);
   action.flags = kSaSiginfo | kSaRestorer;
-  action.restorer = reinterpret_cast<long>(&ember_shim_sigreturn);
+  action.restorer = &ember_shim_sigreturn;
   // Everything blocked while the shim works: a nested handler of the process could make a
   // trapped call while SIGSYS is blocked, which the kernel answers by killing the process.
   action.mask = ~0ULL;
