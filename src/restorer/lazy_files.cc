@@ -60,6 +60,8 @@ int InstallLazyFiles(const LazyFile* files, int count, int* listener_out, int* p
 
   int max_fd = 0;
   for (int i = 0; i < count; ++i) {
+    // The reconnector opens paths from its own cwd: only absolute paths mean the same there.
+    if (files[i].path == nullptr || files[i].path[0] != '/') return -EINVAL;
     // A lazy number already in use would be silently replaced by the placeholder.
     if (RawSyscall(__NR_fcntl, files[i].fd, F_GETFD) != -EBADF) return -EBUSY;
     if (files[i].fd > max_fd) max_fd = files[i].fd;

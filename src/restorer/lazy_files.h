@@ -66,7 +66,8 @@ inline constexpr int kMaxLazyFiles = 128;
 int BuildLazyFileFilter(const LazyFile* files, int count, sock_filter* out, int capacity);
 
 // In the calling thread, which must be the process's only thread (no TSYNC): puts the
-// placeholder on every lazy fd number (each must be free: -EBUSY otherwise), sets no_new_privs
+// placeholder on every lazy fd number (each must be free: -EBUSY otherwise; each path must be
+// absolute: -EINVAL otherwise), sets no_new_privs
 // and installs the filter with a listener. On success returns 0 and two new O_CLOEXEC fds,
 // both at numbers above every lazy fd: *listener_out (the notification fd) and *placeholder_out
 // (a copy of the placeholder, for the reconnector's kcmp). Hand both to the reconnector
@@ -88,7 +89,8 @@ struct ReconnectEvent {
 };
 
 // The reconnector's loop. Closes every fd but `listener`, `placeholder` (-1: no kcmp, state
-// machine only) and `events_fd` (-1: no events) first, so it holds nothing of the restorer's (no
+// machine only) and `events_fd` (-1: no events; made O_NONBLOCK, an event that does not fit is
+// dropped rather than stall the restored process) first, so it holds nothing of the restorer's (no
 // control channel, no log pipe). Serves notifications until every task using the filter is gone
 // (the listener reports POLLHUP), then exits 0; exits 1 if the listener itself fails. `files`
 // must stay valid (it is not copied). Must run in a process that is NOT under the lazy filter

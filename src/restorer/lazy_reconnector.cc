@@ -143,7 +143,7 @@ class Reconnector {
     const int flags = (f.open_flags & ~(O_CREAT | O_TRUNC | O_EXCL)) | O_CLOEXEC | O_NOCTTY;
     const long fd = RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(f.path), flags);
     if (IsError(fd)) return Report(f.fd, fd, n.pid);
-    if (f.offset != 0) {
+    if (f.offset != 0 && (f.open_flags & O_PATH) == 0) {
       const long r = RawSyscall(__NR_lseek, fd, static_cast<long>(f.offset), SEEK_SET);
       if (IsError(r)) {
         RawSyscall(__NR_close, fd);
@@ -221,6 +221,11 @@ void RunReconnector(int listener, int placeholder, const LazyFile* files, int co
                     int events_fd) {
   if (listener < 0 || files == nullptr || count <= 0 || count > kMaxLazyFiles) Exit(1);
   CloseAllBut(listener, placeholder, events_fd);
+  // A reader that stops draining the events must not stall the restored process behind us.
+  if (events_fd >= 0) {
+    const long fl = RawSyscall(__NR_fcntl, events_fd, F_GETFL);
+    if (!IsError(fl)) RawSyscall(__NR_fcntl, events_fd, F_SETFL, fl | O_NONBLOCK);
+  }
   Reconnector reconnector(listener, placeholder, files, count, events_fd);
   reconnector.Loop();
 }

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "restorer/lazy_files.h"
@@ -301,6 +303,48 @@ TEST_P(LazyReconnectTest, MmapOfAPendingFdMapsTheFile) {
   });
   ExpectClean(o);
   EXPECT_EQ(o.output, "abc");
+  EXPECT_EQ(o.events.size(), 1u);
+}
+
+TEST_P(LazyReconnectTest, CloseRangeDropsPendingFdsAndItsCloexecFormReopens) {
+  const std::string a = MakeFile("a", kContent), b = MakeFile("b", "0123456789");
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()},
+                                       {9, O_RDONLY, 3, 0, b.c_str()}};
+  const Outcome o = RunRestored(files, [](int out) {
+    // Marks fd 7 close-on-exec: the flag must land on the real file, so 7 is reopened first.
+    if (syscall(SYS_close_range, 7, 7, CLOSE_RANGE_CLOEXEC) != 0) return 1;
+    WriteString(out, std::to_string(fcntl(7, F_GETFD)) + ",");
+    if (syscall(SYS_close_range, 8, kOutFd - 1, 0) != 0) return 2;  // drops pending fd 9
+    WriteString(out, std::to_string(fcntl(9, F_GETFD)) + ",");
+    ReadTo(7, 2, out);
+    return 0;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "1,-1,fg");
+  ASSERT_EQ(o.events.size(), 1u);
+  EXPECT_EQ(o.events[0].fd, 7);
+}
+
+TEST_P(LazyReconnectTest, ThreadsShareOneReopen) {
+  const std::string a = MakeFile("a", kContent);
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()}};
+  const Outcome o = RunRestored(files, [](int out) {
+    char got[4] = {};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&got, i] {
+        if (read(7, &got[i], 1) != 1) got[i] = '?';
+      });
+    }
+    for (auto& t : threads) t.join();
+    std::string s(got, 4);
+    std::sort(s.begin(), s.end());
+    WriteString(out, s);
+    return 0;
+  });
+  ExpectClean(o);
+  // One open file description for the whole process: four one-byte reads take four bytes.
+  EXPECT_EQ(o.output, "fghi");
   EXPECT_EQ(o.events.size(), 1u);
 }
 
