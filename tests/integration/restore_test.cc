@@ -58,7 +58,43 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"signals", MemoryMode::kCopy}, Case{"signals", MemoryMode::kOverlay},
                       Case{"rseq", MemoryMode::kCopy}, Case{"robust", MemoryMode::kCopy},
                       Case{"timers", MemoryMode::kCopy}, Case{"threads", MemoryMode::kCopy},
-                      Case{"threads", MemoryMode::kOverlay}),
+                      Case{"threads", MemoryMode::kOverlay}, Case{"fpu", MemoryMode::kCopy},
+                      Case{"fpu", MemoryMode::kOverlay}, Case{"dontneed", MemoryMode::kCopy},
+                      Case{"dontneed", MemoryMode::kOverlay}),
+    CaseName);
+
+// The fan-out: 20 instances restored at once from one immutable image, each a complete,
+// independent process (its own pid namespace, same recorded pid) that says "ok".
+class ConcurrentRestoreTest : public RestoreTest {};
+
+TEST_P(ConcurrentRestoreTest, TwentyFromOneImage) {
+  constexpr int kInstances = 20;
+  std::string image = dir_.path() + "/" + GetParam().program + ".snapshot";
+  {
+    Program original;
+    ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv(GetParam().program), image));
+  }
+  RestoreSettings settings;
+  settings.memory_mode = GetParam().mode;
+  std::vector<RestoredInstance> instances(kInstances);
+  for (RestoredInstance& instance : instances) {
+    ASSERT_NO_FATAL_FAILURE(instance.Start(image, settings));
+  }
+  for (int i = 0; i < kInstances; ++i) {
+    auto status = CheckRestoreReport(instances[i].ReadReport());
+    EXPECT_TRUE(status) << "instance " << i << ": " << status.error().ToString();
+  }
+  for (int i = 0; i < kInstances; ++i) EXPECT_EQ(instances[i].Finish(), "ok") << "instance " << i;
+  for (int i = 0; i < kInstances; ++i) EXPECT_EQ(instances[i].ExitCode(), 0) << "instance " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Zdtm, ConcurrentRestoreTest,
+    ::testing::Values(Case{"memory", MemoryMode::kOverlay}, Case{"files", MemoryMode::kOverlay},
+                      Case{"signals", MemoryMode::kOverlay}, Case{"rseq", MemoryMode::kOverlay},
+                      Case{"robust", MemoryMode::kOverlay}, Case{"timers", MemoryMode::kOverlay},
+                      Case{"threads", MemoryMode::kOverlay}, Case{"fpu", MemoryMode::kOverlay},
+                      Case{"dontneed", MemoryMode::kOverlay}, Case{"threads", MemoryMode::kCopy}),
     CaseName);
 
 }  // namespace
