@@ -123,6 +123,8 @@ class RestoredInstance {
     return status->Describe();
   }
 
+  pid_t pid1() const { return pid1_.pid(); }
+
   int ExitCode() {
     auto status = pid1_.Wait();
     return status ? status->ShellCode() : -1;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/fs.h"
 #include "integration/restore_harness.h"
 #include "util/fixtures.h"
 
@@ -62,6 +63,92 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"fpu", MemoryMode::kOverlay}, Case{"dontneed", MemoryMode::kCopy},
                       Case{"dontneed", MemoryMode::kOverlay}),
     CaseName);
+
+// The restored process has its recorded pid inside the new namespace (a child of the reaper
+// pid 1), its threads their recorded tids, and the restorer's report names every phase.
+TEST_F(RestoreTest, RecordedPidAndTidsInTheNewNamespace) {
+  std::string image = dir_.path() + "/threads.snapshot";
+  Program original;
+  ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv("threads"), image));
+  pid_t recorded = original.pid();
+  std::string tids = original.Get("tids");
+  RestoredInstance instance;
+  ASSERT_NO_FATAL_FAILURE(instance.Start(image, RestoreSettings{}));
+  RestoreReport report = instance.ReadReport();
+  ASSERT_TRUE(CheckRestoreReport(report));
+  for (uint32_t phase = 0; phase < kReportPhases; ++phase) {
+    EXPECT_GT(report.phase_ns[phase], 0u) << "phase " << phase;
+  }
+  std::string p1 = std::to_string(instance.pid1());
+  auto children = ReadFile("/proc/" + p1 + "/task/" + p1 + "/children");
+  ASSERT_TRUE(children) << children.error().ToString();
+  std::string host_pid = children->substr(0, children->find(' '));
+  auto status = ReadFile("/proc/" + host_pid + "/status");
+  ASSERT_TRUE(status) << status.error().ToString();
+  size_t nspid = status->find("NSpid:");
+  ASSERT_NE(nspid, std::string::npos);
+  std::string line = status->substr(nspid, status->find('\n', nspid) - nspid);
+  EXPECT_EQ(line.substr(line.rfind('\t') + 1), std::to_string(recorded)) << line;
+  auto tasks = ListDirectory("/proc/" + host_pid + "/task");
+  ASSERT_TRUE(tasks) << tasks.error().ToString();
+  EXPECT_EQ(tasks->size(), 5u);
+  for (const std::string& task : *tasks) {
+    auto task_status = ReadFile("/proc/" + host_pid + "/task/" + task + "/status");
+    ASSERT_TRUE(task_status);
+    size_t at = task_status->find("NSpid:");
+    std::string task_line = task_status->substr(at, task_status->find('\n', at) - at);
+    std::string tid = task_line.substr(task_line.rfind('\t') + 1);
+    if (tid != std::to_string(recorded)) {
+      EXPECT_NE(tids.find(tid), std::string::npos) << tid << " not in " << tids;
+    }
+  }
+  EXPECT_EQ(instance.Finish(), "ok");
+  EXPECT_EQ(instance.ExitCode(), 0);
+}
+
+// Cold boot: the working set's pages are read ahead before the task runs; the process is the
+// same.
+TEST_F(RestoreTest, PrefetchOfTheWorkingSet) {
+  std::string image = dir_.path() + "/memory.snapshot";
+  Program original;
+  ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv("memory"), image));
+  uint64_t big = original.Num("mmap");
+  std::vector<uint64_t> pages;
+  for (uint64_t page = 0; page < 512; ++page) pages.push_back(big + page * kPageSize);
+  pages.push_back(original.Num("heap") & ~(kPageSize - 1));
+  ASSERT_TRUE(RewriteWorkingSet(image, pages));
+  for (MemoryMode mode : {MemoryMode::kOverlay, MemoryMode::kCopy}) {
+    RestoreSettings settings;
+    settings.prefetch_working_set = true;
+    settings.memory_mode = mode;
+    auto reader = ImageReader::Open(image);
+    ASSERT_TRUE(reader);
+    auto plan = BuildRestorePlan(*reader, settings);
+    ASSERT_TRUE(plan) << plan.error().ToString();
+    EXPECT_GT(reinterpret_cast<const PlanHeader*>(plan->data())->prefetch_count, 0u);
+    RestoreAndExpectOk(image, settings);
+  }
+}
+
+// A failed restore says where: the file fd `rw` of zdtm_files is gone.
+TEST_F(RestoreTest, MissingFileIsReportedWithItsFd) {
+  std::string image = dir_.path() + "/files.snapshot";
+  Program original;
+  ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv("files"), image));
+  ASSERT_EQ(::rename(original.Get("path").c_str(), (dir_.path() + "/moved").c_str()), 0);
+  RestoreSettings settings;
+  settings.memory_mode = MemoryMode::kCopy;
+  RestoredInstance instance;
+  ASSERT_NO_FATAL_FAILURE(instance.Start(image, settings));
+  RestoreReport report = instance.ReadReport();
+  auto status = CheckRestoreReport(report);
+  ASSERT_FALSE(status);
+  // The private file mapping comes first (memory before files), then the fds.
+  EXPECT_TRUE(report.stage == kStageMapArea || report.stage == kStageOpenFile)
+      << status.error().ToString();
+  EXPECT_EQ(report.error, ENOENT) << status.error().ToString();
+  EXPECT_EQ(instance.ExitCode(), 125);
+}
 
 // The fan-out: 20 instances restored at once from one immutable image, each a complete,
 // independent process (its own pid namespace, same recorded pid) that says "ok".
