@@ -47,10 +47,13 @@ ember_shim_sigreturn:
     .popsection
 )");
 
+// Hidden: their addresses are then taken RIP-relative, not through the GOT. ld 2.40 cannot
+// relax a GOT load of a symbol above 2 GiB in the static non-PIE restorer (it tries an imm32).
 extern "C" {
-long ember_shim_syscall(long nr, long a0, long a1, long a2, long a3, long a4);
-extern char ember_shim_syscall_return[];
-void ember_shim_sigreturn();
+__attribute__((visibility("hidden"))) long ember_shim_syscall(long nr, long a0, long a1, long a2,
+                                                              long a3, long a4);
+__attribute__((visibility("hidden"))) extern char ember_shim_syscall_return[];
+__attribute__((visibility("hidden"))) void ember_shim_sigreturn();
 }
 
 namespace ember::restorer {
@@ -240,7 +243,17 @@ long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, l
   const bool grows = PageRoundUp(new_size) > PageRoundUp(old_size);
   const bool converts = grows || (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) != 0;
   if (converts && (old_address & (kPageSize - 1)) == 0 && old_size != 0 && old_end > old_address) {
-    const long result = ForEachImagePiece(old_address, old_end, CopyToAnonymous);
+    RangeSummary summary;
+    long result = SummarizeRange(kMapsPath, g_shim.dev_major, g_shim.dev_minor, g_shim.inode,
+                                 old_address, old_end, &summary);
+    if (result == 0 && summary.has_image) {
+      // mremap wants the range in one mapping, as it was at checkpoint: earlier conversions
+      // (a DONTNEED in the middle) may have cut it into several. One copy makes it whole again.
+      // Anything else (mixed protections, other files) fails in the kernel as it would have.
+      result = summary.one_anonymous_run
+                   ? CopyToAnonymous(ImagePiece{old_address, old_end, summary.prot})
+                   : ForEachImagePiece(old_address, old_end, CopyToAnonymous);
+    }
     if (result == -EMFILE || result == -ENFILE || result == -ENOENT || result == -EACCES) {
       return -ENOMEM;
     }
@@ -281,7 +294,7 @@ void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
   action.handler(kSigsys, info, context);
 }
 
-extern "C" void EmberShimSigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
+void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
   if (info->code != kSysSeccomp || static_cast<uint32_t>(info->errno_value) != kShimTrapData ||
       info->arch != AUDIT_ARCH_X86_64 ||
       (info->syscall != __NR_madvise && info->syscall != __NR_mremap)) {
@@ -337,7 +350,7 @@ int InstallMemoryShim(const MemoryShimConfig& config) {
   if (length < 0) return length;
 
   KernelSigaction action{};
-  action.handler = reinterpret_cast<SigactionHandler>(&EmberShimSigsysHandler);
+  action.handler = reinterpret_cast<SigactionHandler>(&SigsysHandler);
   action.flags = kSaSiginfo | kSaRestorer;
   action.restorer = &ember_shim_sigreturn;
   // Everything blocked while the shim works: a nested handler of the process could make a

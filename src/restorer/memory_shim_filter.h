@@ -23,15 +23,17 @@ namespace ember::restorer {
 // the handler can tell its own SIGSYS from one of another filter.
 inline constexpr uint32_t kShimTrapData = 0x3e5b;
 
-// The advices that behave differently on a private file mapping than on anonymous memory.
+// The advices that behave differently on a private file mapping than on anonymous memory. Hidden:
+// the filter reads the array RIP-relative, not through the GOT (which ld cannot relax in the
+// restorer above 2 GiB).
 inline constexpr int kMadvDontneed = 4;
 inline constexpr int kMadvFree = 8;
 inline constexpr int kMadvRemove = 9;
 inline constexpr int kMadvWipeOnFork = 18;
 inline constexpr int kMadvDontneedLocked = 24;
 inline constexpr int kMadvGuardInstall = 102;
-inline constexpr int kShimAdvices[] = {kMadvDontneed,   kMadvFree,           kMadvRemove,
-                                       kMadvWipeOnFork, kMadvDontneedLocked, kMadvGuardInstall};
+__attribute__((visibility("hidden"))) inline constexpr int kShimAdvices[] = {
+    kMadvDontneed, kMadvFree, kMadvRemove, kMadvWipeOnFork, kMadvDontneedLocked, kMadvGuardInstall};
 
 struct AddressRange {
   uint64_t start;

@@ -158,11 +158,16 @@ TEST(MemoryShimMaps, ParsesTheFieldsBeforeThePath) {
   EXPECT_EQ(vma.dev_major, 0xfeu);
   EXPECT_EQ(vma.dev_minor, 0x0au);
   EXPECT_EQ(vma.inode, 332835u);
+  EXPECT_FALSE(vma.anonymous);
+  const std::string heap = "55ec1d660000-55ec1d681000 rw-p 00000000 00:00 0      [heap]";
+  ASSERT_TRUE(ParseMapsLine(heap.data(), heap.size(), &vma));
+  EXPECT_FALSE(vma.anonymous);
   const std::string anon = "7fa600bff000-7fa600c02000 rw-s 00000000 00:00 0 ";
   ASSERT_TRUE(ParseMapsLine(anon.data(), anon.size(), &vma));
   EXPECT_EQ(vma.prot, PROT_READ | PROT_WRITE);
   EXPECT_TRUE(vma.shared);
   EXPECT_EQ(vma.inode, 0u);
+  EXPECT_TRUE(vma.anonymous);
   for (const std::string bad : {"", "7fa6-", "zz-10 rw-p 0 0:0 0", "10-20 rw-p 0 0:0 x",
                                 "20-10 rw-p 0 00:00 0", "10-20 rw-p 0 0000 0"}) {
     EXPECT_FALSE(ParseMapsLine(bad.data(), bad.size(), &vma)) << bad;

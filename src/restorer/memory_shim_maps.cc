@@ -71,6 +71,8 @@ bool ParseMapsLine(const char* line, unsigned long length, VmaRecord* out) {
   SkipSpaces(line, length, &pos);
   if (!ParseNumber(line, length, &pos, 10, &out->inode)) return false;
   if (pos < length && line[pos] != ' ') return false;
+  SkipSpaces(line, length, &pos);
+  out->anonymous = out->inode == 0 && major == 0 && minor == 0 && pos == length;
   out->dev_major = static_cast<uint32_t>(major);
   out->dev_minor = static_cast<uint32_t>(minor);
   return out->start < out->end;
@@ -151,6 +153,33 @@ long FindImagePieces(const char* maps_path, uint32_t dev_major, uint32_t dev_min
   RawSyscall(__NR_close, fd);
   if (reader.error != 0) return reader.error;
   return count;
+}
+
+long SummarizeRange(const char* maps_path, uint32_t dev_major, uint32_t dev_minor, uint64_t inode,
+                    uint64_t begin, uint64_t end, RangeSummary* out) {
+  const long fd =
+      RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(maps_path), O_RDONLY | O_CLOEXEC);
+  if (IsError(fd)) return fd;
+  MapsReader reader(static_cast<int>(fd));
+  VmaRecord vma;
+  *out = RangeSummary{false, true, -1};
+  uint64_t covered = begin;  // [begin, covered) is accounted for
+  while (reader.Next(&vma)) {
+    if (vma.start >= end) break;
+    if (vma.end <= begin) continue;
+    const bool image = !vma.shared && vma.inode == inode && vma.dev_major == dev_major &&
+                       vma.dev_minor == dev_minor;
+    out->has_image = out->has_image || image;
+    const bool joinable = image || (vma.anonymous && !vma.shared);
+    if (!joinable || vma.start > covered || (out->prot >= 0 && vma.prot != out->prot)) {
+      out->one_anonymous_run = false;
+    }
+    out->prot = vma.prot;
+    covered = vma.end;
+  }
+  RawSyscall(__NR_close, fd);
+  if (covered < end) out->one_anonymous_run = false;
+  return reader.error;
 }
 
 }  // namespace ember::restorer

@@ -27,6 +27,7 @@ struct VmaRecord {
   uint32_t dev_major;
   uint32_t dev_minor;
   uint64_t inode;
+  bool anonymous;  // no file and no name such as [heap] or [vdso]
 };
 
 // Parses one maps line (without its newline; it may be cut off inside the path). Returns false
@@ -66,5 +67,17 @@ struct ImagePiece {
 // may be more: ask again from the last piece's end.
 long FindImagePieces(const char* maps_path, uint32_t dev_major, uint32_t dev_minor, uint64_t inode,
                      uint64_t begin, uint64_t end, ImagePiece* pieces, long capacity);
+
+// What an mremap of [begin, end) needs to know: whether the range holds image-backed memory,
+// and whether it is one run of private mappings that are each anonymous or the image, all with
+// the same protection, without holes: what was a single anonymous mapping at checkpoint (as
+// mremap requires) before conversions and advice split it. Returns 0 or -errno.
+struct RangeSummary {
+  bool has_image;
+  bool one_anonymous_run;
+  int prot;
+};
+long SummarizeRange(const char* maps_path, uint32_t dev_major, uint32_t dev_minor, uint64_t inode,
+                    uint64_t begin, uint64_t end, RangeSummary* out);
 
 }  // namespace ember::restorer

@@ -265,6 +265,33 @@ TEST(MemoryShim, MremapGrowWithMaymoveKeepsBytesAndAddsZeros) {
   }));
 }
 
+TEST(MemoryShim, MremapAfterDontneedInTheMiddleSeesOneMapping) {
+  // The DONTNEED conversion splits the image mapping in three; anonymous memory would still be
+  // one mapping, which mremap requires.
+  PatternFile file(4);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    char* p = file.Map(4);
+    char* h = file.Map(4);
+    CHECK_IN_CHILD(c, p != nullptr && h != nullptr && Install(file) == 0);
+    if (p == nullptr || h == nullptr) return;
+    CHECK_IN_CHILD(c, madvise(p + kPage, kPage, MADV_DONTNEED) == 0);
+    p[2 * kPage] = 0x42;
+    void* q = mremap(p, 4 * kPage, 8 * kPage, MREMAP_MAYMOVE);
+    CHECK_IN_CHILD(c, q != MAP_FAILED);
+    if (q == MAP_FAILED) return;
+    char* g = static_cast<char*>(q);
+    CHECK_IN_CHILD(c, PageIs(g, 0) && PageIsZero(g + kPage) && PageIs(g + 3 * kPage, 3));
+    CHECK_IN_CHILD(c, g[2 * kPage] == 0x42 && PageIsZero(g + 7 * kPage));
+    // Mixed protections stay refused, as for anonymous memory.
+    CHECK_IN_CHILD(c, mprotect(h, kPage, PROT_READ) == 0);
+    const uint64_t traps = MemoryShimTrapCount();
+    errno = 0;
+    CHECK_IN_CHILD(c, mremap(h, 4 * kPage, 8 * kPage, MREMAP_MAYMOVE) == MAP_FAILED);
+    CHECK_IN_CHILD(c, errno == EFAULT && MemoryShimTrapCount() == traps + 1);
+    CHECK_IN_CHILD(c, PageIs(h, 0) && PageIs(h + 3 * kPage, 3));
+  }));
+}
+
 TEST(MemoryShim, MremapGrowInPlaceAddsZerosNotSigbus) {
   PatternFile file(4);
   ExpectCleanExit(RunInChild([&](Checks& c) {
