@@ -3,7 +3,10 @@
 // pid; then it gets its byte and must answer "ok" (it checks its own state). Both memory modes,
 // and 20 concurrent restores from one image.
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -128,6 +131,57 @@ TEST_F(RestoreTest, PrefetchOfTheWorkingSet) {
     EXPECT_GT(reinterpret_cast<const PlanHeader*>(plan->data())->prefetch_count, 0u);
     RestoreAndExpectOk(image, settings);
   }
+}
+
+// The restored process runs with the sandbox's identity and none of ember's privileges: the
+// uid/gid switched, every capability set empty, no_new_privs, the sandbox's seccomp filter (here
+// one that allows everything), in every thread. The reaper pid 1 drops them too.
+TEST_F(RestoreTest, PrivilegesAreDroppedInEveryThread) {
+  std::string image = dir_.path() + "/threads.snapshot";
+  Program original;
+  ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv("threads"), image));
+  RestoreSettings settings;
+  settings.uid = 65534;
+  settings.gid = 65533;
+  sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  settings.seccomp_bpf.resize(sizeof allow);
+  std::memcpy(settings.seccomp_bpf.data(), &allow, sizeof allow);
+  RestoredInstance instance;
+  ASSERT_NO_FATAL_FAILURE(instance.Start(image, settings));
+  auto report = CheckRestoreReport(instance.ReadReport());
+  ASSERT_TRUE(report) << report.error().ToString();
+  std::string p1 = std::to_string(instance.pid1());
+  auto children = ReadFile("/proc/" + p1 + "/task/" + p1 + "/children");
+  ASSERT_TRUE(children) << children.error().ToString();
+  std::string host_pid = children->substr(0, children->find(' '));
+  auto field = [](const std::string& status, const std::string& name) {
+    size_t at = status.find("\n" + name + ":");
+    if (at == std::string::npos) return std::string("missing");
+    at += name.size() + 2;
+    std::string value = status.substr(at, status.find('\n', at) - at);
+    value.erase(0, value.find_first_not_of(" \t"));
+    return value;
+  };
+  auto tasks = ListDirectory("/proc/" + host_pid + "/task");
+  ASSERT_TRUE(tasks);
+  EXPECT_EQ(tasks->size(), 5u);
+  for (const std::string& task : *tasks) {
+    auto status = ReadFile("/proc/" + host_pid + "/task/" + task + "/status");
+    ASSERT_TRUE(status);
+    EXPECT_EQ(field(*status, "Uid"), "65534\t65534\t65534\t65534") << task;
+    EXPECT_EQ(field(*status, "Gid"), "65533\t65533\t65533\t65533") << task;
+    for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}) {
+      EXPECT_EQ(field(*status, set), "0000000000000000") << task << " " << set;
+    }
+    EXPECT_EQ(field(*status, "NoNewPrivs"), "1") << task;
+    EXPECT_EQ(field(*status, "Seccomp"), "2") << task;
+  }
+  auto reaper = ReadFile("/proc/" + p1 + "/status");
+  ASSERT_TRUE(reaper);
+  EXPECT_EQ(field(*reaper, "CapEff"), "0000000000000000");
+  EXPECT_EQ(field(*reaper, "Uid"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(instance.Finish(), "ok");
+  EXPECT_EQ(instance.ExitCode(), 0);
 }
 
 // A failed restore says where: the file fd `rw` of zdtm_files is gone.
