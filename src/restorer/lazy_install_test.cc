@@ -118,5 +118,22 @@ TEST(LazyHandoff, PassesListenerAndPlaceholderOverASocket) {
   for (int fd : {sv[1], a, b, x, y, x2}) close(fd);
 }
 
+TEST(ServeLazyFiles, LeavesQuietlyWhenTheRestoreDiesBeforeTheHandoff) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);
+    // Still holds sv[0] from the fork: ServeLazyFiles must close it, or it would wait forever.
+    ServeLazyFiles(sv[1], kFiles, 2, -1);
+  }
+  close(sv[1]);
+  close(sv[0]);  // the "restored process" is gone
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 }  // namespace
 }  // namespace ember::restorer

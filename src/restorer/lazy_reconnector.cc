@@ -25,6 +25,10 @@ enum class FdState : uint8_t { kPending, kReopened, kClosed };
 
 enum class Role : uint8_t { kNone, kUse, kReplace };
 
+// Newer than the kernel headers of Debian 12 (6.1): include/uapi/linux/seccomp.h of 6.6.
+constexpr unsigned long kIoctlNotifSetFlags = _IOW('!', 4, uint64_t);  // NOTIF_SET_FLAGS
+constexpr uint64_t kSyncWakeUp = 1;  // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+
 // What handling a notification came to.
 constexpr long kTargetGone = 1;  // the task died or the notification was withdrawn: no answer
 
@@ -193,6 +197,13 @@ void Reconnector::Loop() {
       sizes.seccomp_notif_resp > sizeof(seccomp_notif_resp)) {
     Exit(1);
   }
+  // Synchronous wake-ups (6.6+): the notification and its answer hand the CPU straight between
+  // the trapped thread and us (the kernel's intended mode for a supervisor that answers at
+  // once). On this 2-vCPU host a call on a reopened lazy fd costs 10-15 us either way (a pipe
+  // round trip: 5 us), the first use ~60 us. Older kernels reject the ioctl; everything still
+  // works.
+  uint64_t sync_flags = kSyncWakeUp;
+  RawSyscall(__NR_ioctl, listener_, kIoctlNotifSetFlags, reinterpret_cast<long>(&sync_flags));
   for (;;) {
     pollfd p{listener_, POLLIN, 0};
     const long ready = RawSyscall(__NR_poll, reinterpret_cast<long>(&p), 1, -1);
@@ -216,6 +227,18 @@ void Reconnector::Loop() {
 }
 
 }  // namespace
+
+void ServeLazyFiles(int handoff_sock, const LazyFile* files, int count, int events_fd) {
+  // Before waiting: anything of the restorer held here (its sync pipe, report channel, the
+  // instance's stdio) would hide a restore that dies before the handoff.
+  CloseAllBut(handoff_sock, events_fd, -1);
+  int listener = -1, placeholder = -1;
+  const int r = ReceiveLazyHandoff(handoff_sock, &listener, &placeholder);
+  RawSyscall(__NR_close, handoff_sock);
+  // EPIPE: the restore failed before the handoff; whoever restores reports that, not us.
+  if (r != 0) Exit(r == -EPIPE ? 0 : 1);
+  RunReconnector(listener, placeholder, files, count, events_fd);
+}
 
 void RunReconnector(int listener, int placeholder, const LazyFile* files, int count,
                     int events_fd) {

@@ -97,6 +97,7 @@ class LazyReconnectTest : public ::testing::TestWithParam<bool> {
     const pid_t reconnector = fork();
     if (reconnector == 0) {
       alarm(30);
+      if (UseKcmp()) ServeLazyFiles(sv[1], files.data(), count, ev[1]);  // as the restorer does
       close(sv[0]);  // so a restored process that dies before the handoff gives EOF
       int listener = -1, placeholder = -1;
       if (ReceiveLazyHandoff(sv[1], &listener, &placeholder) != 0) _exit(80);
