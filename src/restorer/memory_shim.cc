@@ -62,13 +62,13 @@ namespace {
 constexpr int kSigsys = 31;
 constexpr int kSysSeccomp = 1;  // si_code of a seccomp SIGSYS
 constexpr unsigned long kSaSiginfo = 4;
-constexpr unsigned long kSaNodefer = 0x40000000;
 constexpr unsigned long kSaResethand = 0x80000000;
 constexpr unsigned long kSaRestorer = 0x04000000;
 constexpr uintptr_t kSigDfl = 0;
 constexpr uintptr_t kSigIgn = 1;
 constexpr int kSigSetmask = 2;
 constexpr uint64_t kSigsysBit = 1ULL << (kSigsys - 1);
+constexpr uint64_t kUnblockable = (1ULL << (9 - 1)) | (1ULL << (19 - 1));  // SIGKILL, SIGSTOP
 constexpr uint64_t kPageSize = 4096;
 constexpr const char* kMapsPath = "/proc/self/maps";
 
@@ -112,6 +112,7 @@ struct ShimState {
   bool installed;
   uint64_t traps;
   KernelSigaction process_action;  // the process's own SIGSYS action (see the header)
+  int action_lock;
 };
 
 // Zero-initialised (bss): the restorer runs no constructors.
@@ -265,7 +266,7 @@ long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, l
 
 void ReraiseWithDefaultAction(SigsysInfo* info) {
   const KernelSigaction default_action{};  // SIG_DFL
-  RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&default_action), 0, 8);
+  ShimSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&default_action), 0, 8);
   const long tgid = RawSyscall(__NR_getpid);
   const long tid = RawSyscall(__NR_gettid);
   // Same siginfo (a core dump shows the original cause); sending to oneself allows any code.
@@ -276,19 +277,56 @@ void ReraiseWithDefaultAction(SigsysInfo* info) {
   // SIGSYS is blocked until the handler returns; sigreturn unblocks it and it is delivered.
 }
 
+// The process's SIGSYS action is shared by its threads; a spin lock is enough (held for a few
+// instructions, only inside the handler, where every signal is blocked).
+void LockProcessAction() {
+  while (__atomic_exchange_n(&g_shim.action_lock, 1, __ATOMIC_ACQUIRE) != 0) {
+    __builtin_ia32_pause();
+  }
+}
+void UnlockProcessAction() { __atomic_store_n(&g_shim.action_lock, 0, __ATOMIC_RELEASE); }
+
+// rt_sigaction(SIGSYS, act, oact, sigsetsize) of the process: reads and sets its own action,
+// leaving the shim's handler in place.
+long EmulateSigaction(uint64_t act, uint64_t oact, uint64_t sigsetsize) {
+  if (sigsetsize != sizeof(uint64_t)) return -EINVAL;
+  // A bad oact fails with EFAULT before anything changes (the real call writes the shim's
+  // action there; it is overwritten below). A bad act is read directly: see the header.
+  if (oact != 0) {
+    const long r = ShimSyscall(__NR_rt_sigaction, kSigsys, 0, static_cast<long>(oact), 8);
+    if (IsError(r)) return r;
+  }
+  KernelSigaction incoming{};
+  if (act != 0) {
+    // NOLINTNEXTLINE(performance-no-int-to-ptr)
+    incoming = *reinterpret_cast<const KernelSigaction*>(act);
+    incoming.mask &= ~kUnblockable;  // as the kernel does
+  }
+  LockProcessAction();
+  const KernelSigaction previous = g_shim.process_action;
+  if (act != 0) g_shim.process_action = incoming;
+  UnlockProcessAction();
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
+  if (oact != 0) *reinterpret_cast<KernelSigaction*>(oact) = previous;
+  return 0;
+}
+
 // A SIGSYS that is not the shim's: do what the process's own action would have done.
 void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
+  LockProcessAction();
   const KernelSigaction action = g_shim.process_action;
+  if ((action.flags & kSaResethand) != 0) g_shim.process_action.handler = nullptr;
+  UnlockProcessAction();
   const auto disposition = reinterpret_cast<uintptr_t>(action.handler);
   if (disposition == kSigDfl || (disposition == kSigIgn && info->code == kSysSeccomp)) {
     ReraiseWithDefaultAction(info);  // a forced seccomp SIGSYS kills even when ignored
     return;
   }
   if (disposition == kSigIgn) return;
-  if ((action.flags & kSaResethand) != 0) g_shim.process_action.handler = nullptr;
-  // The mask the kernel would have set for that handler (the shim's blocks everything).
-  const uint64_t mask =
-      context->sigmask | action.mask | ((action.flags & kSaNodefer) != 0 ? 0 : kSigsysBit);
+  // The mask the kernel would have set for that handler (the shim's blocks everything), but
+  // with SIGSYS open: a trapped call in that handler (free() reaching madvise) must reach the
+  // shim, not kill the process. A second foreign SIGSYS then nests, as with SA_NODEFER.
+  const uint64_t mask = (context->sigmask | action.mask) & ~kSigsysBit;
   RawSyscall(__NR_rt_sigprocmask, kSigSetmask, reinterpret_cast<long>(&mask), 0, 8);
   // A one-argument handler ignores the other two (x86-64 calling convention).
   action.handler(kSigsys, info, context);
@@ -297,7 +335,8 @@ void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
 void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
   if (info->code != kSysSeccomp || static_cast<uint32_t>(info->errno_value) != kShimTrapData ||
       info->arch != AUDIT_ARCH_X86_64 ||
-      (info->syscall != __NR_madvise && info->syscall != __NR_mremap)) {
+      (info->syscall != __NR_madvise && info->syscall != __NR_mremap &&
+       info->syscall != __NR_rt_sigaction)) {
     ForwardForeignSigsys(info, context);
     return;
   }
@@ -306,6 +345,8 @@ void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
   long result;
   if (info->syscall == __NR_madvise) {
     result = EmulateMadvise(regs[kRdi], regs[kRsi], static_cast<int>(regs[kRdx]));
+  } else if (info->syscall == __NR_rt_sigaction) {
+    result = EmulateSigaction(regs[kRsi], regs[kRdx], regs[kR10]);
   } else {
     result =
         EmulateMremap(regs[kRdi], regs[kRsi], regs[kRdx], static_cast<long>(regs[kR10]), regs[kR8]);

@@ -44,13 +44,18 @@
 //   * SIGSYS must not be blocked in a thread that makes a trapped call: the kernel then resets
 //     SIGSYS to its default action and kills the process (as for any seccomp trap). glibc 2.36
 //     does not block it around its own madvise calls (heap trim, thread stack release).
-//   * SIGSYS that is not the shim's (another filter's trap, kill, tgkill) goes to the action the
-//     process had when the shim was installed: the default action is re-raised (the process
-//     dies with SIGSYS, as it would have), SIG_IGN ignores a sent SIGSYS (a seccomp trap still
-//     kills, as the kernel would), a handler is called with the same siginfo and ucontext.
-//     A SIGSYS handler the process installs later with sigaction(2) replaces the shim's: from
-//     then on the trapped calls reach that handler, which does not expect them (and SIG_IGN or
-//     SIG_DFL make them fatal). The restored process must not change its SIGSYS action.
+//   * The shim keeps the process's SIGSYS action itself: it starts as the action the process
+//     had at install time, and rt_sigaction(SIGSYS, ...) from the process is trapped and
+//     served from it (set and read back; the kernel's action stays the shim's). A SIGSYS that
+//     is not the shim's (another filter's trap, kill, tgkill) goes to that action: SIG_DFL
+//     re-raises it with the default action (the process dies with SIGSYS, as it would have),
+//     SIG_IGN ignores a sent SIGSYS (a seccomp trap still kills, as the kernel would), and a
+//     handler is called with the same siginfo and ucontext (its changes to the registers take
+//     effect), on the current stack (SA_ONSTACK is not honoured), with SIGSYS unblocked so that
+//     a trapped call inside it still reaches the shim (a second foreign SIGSYS nests).
+//     rt_sigaction(SIGSYS) with an unreadable act pointer faults in the handler (SIGSEGV)
+//     instead of failing with EFAULT; pending SIGSYS is not discarded when it is set to
+//     SIG_IGN.
 //   * The filter survives execve. A program the process executes gets SIGSYS (and dies) if it
 //     madvises or mremaps a range that overlaps where the restored process's image-backed
 //     memory was. ASLR makes that unlikely for position-independent programs; a non-PIE

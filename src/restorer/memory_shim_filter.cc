@@ -39,6 +39,7 @@ struct Emitter {
 };
 
 constexpr uint32_t kTrap = SECCOMP_RET_TRAP | kShimTrapData;
+constexpr uint32_t kSigsysNumber = 31;
 
 // [start, end) of the call (args 0 and 1) into the scratch words. The 64-bit sum is built from
 // 32-bit halves with an explicit carry; a sum that wraps around only makes the check miss a call
@@ -97,10 +98,22 @@ int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* rang
   e.Jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
   e.Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
   e.Stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
-  // mremap: straight to the caller check, past madvise's advice block.
-  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, static_cast<uint8_t>(kAdviceCount + 3), 0);
-  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, static_cast<uint8_t>(kAdviceCount + 1));
-  // The kernel takes the advice as an int: only its low half counts.
+  constexpr auto kA = static_cast<uint8_t>(kAdviceCount);
+  // mremap: straight to the caller check below the advice block.
+  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, 12 + kA, 0);
+  // rt_sigaction(SIGSYS, ...) from anywhere but the shim: trap (the shim keeps the process's
+  // action for it). The kernel takes the signal number as an int: only its low half counts.
+  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_sigaction, 0, 8);
+  e.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLo(0));
+  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, kSigsysNumber, 0, 5);
+  e.Stmt(BPF_LD | BPF_W | BPF_ABS, kIpLo);
+  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, Lo(shim_syscall_return), 0, 2);
+  e.Stmt(BPF_LD | BPF_W | BPF_ABS, kIpHi);
+  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, Hi(shim_syscall_return), 1, 0);
+  e.Stmt(BPF_RET | BPF_K, kTrap);
+  e.Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  // madvise with an advice of kShimAdvices (an int as well).
+  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 1 + kA);
   e.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLo(2));
   for (int i = 0; i < kAdviceCount; ++i) {
     e.Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(kShimAdvices[i]),

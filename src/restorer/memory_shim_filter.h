@@ -1,17 +1,17 @@
 // The memory shim's seccomp filter (memory_shim.h), built as a pure function so tests can run
 // it through an interpreter (sandbox/seccomp_eval.h) for inputs a live process cannot make.
 //
-// It returns SECCOMP_RET_TRAP | kShimTrapData exactly for
-//   * madvise with one of the advices below, and
-//   * mremap,
-// issued on x86-64 from anywhere but the shim's own syscall instruction, whose range
-// [addr, addr + len) (madvise: start, len; mremap: old_address, old_size) overlaps one of the
-// given image ranges: the places the process's image-backed memory had when the filter was
-// installed. Image-backed memory cannot appear anywhere else afterwards (the shim turns every
-// mremap that could move it into anonymous memory first, and nothing maps the image again), so
-// every other call is let through without a signal: a process that madvises its post-restore
-// allocations pays a few BPF instructions, not a trap. Everything else: SECCOMP_RET_ALLOW
-// (other filters, such as the sandbox's allowlist, still decide).
+// It returns SECCOMP_RET_TRAP | kShimTrapData, on x86-64, for calls made anywhere but at the
+// shim's own syscall instruction that are
+//   * madvise with one of the advices below, or mremap, whose range [addr, addr + len)
+//     (madvise: start, len; mremap: old_address, old_size) overlaps one of the given image
+//     ranges: the places the process's image-backed memory had when the filter was installed;
+//   * rt_sigaction(SIGSYS, ...): the shim keeps the process's SIGSYS action itself.
+// Image-backed memory cannot appear anywhere else afterwards (the shim turns every mremap that
+// could move it into anonymous memory first, and nothing maps the image again), so every other
+// call is let through without a signal: a process that madvises its post-restore allocations
+// pays a few BPF instructions, not a trap. Everything else: SECCOMP_RET_ALLOW (other filters,
+// such as the sandbox's allowlist, still decide).
 #pragma once
 
 #include <linux/filter.h>

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -95,6 +96,15 @@ TEST(MemoryShimFilter, LetsTheShimsOwnCallsAndOtherSyscallsThrough) {
   // i386 numbers mean something else (219 is not madvise there).
   EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, 0x401000, AUDIT_ARCH_I386),
             kAllow);
+}
+
+TEST(MemoryShimFilter, TrapsSigactionOfSigsysFromOutsideTheShim) {
+  const auto prog = Build({{0x10000, 0x20000}});
+  EXPECT_EQ(Eval(prog, SYS_rt_sigaction, SIGSYS, 0x5000), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_rt_sigaction, 0xffffffff00000000ULL | SIGSYS, 0), kTrap);
+  EXPECT_EQ(Eval(prog, SYS_rt_sigaction, SIGSYS, 0x5000, 8, kStubReturn), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_rt_sigaction, SIGSEGV, 0x5000), kAllow);
+  EXPECT_EQ(Eval(prog, SYS_rt_sigprocmask, SIGSYS, 0x5000), kAllow);
 }
 
 TEST(MemoryShimFilter, RejectsBadRangeLists) {

@@ -463,5 +463,54 @@ TEST(MemoryShim, SentSigsysIsIgnoredWhenTheProcessIgnoredIt) {
   }));
 }
 
+int g_madvise_in_handler = -2;
+char* g_handler_page = nullptr;
+void HandlerThatFreesMemory(int, siginfo_t*, void* context) {
+  g_madvise_in_handler = madvise(g_handler_page, kPage, MADV_DONTNEED);
+  static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RAX] = 0;
+}
+
+TEST(MemoryShim, ProcessSigactionOfSigsysIsKeptBesideTheShim) {
+  PatternFile file(4);
+  const ChildResult result = RunInChild([&](Checks& c) {
+    signal(SIGSYS, SIG_IGN);
+    char* p = file.Map(4);
+    CHECK_IN_CHILD(c, p != nullptr && Install(file) == 0 && TrapGetppid(9));
+    if (p == nullptr) return;
+    // The process sees its own action, not the shim's.
+    struct sigaction seen {};
+    CHECK_IN_CHILD(c, sigaction(SIGSYS, nullptr, &seen) == 0 && seen.sa_handler == SIG_IGN);
+    struct sigaction action {};
+    action.sa_sigaction = ForeignHandler;
+    action.sa_flags = SA_SIGINFO;
+    CHECK_IN_CHILD(c, sigaction(SIGSYS, &action, nullptr) == 0);
+    CHECK_IN_CHILD(c, sigaction(SIGSYS, nullptr, &seen) == 0 &&
+                          seen.sa_sigaction == ForeignHandler && (seen.sa_flags & SA_SIGINFO));
+    // The shim still serves madvise; the process's handler gets the foreign trap.
+    CHECK_IN_CHILD(c, madvise(p, kPage, MADV_DONTNEED) == 0 && PageIsZero(p));
+    CHECK_IN_CHILD(c, syscall(SYS_getppid) == 1234 && g_foreign_errno == 9);
+    // A handler that frees memory while handling SIGSYS reaches the shim too.
+    g_handler_page = p + kPage;
+    action.sa_sigaction = HandlerThatFreesMemory;
+    CHECK_IN_CHILD(c, sigaction(SIGSYS, &action, nullptr) == 0);
+    CHECK_IN_CHILD(c, syscall(SYS_getppid) == 0);
+    CHECK_IN_CHILD(c, g_madvise_in_handler == 0 && PageIsZero(p + kPage));
+    // A wrong sigset size and a bad oact are refused like the kernel refuses them.
+    CHECK_IN_CHILD(c,
+                   syscall(SYS_rt_sigaction, SIGSYS, nullptr, &seen, 16) == -1 && errno == EINVAL);
+    CHECK_IN_CHILD(c, syscall(SYS_rt_sigaction, SIGSYS, nullptr, 8, 8) == -1 && errno == EFAULT);
+    // Back to the default: a foreign trap kills again.
+    signal(SIGSYS, SIG_DFL);
+    CHECK_IN_CHILD(c, madvise(p + 2 * kPage, kPage, MADV_DONTNEED) == 0);
+    CHECK_IN_CHILD(c, PageIsZero(p + 2 * kPage));
+    const std::string text = c.out.str();
+    if (!text.empty()) return;  // report the failures instead of dying below
+    syscall(SYS_getppid);
+    c.Expect(false, __LINE__, "survived a foreign seccomp trap with SIG_DFL");
+  });
+  EXPECT_TRUE(WIFSIGNALED(result.status) && WTERMSIG(result.status) == SIGSYS)
+      << result.status << " " << result.failures;
+}
+
 }  // namespace
 }  // namespace ember::restorer
