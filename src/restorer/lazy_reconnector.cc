@@ -7,12 +7,16 @@
 #include <asm/unistd_64.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
 #include <linux/ioctl.h>
 #include <linux/kcmp.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include "restorer/lazy_files.h"
 #include "restorer/lazy_syscalls.h"
@@ -58,6 +62,43 @@ void CloseAllBut(int a, int b, int c) {
     next = static_cast<unsigned int>(fd) + 1;
   }
   RawSyscall(__NR_close_range, next, ~0U, 0);
+}
+
+// The reconnector's own allowlist, installed once its setup is done: it acts on data from the
+// process it serves, so it keeps only the calls of its loop (ioctl only on the listener, write
+// only to the events fd); anything else kills it, and the process then sees ENOSYS on its lazy
+// fds rather than a reconnector doing something it never should. Returns 0 or -errno.
+long ConfineSelf(int listener, int events_fd) {
+  constexpr uint32_t kArg0 = offsetof(seccomp_data, args);
+  constexpr int kAnyFd[] = {__NR_poll,  __NR_openat,       __NR_lseek,
+                            __NR_close, __NR_kcmp,         __NR_exit_group,
+                            __NR_exit,  __NR_rt_sigreturn, __NR_restart_syscall};
+  sock_filter prog[48];
+  int n = 0;
+  const auto emit = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) {
+    prog[n++] = sock_filter{code, jt, jf, k};
+  };
+  emit(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch), 0, 0);
+  emit(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+  emit(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS, 0, 0);
+  emit(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr), 0, 0);
+  for (const int nr : kAnyFd) {
+    emit(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 1);
+    emit(BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
+  }
+  // A == nr: ioctl needs arg0 == listener, write needs arg0 == events_fd, the rest is killed.
+  emit(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 2);                        // -> write?
+  emit(BPF_LD | BPF_W | BPF_ABS, kArg0, 0, 0);                              //
+  emit(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(listener), 3, 4);   // -> allow / kill
+  emit(BPF_JMP | BPF_JEQ | BPF_K, __NR_write, 0, 3);                        // -> kill
+  emit(BPF_LD | BPF_W | BPF_ABS, kArg0, 0, 0);                              //
+  emit(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(events_fd), 0, 1);  // -> allow / kill
+  emit(BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
+  emit(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS, 0, 0);
+  const sock_fprog fprog{static_cast<unsigned short>(n), prog};
+  const long r = RawSyscall(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (IsError(r)) return r;
+  return RawSyscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(&fprog));
 }
 
 class Reconnector {
@@ -204,6 +245,8 @@ void Reconnector::Loop() {
   // works.
   uint64_t sync_flags = kSyncWakeUp;
   RawSyscall(__NR_ioctl, listener_, kIoctlNotifSetFlags, reinterpret_cast<long>(&sync_flags));
+  // Refusal to confine (a kernel without seccomp filters) is not worth failing the restore for.
+  ConfineSelf(listener_, events_fd_);
   for (;;) {
     pollfd p{listener_, POLLIN, 0};
     const long ready = RawSyscall(__NR_poll, reinterpret_cast<long>(&p), 1, -1);

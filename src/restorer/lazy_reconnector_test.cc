@@ -6,6 +6,7 @@
 #include <linux/close_range.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -97,6 +98,7 @@ class LazyReconnectTest : public ::testing::TestWithParam<bool> {
     const pid_t reconnector = fork();
     if (reconnector == 0) {
       alarm(30);
+      if (run_as_ != 0 && !DropTo(run_as_)) _exit(79);
       if (UseKcmp()) ServeLazyFiles(sv[1], files.data(), count, ev[1]);  // as the restorer does
       close(sv[0]);  // so a restored process that dies before the handoff gives EOF
       int listener = -1, placeholder = -1;
@@ -108,9 +110,14 @@ class LazyReconnectTest : public ::testing::TestWithParam<bool> {
       RunReconnector(listener, placeholder, files.data(), count, ev[1]);
     }
 
+    reconnector_pid_ = reconnector;
     const pid_t restored = fork();
     if (restored == 0) {
       alarm(30);
+      if (run_as_ != 0) {
+        // As ember-restore does after its uid switch (which clears the dumpable flag).
+        if (!DropTo(run_as_) || prctl(PR_SET_DUMPABLE, dumpable_ ? 1 : 0, 0, 0, 0) != 0) _exit(84);
+      }
       // The lazy numbers must be free: keep only stdio, the out pipe and the handoff socket.
       if (dup2(out[1], kOutFd) < 0 || dup2(sv[0], kSockFd) < 0) _exit(81);
       syscall(SYS_close_range, 3, kOutFd - 1, 0);
@@ -153,8 +160,13 @@ class LazyReconnectTest : public ::testing::TestWithParam<bool> {
         << "reconnector status " << o.reconnector_status;
   }
 
+  static bool DropTo(uid_t id) { return setresgid(id, id, id) == 0 && setresuid(id, id, id) == 0; }
+
   std::string dir_;
   std::vector<std::string> paths_;
+  pid_t reconnector_pid_ = -1;  // known to the restored process's body (forked after it)
+  uid_t run_as_ = 0;  // both processes switch to this uid before the handoff (0: stay root)
+  bool dumpable_ = true;
 };
 
 // Reads n bytes from fd and writes them (or "E<errno>") to out.
@@ -349,6 +361,22 @@ TEST_P(LazyReconnectTest, ThreadsShareOneReopen) {
   EXPECT_EQ(o.events.size(), 1u);
 }
 
+TEST_P(LazyReconnectTest, TheReconnectorConfinesItself) {
+  const std::string a = MakeFile("a", kContent);
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()}};
+  const Outcome o = RunRestored(files, [this](int out) {
+    ReadTo(7, 1, out);  // served: the reconnector is in its loop
+    std::ifstream status("/proc/" + std::to_string(reconnector_pid_) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Seccomp:", 0) == 0) WriteString(out, "|" + line);
+    }
+    return 0;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "f|Seccomp:\t2");
+}
+
 INSTANTIATE_TEST_SUITE_P(PlaceholderCheck, LazyReconnectTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? std::string("Kcmp") : std::string("StateMachine");
@@ -379,6 +407,46 @@ TEST_P(LazyReconnectForkTest, ParentAndForkedChildEachReopenOnFirstUse) {
   ExpectClean(o);
   EXPECT_EQ(o.output, "fgh|fghcde");
   EXPECT_EQ(o.events.size(), 3u);
+}
+
+// As in a sandbox: both processes run as the same unprivileged uid, with no capability. kcmp
+// then needs the restored process to be dumpable; without that, the reconnector falls back to
+// the state machine and a process that does not fork is still served.
+TEST_P(LazyReconnectForkTest, WorksAsAnUnprivilegedUser) {
+  constexpr uid_t kNobody = 65534;
+  run_as_ = kNobody;
+  const std::string a = MakeFile("a", kContent);
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()},
+                                       {9, O_RDONLY, 2, 0, a.c_str()}};
+  const auto body = [](int out) {
+    if (geteuid() != kNobody) return 1;
+    const pid_t child = fork();
+    if (child == 0) {
+      close(9);
+      ReadTo(7, 3, out);
+      _exit(0);
+    }
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || status != 0) return 2;
+    WriteString(out, "|");
+    ReadTo(9, 3, out);
+    return 0;
+  };
+  Outcome o = RunRestored(files, body);
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "fgh|cde") << "dumpable: kcmp sees the parent's fd 9 is still pending";
+
+  dumpable_ = false;
+  o = RunRestored(files, body);
+  ExpectClean(o);
+  // kcmp is refused; the state machine took the child's close(9) for the parent's too.
+  EXPECT_EQ(o.output, "fgh|E" + std::to_string(EBADF));
+  o = RunRestored(files, [](int out) {
+    ReadTo(7, 3, out);
+    return 0;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "fgh") << "without kcmp a process that does not fork is still served";
 }
 
 INSTANTIATE_TEST_SUITE_P(PlaceholderCheck, LazyReconnectForkTest, ::testing::Values(true),
