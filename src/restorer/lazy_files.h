@@ -94,10 +94,11 @@ struct ReconnectEvent {
 // machine only) and `events_fd` (-1: no events; made O_NONBLOCK, an event that does not fit is
 // dropped rather than stall the restored process) first, so it holds nothing of the restorer's (no
 // control channel, no log pipe). Serves notifications until every task using the filter is gone
-// (the listener reports POLLHUP), then exits 0; exits 1 if the listener itself fails. `files`
-// must stay valid (it is not copied). Must run in a process that is NOT under the lazy filter
-// (fork it before InstallLazyFiles), with the sandbox's credentials, mount namespace and a pid
-// namespace that sees the restored process.
+// (the listener reports POLLHUP), then exits 0; exits 1 if the listener itself fails. Once set
+// up it confines itself with a seccomp allowlist of its own loop's calls (lazy_reconnector.cc).
+// `files` must stay valid (it is not copied). Must run in a process that is NOT under the lazy
+// filter (fork it before InstallLazyFiles), with the sandbox's credentials, mount namespace and a
+// pid namespace that sees the restored process.
 [[noreturn]] void RunReconnector(int listener, int placeholder, const LazyFile* files, int count,
                                  int events_fd);
 

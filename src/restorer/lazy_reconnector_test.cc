@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -358,6 +359,42 @@ TEST_P(LazyReconnectTest, ThreadsShareOneReopen) {
   ExpectClean(o);
   // One open file description for the whole process: four one-byte reads take four bytes.
   EXPECT_EQ(o.output, "fghi");
+  EXPECT_EQ(o.events.size(), 1u);
+}
+
+TEST_P(LazyReconnectTest, OneCallNamingTwoPendingFdsReopensBoth) {
+  const std::string a = MakeFile("a", kContent), b = MakeFile("b", "0123456789");
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()},
+                                       {9, O_WRONLY, 2, 0, b.c_str()}};
+  const Outcome o = RunRestored(files, [](int out) {
+    WriteString(out, std::to_string(sendfile(9, 7, nullptr, 3)));
+    return 0;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "3");
+  std::ifstream in(b);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), "01fgh56789");
+  EXPECT_EQ(o.events.size(), 2u);
+}
+
+TEST_P(LazyReconnectTest, AnExecedProgramInheritsAPendingFd) {
+  const std::string a = MakeFile("a", kContent);
+  // fd 9 is not close-on-exec: a program run by the process may read it, and gets the file.
+  const std::vector<LazyFile> files = {{9, O_RDONLY, 3, 0, a.c_str()}};
+  const Outcome o = RunRestored(files, [](int out) {
+    const pid_t child = fork();
+    if (child == 0) {
+      dup2(out, 1);
+      execl("/bin/sh", "sh", "-c", "head -c 3 <&9", nullptr);
+      _exit(127);
+    }
+    int status = 0;
+    return waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "def");
   EXPECT_EQ(o.events.size(), 1u);
 }
 
