@@ -14,6 +14,7 @@
 #include <linux/kcmp.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -287,6 +288,9 @@ void RunReconnector(int listener, int placeholder, const LazyFile* files, int co
                     int events_fd) {
   if (listener < 0 || files == nullptr || count <= 0 || count > kMaxLazyFiles) Exit(1);
   CloseAllBut(listener, placeholder, events_fd);
+  // An events reader that went away must give EPIPE, not a SIGPIPE that ends the reconnection.
+  uint64_t sigpipe = 1ULL << (SIGPIPE - 1);
+  RawSyscall(__NR_rt_sigprocmask, SIG_BLOCK, reinterpret_cast<long>(&sigpipe), 0, sizeof(sigpipe));
   // A reader that stops draining the events must not stall the restored process behind us.
   if (events_fd >= 0) {
     const long fl = RawSyscall(__NR_fcntl, events_fd, F_GETFL);

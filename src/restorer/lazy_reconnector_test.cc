@@ -140,12 +140,13 @@ class LazyReconnectTest : public ::testing::TestWithParam<bool> {
     close(sv[1]);
     close(ev[1]);
     close(out[1]);
+    if (close_events_early_) close(ev[0]);
     Outcome o;
     o.output = ReadAll(out[0]);
     close(out[0]);
     EXPECT_EQ(waitpid(restored, &o.status, 0), restored);
-    const std::string events = ReadAll(ev[0]);  // EOF: the reconnector is gone
-    close(ev[0]);
+    const std::string events = close_events_early_ ? "" : ReadAll(ev[0]);  // EOF: it is gone
+    if (!close_events_early_) close(ev[0]);
     EXPECT_EQ(waitpid(reconnector, &o.reconnector_status, 0), reconnector);
     EXPECT_EQ(events.size() % sizeof(ReconnectEvent), 0u);
     o.events.resize(events.size() / sizeof(ReconnectEvent));
@@ -165,7 +166,8 @@ class LazyReconnectTest : public ::testing::TestWithParam<bool> {
 
   std::string dir_;
   std::vector<std::string> paths_;
-  pid_t reconnector_pid_ = -1;  // known to the restored process's body (forked after it)
+  bool close_events_early_ = false;  // the test stops reading events before the process runs
+  pid_t reconnector_pid_ = -1;       // known to the restored process's body (forked after it)
   uid_t run_as_ = 0;  // both processes switch to this uid before the handoff (0: stay root)
   bool dumpable_ = true;
 };
@@ -396,6 +398,18 @@ TEST_P(LazyReconnectTest, AnExecedProgramInheritsAPendingFd) {
   ExpectClean(o);
   EXPECT_EQ(o.output, "def");
   EXPECT_EQ(o.events.size(), 1u);
+}
+
+TEST_P(LazyReconnectTest, ServesOnAfterTheEventsReaderIsGone) {
+  const std::string a = MakeFile("a", kContent);
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()}};
+  close_events_early_ = true;
+  const Outcome o = RunRestored(files, [](int out) {
+    ReadTo(7, 3, out);
+    return 0;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "fgh");
 }
 
 TEST_P(LazyReconnectTest, TheReconnectorConfinesItself) {
