@@ -194,12 +194,13 @@ void SetMmBounds() {
   map.env_end = p.mm.env_end;
   map.auxv = const_cast<__u64*>(PlanTable<__u64>(p.auxv_offset));
   map.auxv_size = p.auxv_words * sizeof(uint64_t);
-  // exe stays ember-restore: the kernel refuses to change it while the old exe file is still
-  // mapped, and the restorer's text is (docs/snapshot.md, Restore).
-  map.exe_fd = static_cast<uint32_t>(-1);
+  // -1 leaves exe as ember-restore (no exe_path in the settings).
+  int exe = OpenExeForMm();
+  map.exe_fd = static_cast<uint32_t>(exe);
   Check(
       RawSyscall(SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, reinterpret_cast<long>(&map), sizeof map, 0),
       snapshot::kStageSetMm, 0);
+  if (exe >= 0) RawSyscall(SYS_close, exe);
 }
 
 }  // namespace ember::restorer

@@ -4,8 +4,8 @@
 // in the restorer's range. Each restores what only the thread itself can set (fs/gs base, rseq,
 // robust list, clear_child_tid; capabilities and uid/gid are per thread in the kernel, and so is
 // a seccomp filter installed without TSYNC), counts itself ready and waits at a gate. The leader
-// creates the thread-directed POSIX timers once all exist, writes the success report, drops its
-// own privileges, opens the gate and jumps; each thread jumps through rt_sigreturn into the frame
+// creates the thread-directed POSIX timers once all exist, drops its own privileges, writes the
+// success report, opens the gate and jumps; each thread jumps through rt_sigreturn into the frame
 // the host built (registers, xsave, signal mask, alternate stack: restore_plan_frames.h). So no
 // restored code runs before every thread is complete, and none runs with ember's privileges.
 #include <asm/prctl.h>
@@ -161,8 +161,11 @@ void StartThreads() {
   const PlanThread& leader = PlanTable<PlanThread>(p.threads_offset)[0];
   RestoreThreadState(leader);
   RawSyscall(SYS_close, g_ctx.image_fd);
-  ReportSuccess();
+  // Privileges go before the success report, so that "success" means the whole process is
+  // locked down; the sandbox's filter must allow what follows: write, close, futex,
+  // rt_sigreturn.
   DropPrivileges(true);
+  ReportSuccess();
   __atomic_store_n(&g_gate, 1, __ATOMIC_SEQ_CST);
   RawSyscall(SYS_futex, reinterpret_cast<long>(&g_gate), FUTEX_WAKE, 0x7fffffff);
   Sigreturn(snapshot::kPlanAddress + leader.frame_offset);

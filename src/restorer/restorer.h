@@ -63,6 +63,10 @@ void MapAreas();
 void PlaceKernelAreas();
 void SetMmBounds();
 
+// restore_exe.cc: with kPlanSetExe, makes ember-restore's own file mappings anonymous and opens
+// exe_path for PR_SET_MM_MAP; -1 without.
+int OpenExeForMm();
+
 // restore_files.cc
 void MoveSandboxFds();  // before anything else: 0..6 above every recorded fd
 // Moves `fd` above every recorded fd (and above 6); -1 if `fd` is not open.
