@@ -31,13 +31,29 @@
 //     instructions (a syscall-number tree, then a range check on the fd argument). The filter
 //     and its cost are inherited by every child and survive exec.
 //   * Fds reaching the kernel inside memory, not in a register, are not seen: poll/select/epoll
-//     sets, sendmsg(SCM_RIGHTS), io_submit iocbs, io_uring. Those see the placeholder, an O_PATH
-//     fd: read/write/mmap on it fail with EBADF, fstat describes "/". The same goes for any
-//     syscall not in the list in lazy_syscalls.h.
+//     sets, sendmsg(SCM_RIGHTS), io_submit iocbs, io_uring. Those, and any syscall not in the
+//     list of lazy_syscalls.h, see the placeholder while the fd is pending: an O_PATH fd of "/"
+//     (poll reports POLLNVAL, SCM_RIGHTS passes that O_PATH fd, io_submit fails with EBADF).
+//     Once the fd was reopened they see the real file.
+//   * The kernel allows one listener per filter tree, so the restored process cannot create a
+//     seccomp listener of its own (EBUSY); the sandbox's policy does not let it anyway.
 //   * Reopened files get a fresh open file description: after fork, parent and child that both
 //     reopen a pending fd no longer share its offset (before the restore they did).
 //   * If the reconnector dies, every syscall on a lazy number fails with ENOSYS (the kernel's
 //     answer when a filter's listener is gone).
+//
+// In ember-restore (the restorer's order, all before any thread exists):
+//   1. fill a static LazyFile[] from the plan's kReopenLazy files (paths point into the plan,
+//      which the reconnector's copy of the address space keeps);
+//   2. socketpair; clone3 the reconnector with set_tid = a pid no recorded thread uses (a plain
+//      fork would take the namespace's next free pid, which StartThreads may need) and
+//      exit_signal 0; early, before the memory is restored, so the fork copies only the
+//      restorer. The child drops to the sandbox's uid/gid with no capability and
+//      no_new_privs, but installs NOT the sandbox's seccomp policy (it denies kcmp and the
+//      listener's ioctls; the reconnector confines itself), then ServeLazyFiles(its end, ...);
+//   3. after the eager files are in place: InstallLazyFiles, SendLazyHandoff, close the
+//      listener, the placeholder copy and the socket;
+//   4. keep the process dumpable after the uid switch (PR_SET_DUMPABLE 1): kcmp needs it.
 //
 // Freestanding (raw syscalls, no allocation, no libc): it runs in ember-restore.
 #pragma once
