@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "restorer/lazy_files.h"
+#include "sandbox/seccomp.h"
 
 namespace ember::restorer {
 namespace {
@@ -410,6 +411,26 @@ TEST_P(LazyReconnectTest, ServesOnAfterTheEventsReaderIsGone) {
   });
   ExpectClean(o);
   EXPECT_EQ(o.output, "fgh");
+}
+
+TEST_P(LazyReconnectTest, WorksUnderTheSandboxPolicy) {
+  // The restored process also runs under the sandbox's allowlist (installed after the lazy
+  // filter, per thread, at the jump); the two stack.
+  const auto program = sandbox::CompileSeccomp(sandbox::SeccompPolicy::kStrict);
+  ASSERT_TRUE(program.has_value()) << program.error().message();
+  const std::string a = MakeFile("a", kContent), b = MakeFile("b", "0123456789");
+  const std::vector<LazyFile> files = {{7, O_RDONLY, 5, 0, a.c_str()},
+                                       {9, O_RDONLY, 3, 0, b.c_str()}};
+  const Outcome o = RunRestored(files, [&program](int out) {
+    if (sandbox::InstallSeccomp(*program) != 0) return 1;
+    ReadTo(7, 3, out);
+    if (close(9) != 0) return 2;
+    WriteString(out, syscall(SYS_kcmp, getpid(), getpid(), 0, 7, 7) == -1 ? "|denied" : "|kcmp");
+    return 0;
+  });
+  ExpectClean(o);
+  EXPECT_EQ(o.output, "fgh|denied");
+  EXPECT_EQ(o.events.size(), 1u);
 }
 
 TEST_P(LazyReconnectTest, TheReconnectorConfinesItself) {
