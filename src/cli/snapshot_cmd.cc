@@ -1,9 +1,10 @@
-// `ember snapshot inspect FILE`: what a snapshot image holds, for people (text) and scripts
-// (--json). `snapshot` is a command group so that `ember snapshot create NAME` (a snapshot of a
-// deployed function, through the daemon) can sit beside `inspect`.
+// `ember snapshot NAME` (or `ember snapshot create NAME`): the daemon takes the snapshot of a
+// deployed function for cold and warm boot. `ember snapshot inspect FILE`: what a snapshot
+// image holds, for people (text) and scripts (--json).
 #include <cstdio>
 
-#include "cli/command.h"
+#include "base/units.h"
+#include "cli/client.h"
 #include "snapshot/compat.h"
 #include "snapshot/image_reader.h"
 #include "snapshot/inspect.h"
@@ -12,6 +13,8 @@ namespace ember::cli {
 namespace {
 
 struct SnapshotArgs {
+  std::string function;
+  std::string output = "text";
   std::string file;
   bool json = false;
   bool verify_pages = false;
@@ -41,13 +44,59 @@ int RunInspect(const SnapshotArgs& args) {
   return 0;
 }
 
+int RunCreate(const GlobalOptions& global, const SnapshotArgs& args) {
+  OutputFormat format = ParseOutputFormat(args.output);
+  auto client = DaemonClient(global);
+  // As long as the daemon takes: it boots an instance (the function's init) and writes the image.
+  auto response =
+      client.Request("POST", "/v1/functions/" + daemon::PercentEncode(args.function) + "/snapshot",
+                     {}, {}, {}, std::chrono::milliseconds(0));
+  if (!response) return ReportError(response.error());
+  if (response->status != 200) {
+    return ReportApiError(*response, "snapshot " + args.function, format);
+  }
+  if (format == OutputFormat::kJson) {
+    std::printf("%s\n", response->body.c_str());
+    return 0;
+  }
+  auto body = nlohmann::json::parse(response->body, nullptr, false);
+  std::printf("snapshot of %s (version %s): %s, %s\n", args.function.c_str(),
+              JsonText(body, "version").c_str(), JsonText(body, "path").c_str(),
+              body.contains("size_bytes") && body["size_bytes"].is_number_unsigned()
+                  ? FormatSize(body["size_bytes"].get<uint64_t>()).c_str()
+                  : "?");
+  return 0;
+}
+
 }  // namespace
 
-void RegisterSnapshotCommands(CLI::App& app, GlobalOptions& /*global*/, int* exit_code) {
+void RegisterSnapshotCommands(CLI::App& app, GlobalOptions& global, int* exit_code) {
   auto args = std::make_shared<SnapshotArgs>();
-  CLI::App* snapshot =
-      app.add_subcommand("snapshot", "inspect snapshot images (checkpointed instances)");
-  snapshot->require_subcommand(1);
+  CLI::App* snapshot = app.add_subcommand(
+      "snapshot",
+      "take a deployed function's snapshot for cold and warm boot (ember snapshot "
+      "NAME), or inspect a snapshot image");
+  snapshot->require_subcommand(0, 1);
+  snapshot->add_option("function", args->function, "the function to take a snapshot of");
+  AddOutputOption(snapshot, &args->output);
+  snapshot->callback([snapshot, &global, args, exit_code] {
+    if (snapshot->get_subcommands().empty()) {
+      if (args->function.empty()) {
+        std::fprintf(stderr,
+                     "ember snapshot: name a function (ember snapshot NAME) or a "
+                     "subcommand (create, inspect); see --help\n");
+        *exit_code = 2;
+        return;
+      }
+      *exit_code = RunCreate(global, *args);
+    }
+  });
+
+  CLI::App* create = snapshot->add_subcommand(
+      "create", "take the snapshot of a deployed function (the same as ember snapshot NAME)");
+  create->add_option("function", args->function, "the function")->required();
+  AddOutputOption(create, &args->output);
+  create->callback([&global, args, exit_code] { *exit_code = RunCreate(global, *args); });
 
   CLI::App* inspect = snapshot->add_subcommand(
       "inspect", "show a snapshot image: header, compat record, threads, areas, files, signals");

@@ -53,6 +53,19 @@ json TemplateJson(const engine::TemplateView& t) {
   return value;
 }
 
+json SnapshotJson(const engine::SnapshotView& s) {
+  json value = {
+      {"function", s.function}, {"version", s.version}, {"state", s.state}, {"path", s.path}};
+  if (!s.reason.empty()) value["reason"] = s.reason;
+  if (s.state == "ready") {
+    value["size_bytes"] = s.size_bytes;
+    value["resident"] = s.resident;
+    value["working_set_pages"] = s.working_set_pages;
+    value["taken"] = FormatRfc3339(s.taken);
+  }
+  return value;
+}
+
 json FunctionJson(const engine::FunctionView& view) {
   json manifest = json::parse(engine::ManifestToJson(view.stored.manifest), nullptr, false);
   return {{"name", view.stored.manifest.name},
@@ -64,7 +77,8 @@ json FunctionJson(const engine::FunctionView& view) {
             {"idle", view.counts.idle},
             {"busy", view.counts.busy},
             {"queued", view.counts.queued}}},
-          {"template", view.fork_template ? TemplateJson(*view.fork_template) : json(nullptr)}};
+          {"template", view.fork_template ? TemplateJson(*view.fork_template) : json(nullptr)},
+          {"snapshot", view.snapshot ? SnapshotJson(*view.snapshot) : json(nullptr)}};
 }
 
 // Splits "/v1/functions/x/invoke" into {"v1", "functions", "x", "invoke"}.
@@ -123,6 +137,21 @@ void Api::Handle(HttpRequest&& request, Responder respond) {
     if (parts.size() == 4 && parts[3] == "invoke") {
       if (method != "POST") return respond(MethodNotAllowed(request, "POST"));
       return Invoke(name, std::move(request), std::move(respond));
+    }
+    if (parts.size() == 4 && parts[3] == "snapshot") {
+      if (method != "POST") return respond(MethodNotAllowed(request, "POST"));
+      return engine_->TakeSnapshot(
+          name, [respond = std::move(respond)](Result<engine::SnapshotView> taken) mutable {
+            if (!taken) {
+              int status = StatusForError(taken.error());
+              bool missing = status == 404;
+              respond(JsonError(missing || status == 503 ? status : 500,
+                                missing ? "function_not_found" : "snapshot_failed",
+                                taken.error().ToString()));
+              return;
+            }
+            respond(JsonResponse(200, Dump(SnapshotJson(*taken))));
+          });
     }
     if (parts.size() == 4 && parts[3] == "logs") {
       if (method != "GET") return respond(MethodNotAllowed(request, "GET"));

@@ -2,6 +2,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "base/fs.h"
 #include "base/log.h"
 
 namespace ember::engine {
@@ -85,6 +86,12 @@ Result<std::unique_ptr<Engine>> Engine::Create(asio::io_context& io, EngineOptio
     if (function.manifest.template_policy == TemplatePolicy::kOnDeploy) {
       self->BuildTemplate(self->schedulers_[name]->function());
     }
+    const FunctionVersion& current = self->schedulers_[name]->function();
+    if (PathExists(self->SnapshotPath(current))) {
+      self->ReopenSnapshot(current);
+    } else if (function.manifest.snapshot_policy == SnapshotPolicy::kOnDeploy) {
+      self->TakeSnapshot(name, [](const Result<SnapshotView>&) {});
+    }
   }
   spdlog::info("engine: {} function(s) loaded", self->schedulers_.size());
   self->ScheduleTick();
@@ -106,6 +113,9 @@ Engine::~Engine() {
 void Engine::Boot(const BootRequest& request,
                   std::function<void(tl::expected<BootedInstance, BootError>)> done) {
   if (request.mode == BootMode::kFork) return ForkBoot(request, std::move(done));
+  if (request.mode == BootMode::kCold || request.mode == BootMode::kWarm) {
+    return RestoreBoot(request, std::move(done));
+  }
   asio::post(boot_pool_, [this, request, done = std::move(done)]() mutable {
     auto result =
         std::make_shared<tl::expected<BootedInstance, BootError>>(launcher_->Boot(request));

@@ -48,10 +48,24 @@ struct DeployReply {
 
 struct TemplateView;
 
+// A function's snapshot for cold and warm boot (engine_snapshots.cc).
+struct SnapshotView {
+  std::string function;
+  std::string version;
+  std::string state;  // taking | ready | failed
+  std::string reason;
+  std::string path;
+  uint64_t size_bytes = 0;
+  bool resident = false;  // in the page cache: the next restore is a warm boot
+  size_t working_set_pages = 0;
+  std::chrono::system_clock::time_point taken;
+};
+
 struct FunctionView {
   StoredFunction stored;
   FunctionScheduler::Counts counts;
   std::shared_ptr<TemplateView> fork_template;  // null: none built (or being built) for it
+  std::shared_ptr<SnapshotView> snapshot;       // null: none taken
 };
 
 struct InstanceView {
@@ -96,6 +110,11 @@ class Engine {
 
   void Invoke(InvokeCall call);
 
+  // Takes the snapshot of the function's current version (replacing an older one); `done` gets
+  // it once written and opened, or why not. Joins a snapshot already being taken.
+  void TakeSnapshot(const std::string& name, std::function<void(Result<SnapshotView>)> done);
+  std::optional<SnapshotView> GetSnapshot(const std::string& function) const;
+
   std::vector<InstanceView> ListInstances() const;
   // Fork-boot templates: the current one of each function, then retired ones still serving.
   std::vector<TemplateView> ListTemplates() const;
@@ -123,6 +142,28 @@ class Engine {
     std::shared_ptr<Template> live;
   };
   BootSources SourcesFor(const FunctionVersion& function);
+  // Cold and warm boot (engine_snapshots.cc).
+  struct SnapshotSlot {
+    std::string state;  // taking | ready | failed
+    std::string reason;
+    std::string version;
+    std::string path;
+    std::shared_ptr<SnapshotSource> source;
+    std::chrono::system_clock::time_point taken;
+    std::vector<std::function<void(Result<SnapshotView>)>> waiters;
+  };
+  std::string SnapshotPath(const FunctionVersion& function) const;
+  void OnSnapshotTaken(const FunctionVersion& function,
+                       Result<std::shared_ptr<SnapshotSource>> source,
+                       std::chrono::milliseconds took);
+  // At daemon start: the current version's snapshot, if one is on disk.
+  void ReopenSnapshot(const FunctionVersion& function);
+  // Forgets the function's snapshot and deletes its file.
+  void DropSnapshot(const std::string& name);
+  void SnapshotSources(const FunctionVersion& function, BootSources* sources) const;
+  void RestoreBoot(const BootRequest& request,
+                   std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  SnapshotView ViewOfSnapshot(const std::string& function, const SnapshotSlot& slot) const;
   void BuildTemplate(const FunctionVersion& function);
   void OnTemplateBuilt(const FunctionVersion& function, const std::string& template_id,
                        tl::expected<BootedInstance, BootError> booted,
@@ -153,6 +194,7 @@ class Engine {
   SchedulerHost host_;
   std::map<std::string, std::unique_ptr<FunctionScheduler>> schedulers_;
   std::map<std::string, TemplateSlot> templates_;  // by function
+  std::map<std::string, SnapshotSlot> snapshots_;  // by function
   // Templates of older versions (or removed functions), kept until their last child is gone.
   std::vector<std::pair<std::string, std::shared_ptr<Template>>> retired_;
   std::set<std::string> deploying_;

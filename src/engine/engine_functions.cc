@@ -104,6 +104,11 @@ void Engine::CommitDeploy(const std::string& name, StagedFunction staged, Booted
   } else {
     RetireTemplate(name);
   }
+  if (version.manifest.snapshot_policy == SnapshotPolicy::kOnDeploy) {
+    TakeSnapshot(name, [](const Result<SnapshotView>&) {});
+  } else if (auto snapshot = GetSnapshot(name); snapshot && snapshot->version != version.version) {
+    DropSnapshot(name);  // of the old code: a restore from it would run the old version
+  }
   DropUnusedVersions(name);
   reply.took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
   spdlog::info("deployed {} version {} in {} ms", name, stored->version, reply.took.count() / 1000);
@@ -118,6 +123,7 @@ Result<FunctionView> Engine::GetFunction(const std::string& name) const {
   EMBER_ASSIGN_OR_RETURN(auto stored, store_->Get(name));
   FunctionView view{std::move(stored), it->second->counts(), nullptr};
   if (auto t = GetTemplate(name)) view.fork_template = std::make_shared<TemplateView>(*t);
+  if (auto s = GetSnapshot(name)) view.snapshot = std::make_shared<SnapshotView>(*s);
   return view;
 }
 
@@ -137,6 +143,7 @@ Status Engine::RemoveFunction(const std::string& name) {
   it->second->StopAll("function " + name + " was removed", InvokeOutcome::kStopped);
   schedulers_.erase(it);
   RetireTemplate(name);
+  DropSnapshot(name);
   EMBER_TRY(store_->Remove(name));
   if (auto removed = RemoveFunctionLogs(logs_dir_, name); !removed) {
     spdlog::warn("{}", removed.error().ToString());

@@ -37,6 +37,7 @@ std::string Refusal(const std::string& ready) {
 
 BootSources Engine::SourcesFor(const FunctionVersion& function) {
   BootSources sources;
+  SnapshotSources(function, &sources);
   auto it = templates_.find(function.manifest.name);
   if (function.manifest.template_policy == TemplatePolicy::kNone) {
     sources.template_reason = "the function's manifest says template = \"none\"";

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <random>
 
 #include "agent/protocol_template.h"
@@ -253,50 +254,36 @@ Result<ForkResources> Launcher::PrepareFork(const Manifest& manifest,
   return r;
 }
 
-tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& request) {
-  const Manifest& m = request.manifest;
-  auto start = Clock::now();
-  auto context = [&](Error e) {
-    return Failed(
-        std::move(e).Context((request.fork_template ? "boot template " : "boot instance ") +
-                             request.instance_id + " of " + m.name));
-  };
-  auto lower_dir = ImageLowerDir(m.image);
-  if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
-  auto cgroup = ClaimCgroup(m, *cgroups_);
-  if (!cgroup) return tl::unexpected(context(cgroup.error()));
-  auto spec = BuildSpec(request, *lower_dir);
-  if (!spec) return tl::unexpected(context(spec.error()));
-
+Result<BootedInstance> Launcher::StartInstance(const sandbox::SandboxSpec& spec,
+                                               cgroup::Lease cgroup,
+                                               const sandbox::BpfProgram* seccomp,
+                                               std::array<int, 3> restore_fds) {
   int socks[2];
   int pipe_fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) != 0 ||
-      ::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return tl::unexpected(context(Error::Errno("create the agent's socket and log pipe")));
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, socks) != 0) {
+    return FailErrno("create the agent's socket");
   }
   UniqueFd control(socks[0]), agent_end(socks[1]);
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return FailErrno("create the instance's log pipe");
   UniqueFd log_read(pipe_fds[0]), log_write(pipe_fds[1]);
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   sandbox::StartOptions start_options{options_.run_dir + "/staging",
-                                      request.fork_template ? &template_seccomp_ : &seccomp_,
+                                      seccomp,
                                       {dev_null.get(), log_write.get(), log_write.get()},
-                                      agent_end.get()};
-  auto started = sandbox::Sandbox::Start(*spec, std::move(*cgroup), start_options);
-  if (!started) return tl::unexpected(context(started.error()));
-  log_write.reset();
-  agent_end.reset();
-  BootedInstance booted{std::move(*started), std::move(control), std::move(log_read), "", {}};
-  booted.timings.sandbox = Since(start);
+                                      agent_end.get(),
+                                      {restore_fds[0], restore_fds[1], restore_fds[2]}};
+  EMBER_ASSIGN_OR_RETURN(auto started,
+                         sandbox::Sandbox::Start(spec, std::move(cgroup), start_options));
+  return BootedInstance{std::move(started), std::move(control), std::move(log_read), "", {}};
+}
 
-  auto init_start = Clock::now();
-  agent::InitRequest init = MakeInit(request, *spec);
-  if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kInit, 0,
-                                    agent::EncodeInit(init));
-      !sent) {
-    return tl::unexpected(context(sent.error()));
-  }
-  ::fcntl(booted.log.get(), F_SETFL, O_NONBLOCK);
-  auto deadline = init_start + options_.init_timeout;
+tl::expected<void, BootError> Launcher::AwaitReady(BootedInstance& booted,
+                                                   const BootRequest& request,
+                                                   Clock::time_point deadline) {
+  const Manifest& m = request.manifest;
+  auto context = [&](Error e) {
+    return Failed(std::move(e).Context("boot instance " + request.instance_id + " of " + m.name));
+  };
   for (;;) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
@@ -316,7 +303,7 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
       auto frame = agent::ReadFrame(booted.control.get());
       if (frame && frame->type == agent::FrameType::kReady) {
         booted.ready = std::move(frame->payload);
-        break;
+        return {};
       }
       if (frame && frame->type == agent::FrameType::kInitFailed) {
         auto info = agent::DecodeError(frame->payload);
@@ -351,6 +338,41 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
                                              (tail.empty() ? "" : ": " + tail)),
           std::move(booted.early_log)));
     }
+  }
+}
+
+tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& request) {
+  const Manifest& m = request.manifest;
+  auto start = Clock::now();
+  auto context = [&](Error e) {
+    return Failed(
+        std::move(e).Context((request.fork_template ? "boot template " : "boot instance ") +
+                             request.instance_id + " of " + m.name));
+  };
+  auto lower_dir = ImageLowerDir(m.image);
+  if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
+  auto cgroup = ClaimCgroup(m, *cgroups_);
+  if (!cgroup) return tl::unexpected(context(cgroup.error()));
+  auto spec = BuildSpec(request, *lower_dir);
+  if (!spec) return tl::unexpected(context(spec.error()));
+
+  auto started =
+      StartInstance(*spec, std::move(*cgroup),
+                    request.fork_template ? &template_seccomp_ : &seccomp_, {-1, -1, -1});
+  if (!started) return tl::unexpected(context(started.error()));
+  BootedInstance booted = std::move(*started);
+  booted.timings.sandbox = Since(start);
+
+  auto init_start = Clock::now();
+  agent::InitRequest init = MakeInit(request, *spec);
+  if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kInit, 0,
+                                    agent::EncodeInit(init));
+      !sent) {
+    return tl::unexpected(context(sent.error()));
+  }
+  ::fcntl(booted.log.get(), F_SETFL, O_NONBLOCK);
+  if (auto ready = AwaitReady(booted, request, init_start + options_.init_timeout); !ready) {
+    return tl::unexpected(std::move(ready).error());
   }
   booted.timings.init = Since(init_start);
   return booted;

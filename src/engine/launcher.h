@@ -9,6 +9,7 @@
 // outlive the instances it started: the sandbox's parent-death signal follows the thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "base/unique_fd.h"
 #include "engine/boot_mode.h"
 #include "engine/manifest.h"
+#include "engine/snapshot_source.h"
 #include "image/mount.h"
 #include "image/store.h"
 #include "sandbox/cgroup/pool.h"
@@ -58,10 +60,12 @@ struct BootRequest {
 
 struct BootTimings {
   // plain: host preparation + sandbox start up to the agent exec. fork: cgroup and network
-  // namespace from the pools, and the template's clone, up to its reply.
+  // namespace from the pools, and the template's clone, up to its reply. cold/warm: the
+  // sandbox and ember-restore, up to its success report.
   std::chrono::microseconds sandbox{0};
   // plain: runtime init + import (+ warmup), as seen by the host. fork: the child's own setup
-  // (mounts, privileges, after-fork hooks) up to its ready frame.
+  // (mounts, privileges, after-fork hooks) up to its ready frame. cold/warm: the restored
+  // agent's after-fork hooks, up to its ready frame.
   std::chrono::microseconds init{0};
 };
 
@@ -103,6 +107,16 @@ class Launcher {
   Result<ForkResources> PrepareFork(const Manifest& manifest,
                                     const std::string& shared_memory_cgroup);
 
+  // Cold and warm boot (launcher_restore.cc). TakeSnapshot boots a plain instance for
+  // `request`, checkpoints it at its entry point into an image at `path` (written atomically)
+  // and stops it. OpenSnapshot opens an image for restores of `manifest`'s function; Restore
+  // boots `request` (mode kCold or kWarm) from it into a fresh sandbox.
+  Status TakeSnapshot(const BootRequest& request, const std::string& path);
+  Result<std::shared_ptr<SnapshotSource>> OpenSnapshot(const Manifest& manifest,
+                                                       const std::string& path);
+  tl::expected<BootedInstance, BootError> Restore(const BootRequest& request,
+                                                  const SnapshotSource& source);
+
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();
   const LauncherOptions& options() const { return options_; }
@@ -123,7 +137,16 @@ class Launcher {
   Result<cgroup::Lease> ClaimCgroup(const Manifest& manifest, CgroupPool& from);
   Result<sandbox::SandboxSpec> BuildSpec(const BootRequest& request, const std::string& lower_dir);
 
+  snapshot::RestoreSettings RestoreSettingsFor(const Manifest& manifest) const;
   agent::InitRequest MakeInit(const BootRequest& request, const sandbox::SandboxSpec& spec) const;
+  // The sandbox with the agent's socket (fd 3) and log pipe (fds 1, 2); for a restore, the
+  // restorer's plan, image and report fds (4, 5, 6; -1 = none).
+  Result<BootedInstance> StartInstance(const sandbox::SandboxSpec& spec, cgroup::Lease cgroup,
+                                       const sandbox::BpfProgram* seccomp,
+                                       std::array<int, 3> restore_fds);
+  // Waits for the agent's kReady (or its failure, its exit, the deadline).
+  tl::expected<void, BootError> AwaitReady(BootedInstance& booted, const BootRequest& request,
+                                           std::chrono::steady_clock::time_point deadline);
 
   LauncherOptions options_;
   sandbox::BpfProgram seccomp_;

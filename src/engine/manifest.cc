@@ -18,9 +18,10 @@ namespace {
 
 using nlohmann::ordered_json;
 
-constexpr std::array<std::string_view, 15> kKnownKeys = {
-    "name", "runtime",     "handler",    "image",         "memory", "cpus",    "pids",    "timeout",
-    "env",  "concurrency", "keep_alive", "max_instances", "warmup", "network", "template"};
+constexpr std::array<std::string_view, 16> kKnownKeys = {
+    "name",   "runtime", "handler",  "image",       "memory",     "cpus",
+    "pids",   "timeout", "env",      "concurrency", "keep_alive", "max_instances",
+    "warmup", "network", "template", "snapshot"};
 constexpr size_t kMaxManifestBytes = 64 << 10;
 
 std::string Render(const toml::node& node) {
@@ -343,6 +344,16 @@ Result<Manifest> ParseManifest(std::string_view toml_text, std::string_view sour
                                  "\"first-invoke\" or \"none\""));
     }
     m.template_policy = *parsed;
+  }
+  EMBER_ASSIGN_OR_RETURN(auto snapshot, reader.String("snapshot", "\"none\""));
+  if (snapshot) {
+    auto parsed = rules::ParseSnapshotPolicy(*snapshot);
+    if (!parsed) {
+      return Fail(reader.Invalid("snapshot", *reader.Find("snapshot"),
+                                 "must be \"deploy\" (take the snapshot for cold and warm boot "
+                                 "at deploy) or \"none\""));
+    }
+    m.snapshot_policy = *parsed;
   }
   EMBER_ASSIGN_OR_RETURN(auto concurrency,
                          reader.Integer("concurrency", rules::ConcurrencyProblem));

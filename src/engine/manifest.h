@@ -24,6 +24,11 @@ enum class TemplatePolicy {
   kOnFirstInvoke,  // "first-invoke": when the function is first invoked
   kNone,           // "none": never; instances boot plain
 };
+// When the daemon takes the function's snapshot for cold and warm boot (`snapshot` in ember.toml).
+enum class SnapshotPolicy {
+  kNone,      // "none": only when asked (`ember snapshot NAME`)
+  kOnDeploy,  // "deploy": right after a deploy (and when the daemon starts without one)
+};
 const char* RuntimeName(Runtime runtime);  // "python3.11", "native", "process"
 
 struct Manifest {
@@ -42,6 +47,7 @@ struct Manifest {
   uint32_t max_instances = 10;
   std::optional<std::string> warmup;  // JSON event invoked once after init (compact JSON text)
   TemplatePolicy template_policy = TemplatePolicy::kOnDeploy;
+  SnapshotPolicy snapshot_policy = SnapshotPolicy::kNone;
 };
 
 // Parses and validates the text of an ember.toml. `source` names it in errors.

@@ -67,6 +67,7 @@ std::string ManifestToJson(const Manifest& m) {
       {"env", std::move(env)},
       {"network", rules::NetworkName(m.network)},
       {"template", rules::TemplatePolicyName(m.template_policy)},
+      {"snapshot", rules::SnapshotPolicyName(m.snapshot_policy)},
       {"concurrency", m.concurrency},
       {"keep_alive_ms", m.keep_alive.count()},
       {"max_instances", m.max_instances},
@@ -115,6 +116,13 @@ Result<Manifest> ManifestFromJson(std::string_view json) {
         policy->is_string() ? rules::ParseTemplatePolicy(policy->get<std::string>()) : std::nullopt;
     if (!parsed) return Fail(Corrupt("unknown template policy " + policy->dump()));
     m.template_policy = *parsed;
+  }
+  // Absent in manifests stored before snapshots existed: the default.
+  if (auto policy = doc.find("snapshot"); policy != doc.end()) {
+    auto parsed =
+        policy->is_string() ? rules::ParseSnapshotPolicy(policy->get<std::string>()) : std::nullopt;
+    if (!parsed) return Fail(Corrupt("unknown snapshot policy " + policy->dump()));
+    m.snapshot_policy = *parsed;
   }
   EMBER_ASSIGN_OR_RETURN(m.concurrency, fields.Small("concurrency"));
   EMBER_ASSIGN_OR_RETURN(auto keep_alive, fields.Unsigned("keep_alive_ms"));

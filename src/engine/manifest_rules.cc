@@ -220,6 +220,17 @@ const char* TemplatePolicyName(TemplatePolicy policy) {
   return "deploy";
 }
 
+std::optional<SnapshotPolicy> ParseSnapshotPolicy(std::string_view text) {
+  for (auto policy : {SnapshotPolicy::kNone, SnapshotPolicy::kOnDeploy}) {
+    if (text == SnapshotPolicyName(policy)) return policy;
+  }
+  return std::nullopt;
+}
+
+const char* SnapshotPolicyName(SnapshotPolicy policy) {
+  return policy == SnapshotPolicy::kOnDeploy ? "deploy" : "none";
+}
+
 const char* NetworkName(sandbox::NetworkMode mode) {
   return mode == sandbox::NetworkMode::kNone ? "none" : "loopback";
 }

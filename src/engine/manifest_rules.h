@@ -60,6 +60,8 @@ std::optional<Runtime> ParseRuntime(std::string_view text);
 std::optional<sandbox::NetworkMode> ParseNetwork(std::string_view text);
 const char* NetworkName(sandbox::NetworkMode mode);
 std::optional<TemplatePolicy> ParseTemplatePolicy(std::string_view text);
+std::optional<SnapshotPolicy> ParseSnapshotPolicy(std::string_view text);
+const char* SnapshotPolicyName(SnapshotPolicy policy);
 const char* TemplatePolicyName(TemplatePolicy policy);
 
 // Checks a whole manifest (used for manifests that did not come from ember.toml). The error names

@@ -43,6 +43,23 @@ TEST(ManifestTest, MinimalManifestGetsTheDefaults) {
   EXPECT_EQ(m->max_instances, 10u);
   EXPECT_FALSE(m->warmup);
   EXPECT_EQ(m->template_policy, TemplatePolicy::kOnDeploy);
+  EXPECT_EQ(m->snapshot_policy, SnapshotPolicy::kNone);
+}
+
+TEST(ManifestTest, SnapshotPolicy) {
+  for (auto [text, policy] :
+       {std::pair{"deploy", SnapshotPolicy::kOnDeploy}, std::pair{"none", SnapshotPolicy::kNone}}) {
+    auto m = ParseManifest(std::string(kMinimal) + "snapshot = \"" + text + "\"\n");
+    ASSERT_TRUE(m) << m.error().ToString();
+    EXPECT_EQ(m->snapshot_policy, policy);
+    auto back = ManifestFromJson(ManifestToJson(*m));
+    ASSERT_TRUE(back) << back.error().ToString();
+    EXPECT_EQ(back->snapshot_policy, policy);
+  }
+  auto bad = ParseManifest(std::string(kMinimal) + "snapshot = \"always\"\n");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("snapshot = \"always\""), std::string::npos)
+      << bad.error().message();
 }
 
 TEST(ManifestTest, TemplatePolicy) {

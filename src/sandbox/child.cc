@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -252,6 +253,14 @@ bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) n
 void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept {
   ChildReport report{};
   if (EnterSandbox(plan, sync_fd, &report)) {
+    // Whatever else the parent had open (a daemon's client connections: Boost.Asio accepts
+    // without SOCK_CLOEXEC; fds its own parent leaked to it) must not reach the sandbox. Marked
+    // close-on-exec rather than closed, so that the sync socket can still report a failed exec.
+    if (::syscall(SYS_close_range, kInheritedFds, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      report = {ChildStage::kStdio, errno, 0};
+      (void)!::send(sync_fd, &report, sizeof report, MSG_NOSIGNAL);
+      ::_exit(125);
+    }
     // The parent blocks the signals it forwards; a blocked mask would survive the exec.
     sigset_t none;
     sigemptyset(&none);

@@ -1,7 +1,7 @@
-// A fork-booted instance is as isolated as a plain-booted one (issue 4): the sandbox-core escape
-// probe (tests/util/security_probe.c) runs as a subprocess of a python handler, in an instance
-// forked from a template and in a plain one, and every attempt must fail with the errno that
-// util/security_expectations.h lists. From inside the child, the template (which ran the
+// A fork-booted (issue 4) or restored (issue 5) instance is as isolated as a plain-booted one: the
+// sandbox-core escape probe (tests/util/security_probe.c) runs as a subprocess of a python handler,
+// in an instance forked from a template and in a plain one, and every attempt must fail with the
+// errno that util/security_expectations.h lists. From inside the child, the template (which ran the
 // function's import-time code) is out of sight: its pid namespace holds only the child's own
 // processes.
 #include <gtest/gtest.h>
@@ -66,6 +66,25 @@ TEST_F(ForkSecurityTest, EveryEscapeAttemptIsRefusedInForkAndPlainInstances) {
   DeployProbe();
   ProbeRefusesEveryEscape("fork");
   ProbeRefusesEveryEscape("plain");
+}
+
+// Issue 5: the same probe in instances restored from a snapshot (cold and warm boot), whose
+// pid 1 ran ember-restore with extra capabilities before it became the agent.
+TEST_F(ForkSecurityTest, EveryEscapeAttemptIsRefusedInRestoredInstances) {
+  DeployProbe();
+  auto taken = env_->Ember({"snapshot", "probe"});
+  ASSERT_EQ(taken.exit_code, 0) << taken.err << "\ndaemon: " << daemon_->Output();
+  ProbeRefusesEveryEscape("warm");
+  ProbeRefusesEveryEscape("cold");
+  // Only the restored instance's own processes, and pid 1 shows the agent, not the restorer.
+  auto r = Invoke("probe", R"({"ps": true})", "?boot=warm");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json seen = Body(r);
+  EXPECT_EQ(seen["me"], 1) << r.body;
+  EXPECT_EQ(seen["pids"].get<std::set<int>>(), (std::set<int>{1, seen["child"].get<int>()}))
+      << r.body;
+  ASSERT_FALSE(seen["argv"].empty()) << r.body;
+  EXPECT_NE(seen["argv"][0].get<std::string>().find("ember-agent"), std::string::npos) << r.body;
 }
 
 TEST_F(ForkSecurityTest, TheTemplateIsInvisibleFromItsChildren) {

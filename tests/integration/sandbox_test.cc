@@ -151,6 +151,17 @@ TEST_F(SandboxTest, HostDirectoriesAreBoundReadOnlyAndTheControlFdIsFdThree) {
   EXPECT_FALSE(PathExists(rootfs_ + "/opt"));
 }
 
+TEST_F(SandboxTest, OnlyTheInheritedFdsReachTheSandbox) {
+  // An fd the parent holds without close-on-exec (as Boost.Asio's accepted connections are in
+  // the daemon) must not leak into the sandbox.
+  UniqueFd leaky(::open("/dev/null", O_RDONLY));
+  ASSERT_GE(leaky.get(), 3);
+  auto ran = RunIn(Spec({"sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"}));
+  EXPECT_EQ(ran.status.code, 0) << ran.out;
+  // 0-2, and 3: the directory ls reads.
+  EXPECT_EQ(ran.out, "0 1 2 3 ") << "fd " << leaky.get() << " leaked";
+}
+
 TEST_F(SandboxTest, WritesGoToThePrivateLayerAndItsSizeIsCapped) {
   auto ran = RunIn(Spec({"sh", "-c",
                          "echo data > /etc/new && cat /etc/new && "

@@ -1,0 +1,202 @@
+// Engine: snapshots for cold and warm boot (DESIGN.md "Boot modes"). Each function has at most
+// one snapshot, of its current version: taken on request (`ember snapshot NAME`, POST
+// /v1/functions/{name}/snapshot) or right after a deploy (`snapshot = "deploy"`), kept at
+// <data-dir>/snapshots/<function>-<version>.img and reopened when the daemon starts. A restore
+// boot maps it (warm when it is in the page cache, cold when not: then the recorded working set
+// is read first); a redeploy or a removal deletes it (instances restored from it keep their
+// mappings: the file's pages live until the last of them is gone).
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "engine/engine.h"
+
+namespace ember::engine {
+namespace {
+
+namespace asio = boost::asio;
+
+std::string NewSnapshotSourceId() { return "s-" + NewInstanceId().substr(2); }
+
+}  // namespace
+
+std::string Engine::SnapshotPath(const FunctionVersion& function) const {
+  return options_.launcher.data_dir + "/snapshots/" + function.manifest.name + "-" +
+         function.version + ".img";
+}
+
+void Engine::TakeSnapshot(const std::string& name, std::function<void(Result<SnapshotView>)> done) {
+  auto it = schedulers_.find(name);
+  if (it == schedulers_.end()) {
+    return done(Fail(ErrorCode::kNotFound, "no function named '" + name + "'"));
+  }
+  if (shutting_down_) return done(Fail(ErrorCode::kUnavailable, "the daemon is stopping"));
+  FunctionVersion function = it->second->function();
+  SnapshotSlot& slot = snapshots_[name];
+  if (slot.state == "taking" && slot.version == function.version) {
+    slot.waiters.push_back(std::move(done));
+    return;
+  }
+  DropSnapshot(name);
+  SnapshotSlot& fresh = snapshots_[name];
+  fresh.state = "taking";
+  fresh.version = function.version;
+  fresh.path = SnapshotPath(function);
+  fresh.waiters.push_back(std::move(done));
+  BootRequest request{NewSnapshotSourceId(), function.manifest, function.code_dir, BootMode::kPlain,
+                      false};
+  std::string path = fresh.path;
+  asio::post(boot_pool_, [this, request, path, function] {
+    auto start = std::chrono::steady_clock::now();
+    auto source = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
+        Fail(ErrorCode::kUnavailable, "not taken"));
+    Status parent = MakeDirs(options_.launcher.data_dir + "/snapshots");
+    Status taken = parent ? launcher_->TakeSnapshot(request, path) : parent;
+    *source = taken ? launcher_->OpenSnapshot(function.manifest, path) : Fail(taken.error());
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    asio::post(io_, [this, function, source, took] {
+      OnSnapshotTaken(function, std::move(*source), took);
+    });
+  });
+}
+
+void Engine::OnSnapshotTaken(const FunctionVersion& function,
+                             Result<std::shared_ptr<SnapshotSource>> source,
+                             std::chrono::milliseconds took) {
+  const std::string& name = function.manifest.name;
+  auto it = snapshots_.find(name);
+  if (it == snapshots_.end() || it->second.version != function.version) {
+    // Redeployed or removed while it was taken: the image is of nobody's current version.
+    if (source) ::unlink((*source)->path().c_str());
+    return;
+  }
+  SnapshotSlot& slot = it->second;
+  auto waiters = std::move(slot.waiters);
+  slot.waiters.clear();
+  if (source) {
+    slot.state = "ready";
+    slot.source = std::move(*source);
+    slot.taken = std::chrono::system_clock::now();
+    spdlog::info("snapshot of {} version {}: {} in {} ms", name, function.version,
+                 slot.source->path(), took.count());
+  } else {
+    slot.state = "failed";
+    slot.reason = source.error().ToString();
+    spdlog::warn("snapshot of {}: {}", name, slot.reason);
+  }
+  for (auto& waiter : waiters) {
+    if (slot.source) {
+      waiter(ViewOfSnapshot(name, slot));
+    } else {
+      waiter(Fail(source.error()));
+    }
+  }
+}
+
+void Engine::ReopenSnapshot(const FunctionVersion& function) {
+  std::string path = SnapshotPath(function);
+  if (!PathExists(path)) return;
+  const std::string& name = function.manifest.name;
+  snapshots_[name] = SnapshotSlot{"taking", "", function.version, path};
+  asio::post(boot_pool_, [this, function, path] {
+    auto source = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
+        launcher_->OpenSnapshot(function.manifest, path));
+    asio::post(io_, [this, function, source] {
+      if (!*source) {
+        // Taken by another ember or on another kernel: unusable here, and rebuilt on demand.
+        spdlog::warn("snapshot of {} not reopened: {}", function.manifest.name,
+                     source->error().ToString());
+        DropSnapshot(function.manifest.name);
+        if (function.manifest.snapshot_policy == SnapshotPolicy::kOnDeploy) {
+          TakeSnapshot(function.manifest.name, [](const Result<SnapshotView>&) {});
+        }
+        return;
+      }
+      OnSnapshotTaken(function, std::move(*source), std::chrono::milliseconds(0));
+    });
+  });
+}
+
+void Engine::DropSnapshot(const std::string& name) {
+  auto it = snapshots_.find(name);
+  if (it == snapshots_.end()) return;
+  for (auto& waiter : it->second.waiters) {
+    waiter(Fail(ErrorCode::kUnavailable, "the snapshot of " + name + " was replaced"));
+  }
+  if (!it->second.path.empty() && it->second.state != "taking") {
+    if (::unlink(it->second.path.c_str()) != 0 && errno != ENOENT) {
+      spdlog::warn("remove snapshot {}: {}", it->second.path, std::strerror(errno));
+    }
+  }
+  snapshots_.erase(it);
+}
+
+void Engine::SnapshotSources(const FunctionVersion& function, BootSources* sources) const {
+  auto it = snapshots_.find(function.manifest.name);
+  if (it == snapshots_.end()) {
+    sources->snapshot_reason = "no snapshot has been taken (ember snapshot " +
+                               function.manifest.name + ", or snapshot = \"deploy\")";
+  } else if (it->second.version != function.version) {
+    sources->snapshot_reason = "the snapshot is of another version";
+  } else if (it->second.state != "ready" || !it->second.source) {
+    sources->snapshot_reason = "snapshot " + it->second.state +
+                               (it->second.reason.empty() ? "" : ": " + it->second.reason);
+  } else {
+    sources->snapshot_on_disk = true;
+    sources->snapshot_resident = it->second.source->Resident();
+    if (!sources->snapshot_resident) {
+      sources->snapshot_reason = "the snapshot is not in the page cache";
+    }
+  }
+}
+
+void Engine::RestoreBoot(const BootRequest& request,
+                         std::function<void(tl::expected<BootedInstance, BootError>)> done) {
+  auto it = snapshots_.find(request.manifest.name);
+  std::shared_ptr<SnapshotSource> source =
+      it == snapshots_.end() || it->second.state != "ready" ? nullptr : it->second.source;
+  if (!source) {
+    done(tl::unexpected(BootError{
+        Error(ErrorCode::kUnavailable, "function " + request.manifest.name + " has no snapshot"),
+        std::nullopt, ""}));
+    return;
+  }
+  asio::post(boot_pool_, [this, source, request, done = std::move(done)]() mutable {
+    // A cold boot reads the image from disk: whatever of it is cached but not mapped goes first.
+    if (request.mode == BootMode::kCold) {
+      if (auto evicted = source->Evict(); !evicted) {
+        spdlog::warn("{}", evicted.error().ToString());
+      }
+    }
+    auto result = std::make_shared<tl::expected<BootedInstance, BootError>>(
+        launcher_->Restore(request, *source));
+    asio::post(io_, [result, done = std::move(done)] { done(std::move(*result)); });
+  });
+}
+
+SnapshotView Engine::ViewOfSnapshot(const std::string& function, const SnapshotSlot& slot) const {
+  SnapshotView view;
+  view.function = function;
+  view.version = slot.version;
+  view.state = slot.state;
+  view.reason = slot.reason;
+  view.path = slot.path;
+  view.taken = slot.taken;
+  if (slot.source) {
+    view.size_bytes = slot.source->size_bytes();
+    view.resident = slot.source->Resident();
+    view.working_set_pages = slot.source->working_set_pages();
+  }
+  return view;
+}
+
+std::optional<SnapshotView> Engine::GetSnapshot(const std::string& function) const {
+  auto it = snapshots_.find(function);
+  if (it == snapshots_.end()) return std::nullopt;
+  return ViewOfSnapshot(function, it->second);
+}
+
+}  // namespace ember::engine

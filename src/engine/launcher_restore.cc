@@ -1,0 +1,150 @@
+// Cold and warm boot (DESIGN.md "Boot modes"): taking a function's snapshot at its entry point,
+// and restoring instances from it into fresh sandboxes. The restore itself is done inside the
+// sandbox by ember-restore (src/restorer), trusted ember code that runs before any of the
+// function's and applies a plan built here (snapshot/restore_plan.h).
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "engine/launcher.h"
+#include "snapshot/checkpoint.h"
+#include "snapshot/image_writer.h"
+
+namespace ember::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::chrono::microseconds Since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+}
+
+BootError Failed(Error error) { return BootError{std::move(error), std::nullopt, ""}; }
+
+// ember-restore's one report (snapshot/restore_plan_format.h): success, or the step that failed.
+// A restorer that dies without one (killed, out of memory) is described by its exit.
+Status AwaitRestoreReport(int report_fd, sandbox::Sandbox& sandbox, Clock::time_point deadline,
+                          snapshot::RestoreReport* report) {
+  size_t got = 0;
+  auto* bytes = reinterpret_cast<char*>(report);
+  while (got < sizeof *report) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Fail(ErrorCode::kTimeout, "ember-restore sent no report in time");
+    struct pollfd fds[2] = {{report_fd, POLLIN, 0}, {sandbox.pidfd(), POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+      return FailErrno("poll ember-restore's report");
+    }
+    if (fds[0].revents != 0) {
+      ssize_t n = ::read(report_fd, bytes + got, sizeof *report - got);
+      if (n > 0) {
+        got += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+    } else if (fds[1].revents == 0) {
+      continue;
+    }
+    auto status = sandbox.Wait();
+    return Fail(ErrorCode::kUnavailable,
+                "ember-restore " + (status ? "exited (" + status->Describe() + ")" : "exited") +
+                    " without a report");
+  }
+  if (report->magic != snapshot::kReportMagic) {
+    return Fail(ErrorCode::kCorrupt, "ember-restore's report has a bad magic");
+  }
+  return snapshot::CheckRestoreReport(*report);
+}
+
+}  // namespace
+
+snapshot::RestoreSettings Launcher::RestoreSettingsFor(const Manifest& manifest) const {
+  (void)manifest;  // every function runs as root of its user namespace today (BuildSpec)
+  snapshot::RestoreSettings settings;
+  const auto* bpf = reinterpret_cast<const uint8_t*>(seccomp_.instructions.data());
+  settings.seccomp_bpf.assign(bpf, bpf + seccomp_.instructions.size() * sizeof(sock_filter));
+  settings.exe_path = std::string(kAgentMountPoint) + "/ember-agent";
+  return settings;
+}
+
+Result<std::shared_ptr<SnapshotSource>> Launcher::OpenSnapshot(const Manifest& manifest,
+                                                               const std::string& path) {
+  EMBER_ASSIGN_OR_RETURN(std::string lower_dir, ImageLowerDir(manifest.image));
+  return SnapshotSource::Open(path, lower_dir, RestoreSettingsFor(manifest));
+}
+
+Status Launcher::TakeSnapshot(const BootRequest& request, const std::string& path) {
+  auto booted = Boot(request);
+  if (!booted) return Fail(std::move(booted).error().error);
+  // The agent is at the function's entry point: initialized, warmed up, blocked reading its next
+  // frame on fd 3. It stays stopped after the checkpoint and is then killed with its sandbox.
+  snapshot::CheckpointOptions options;
+  options.control_fd = 3;
+  options.leave_stopped = true;
+  auto state = snapshot::Checkpoint(booted->sandbox.pid(), options);
+  Status written = state ? snapshot::WriteImage(*state, path) : Fail(state.error());
+  if (auto destroyed = booted->sandbox.Destroy(); !destroyed) {
+    spdlog::warn("snapshot source {}: {}", request.instance_id, destroyed.error().ToString());
+  }
+  EMBER_TRY_CTX(written,
+                "snapshot " + request.manifest.name + " (instance " + request.instance_id + ")");
+  return Ok();
+}
+
+tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& request,
+                                                          const SnapshotSource& source) {
+  const Manifest& m = request.manifest;
+  bool cold = request.mode == BootMode::kCold;
+  auto start = Clock::now();
+  auto context = [&](Error e) {
+    return Failed(std::move(e).Context(std::string("restore (") + BootModeName(request.mode) +
+                                       " boot) instance " + request.instance_id + " of " + m.name +
+                                       " from " + source.path()));
+  };
+  auto lower_dir = ImageLowerDir(m.image);
+  if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
+  auto cgroup = ClaimCgroup(m, *cgroups_);
+  if (!cgroup) return tl::unexpected(context(cgroup.error()));
+  auto spec = BuildSpec(request, *lower_dir);
+  if (!spec) return tl::unexpected(context(spec.error()));
+  spec->restorer = true;
+  spec->argv = {std::string(kAgentMountPoint) + "/ember-restore"};
+  spec->env.clear();  // the restored process's environment is in its memory
+
+  int report_pipe[2];
+  if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
+    return tl::unexpected(context(Error::Errno("create ember-restore's report pipe")));
+  }
+  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+  // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
+  auto started = StartInstance(*spec, std::move(*cgroup), nullptr,
+                               {source.plan_fd(cold), source.image_fd(), report_write.get()});
+  if (!started) return tl::unexpected(context(started.error()));
+  report_write.reset();
+  BootedInstance booted = std::move(*started);
+
+  auto deadline = start + options_.init_timeout;
+  snapshot::RestoreReport report{};
+  if (auto restored = AwaitRestoreReport(report_read.get(), booted.sandbox, deadline, &report);
+      !restored) {
+    return tl::unexpected(context(restored.error()));
+  }
+  booted.timings.sandbox = Since(start);
+
+  // The restored agent is where it was checkpointed: reading its next frame. The first one
+  // gives it its identity and runs the runtime's after-fork hooks (reseeding).
+  auto hooks_start = Clock::now();
+  std::string payload = "{\"instance_id\":\"" + request.instance_id + "\"}";
+  if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kRestored, 1, payload);
+      !sent) {
+    return tl::unexpected(context(sent.error()));
+  }
+  ::fcntl(booted.log.get(), F_SETFL, O_NONBLOCK);
+  if (auto ready = AwaitReady(booted, request, deadline); !ready) {
+    return tl::unexpected(std::move(ready).error());
+  }
+  booted.timings.init = Since(hooks_start);
+  return booted;
+}
+
+}  // namespace ember::engine
