@@ -292,6 +292,31 @@ TEST(MemoryShim, MremapAfterDontneedInTheMiddleSeesOneMapping) {
   }));
 }
 
+TEST(MemoryShim, MremapOfAnAreaWithOverlaidRunsAsTheRestorerMapsIt) {
+  // The restorer maps an anonymous area, then each stored run of it from the image on top:
+  // anonymous | image | anonymous | image. At checkpoint that was one mapping.
+  PatternFile file(4);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    char* p = static_cast<char*>(
+        mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    CHECK_IN_CHILD(c, p != MAP_FAILED);
+    if (p == MAP_FAILED) return;
+    void* run1 =
+        mmap(p + kPage, 2 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, file.fd, 0);
+    void* run2 = mmap(p + 6 * kPage, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                      file.fd, 3 * kPage);
+    CHECK_IN_CHILD(c, run1 == p + kPage && run2 == p + 6 * kPage && Install(file) == 0);
+    p[4 * kPage] = 0x61;
+    void* q = mremap(p, 8 * kPage, 32 * kPage, MREMAP_MAYMOVE);
+    CHECK_IN_CHILD(c, q != MAP_FAILED);
+    if (q == MAP_FAILED) return;
+    char* g = static_cast<char*>(q);
+    CHECK_IN_CHILD(c, PageIsZero(g) && PageIs(g + kPage, 0) && PageIs(g + 2 * kPage, 1));
+    CHECK_IN_CHILD(c, g[4 * kPage] == 0x61 && PageIs(g + 6 * kPage, 3));
+    CHECK_IN_CHILD(c, PageIsZero(g + 7 * kPage) && PageIsZero(g + 31 * kPage));
+  }));
+}
+
 TEST(MemoryShim, MremapGrowInPlaceAddsZerosNotSigbus) {
   PatternFile file(4);
   ExpectCleanExit(RunInChild([&](Checks& c) {
@@ -389,6 +414,33 @@ TEST(MemoryShim, ThreadsCreatedAfterInstallAreCovered) {
     CHECK_IN_CHILD(c, result == 0 && PageIsZero(p) && PageIsZero(p + kPage));
     CHECK_IN_CHILD(c, PageIs(p + 2 * kPage, 2));
     CHECK_IN_CHILD(c, MemoryShimTrapCount() == 1);
+  }));
+}
+
+TEST(MemoryShim, ThreadsTrappingAtTheSameTime) {
+  constexpr size_t kThreads = 4, kRounds = 200;
+  PatternFile file(kThreads * 2);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    char* p = file.Map(kThreads * 2);
+    CHECK_IN_CHILD(c, p != nullptr && Install(file) == 0);
+    if (p == nullptr) return;
+    int bad[kThreads] = {};
+    std::thread threads[kThreads];
+    for (size_t t = 0; t < kThreads; ++t) {
+      threads[t] = std::thread([&, t] {
+        char* mine = p + 2 * t * kPage;  // two pages each; the second stays untouched
+        for (size_t round = 0; round < kRounds; ++round) {
+          mine[round % kPage] = 1;
+          if (madvise(mine, kPage, MADV_DONTNEED) != 0 || !PageIsZero(mine)) ++bad[t];
+        }
+        if (!PageIs(mine + kPage, 2 * t + 1)) ++bad[t];
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    for (size_t t = 0; t < kThreads; ++t) {
+      c.Expect(bad[t] == 0, __LINE__, "thread " + std::to_string(t));
+    }
+    CHECK_IN_CHILD(c, MemoryShimTrapCount() >= kThreads);
   }));
 }
 
