@@ -359,10 +359,10 @@ long CollectImageRanges(AddressRange* ranges, int* count) {
   const long fd =
       RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(kMapsPath), O_RDONLY | O_CLOEXEC);
   if (IsError(fd)) return fd;
-  MapsReader reader(static_cast<int>(fd));
+  RangeWalker walker(static_cast<int>(fd), 0, ~0ULL, false);
   VmaRecord vma;
   *count = 0;
-  while (reader.Next(&vma)) {
+  while (walker.Next(&vma)) {
     if (vma.shared || vma.inode != g_shim.inode || vma.dev_major != g_shim.dev_major ||
         vma.dev_minor != g_shim.dev_minor) {
       continue;
@@ -370,7 +370,7 @@ long CollectImageRanges(AddressRange* ranges, int* count) {
     AddMergedRange(ranges, count, vma.start, vma.end);
   }
   RawSyscall(__NR_close, fd);
-  return reader.error;
+  return walker.error;
 }
 
 }  // namespace

@@ -131,17 +131,109 @@ bool MapsReader::Next(VmaRecord* out) {
   }
 }
 
+namespace {
+
+// PROCMAP_QUERY (include/uapi/linux/fs.h, 6.11); Debian 12's headers predate it.
+struct ProcmapQuery {
+  uint64_t size;
+  uint64_t query_flags;
+  uint64_t query_addr;
+  uint64_t vma_start;
+  uint64_t vma_end;
+  uint64_t vma_flags;
+  uint64_t vma_page_size;
+  uint64_t vma_offset;
+  uint64_t inode;
+  uint32_t dev_major;
+  uint32_t dev_minor;
+  uint32_t vma_name_size;
+  uint32_t build_id_size;
+  uint64_t vma_name_addr;
+  uint64_t build_id_addr;
+};
+static_assert(sizeof(ProcmapQuery) == 104);
+constexpr unsigned long kProcmapQuery =
+    (3UL << 30) | (sizeof(ProcmapQuery) << 16) | (0x66UL << 8) | 17;  // _IOWR('f', 17, ...)
+constexpr uint64_t kVmaReadable = 0x01, kVmaWritable = 0x02, kVmaExecutable = 0x04,
+                   kVmaShared = 0x08, kCoveringOrNextVma = 0x10;
+constexpr int kModeUnknown = 0, kModeQuery = 1, kModeText = 2;
+
+bool g_text_only = false;
+
+long Query(int fd, uint64_t address, uint64_t flags, char* name, uint32_t name_size,
+           ProcmapQuery* q) {
+  *q = ProcmapQuery{};
+  q->size = sizeof(ProcmapQuery);
+  q->query_flags = flags;
+  q->query_addr = address;
+  q->vma_name_size = name_size;
+  q->vma_name_addr = reinterpret_cast<uint64_t>(name);
+  return RawSyscall(__NR_ioctl, fd, static_cast<long>(kProcmapQuery), reinterpret_cast<long>(q));
+}
+
+}  // namespace
+
+void SetMapsTextOnlyForTesting(bool text_only) { g_text_only = text_only; }
+
+bool RangeWalker::Next(VmaRecord* out) {
+  if (cursor >= end) return false;
+  if (mode != kModeText && !g_text_only) {
+    ProcmapQuery q;
+    const long r = Query(fd, cursor, kCoveringOrNextVma, nullptr, 0, &q);
+    if (r == -ENOTTY && mode == kModeUnknown) {
+      mode = kModeText;
+    } else if (r == -ENOENT) {
+      return false;  // nothing at or above the cursor
+    } else if (IsError(r)) {
+      error = r;
+      return false;
+    } else {
+      mode = kModeQuery;
+      if (q.vma_start >= end) return false;
+      out->start = q.vma_start;
+      out->end = q.vma_end;
+      out->prot = ((q.vma_flags & kVmaReadable) != 0 ? PROT_READ : 0) |
+                  ((q.vma_flags & kVmaWritable) != 0 ? PROT_WRITE : 0) |
+                  ((q.vma_flags & kVmaExecutable) != 0 ? PROT_EXEC : 0);
+      out->shared = (q.vma_flags & kVmaShared) != 0;
+      out->dev_major = q.dev_major;
+      out->dev_minor = q.dev_minor;
+      out->inode = q.inode;
+      out->anonymous = false;
+      if (want_anonymous && q.inode == 0 && q.dev_major == 0 && q.dev_minor == 0) {
+        // No file; a name ([heap], [stack], [vdso], [anon:...]) makes it special. A name
+        // longer than the buffer fails with ENAMETOOLONG: named all the same.
+        char name[32];
+        ProcmapQuery named;
+        out->anonymous = Query(fd, q.vma_start, 0, name, sizeof(name), &named) == 0 &&
+                         named.vma_start == q.vma_start && named.vma_name_size == 0;
+      }
+      cursor = q.vma_end;
+      return true;
+    }
+  }
+  mode = kModeText;
+  while (reader.Next(out)) {
+    if (out->start >= end) return false;  // maps is sorted by address
+    if (out->end <= cursor) continue;
+    if (!want_anonymous) out->anonymous = false;
+    cursor = out->end;
+    return true;
+  }
+  error = reader.error;
+  return false;
+}
+
 long FindImagePieces(const char* maps_path, uint32_t dev_major, uint32_t dev_minor, uint64_t inode,
                      uint64_t begin, uint64_t end, ImagePiece* pieces, long capacity) {
   const long fd =
       RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(maps_path), O_RDONLY | O_CLOEXEC);
   if (IsError(fd)) return fd;
-  MapsReader reader(static_cast<int>(fd));
+  RangeWalker walker(static_cast<int>(fd), begin, end, false);
   VmaRecord vma;
   long count = 0;
-  while (count < capacity && reader.Next(&vma)) {
-    if (vma.start >= end) break;  // maps is sorted by address
-    if (vma.end <= begin || vma.shared || vma.inode != inode || vma.dev_major != dev_major ||
+  while (count < capacity && walker.Next(&vma)) {
+    if (vma.shared || vma.inode != inode || vma.dev_major != dev_major ||
         vma.dev_minor != dev_minor) {
       continue;
     }
@@ -151,7 +243,7 @@ long FindImagePieces(const char* maps_path, uint32_t dev_major, uint32_t dev_min
     ++count;
   }
   RawSyscall(__NR_close, fd);
-  if (reader.error != 0) return reader.error;
+  if (walker.error != 0) return walker.error;
   return count;
 }
 
@@ -160,13 +252,11 @@ long SummarizeRange(const char* maps_path, uint32_t dev_major, uint32_t dev_mino
   const long fd =
       RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(maps_path), O_RDONLY | O_CLOEXEC);
   if (IsError(fd)) return fd;
-  MapsReader reader(static_cast<int>(fd));
+  RangeWalker walker(static_cast<int>(fd), begin, end, true);
   VmaRecord vma;
   *out = RangeSummary{false, true, -1};
   uint64_t covered = begin;  // [begin, covered) is accounted for
-  while (reader.Next(&vma)) {
-    if (vma.start >= end) break;
-    if (vma.end <= begin) continue;
+  while (walker.Next(&vma)) {
     const bool image = !vma.shared && vma.inode == inode && vma.dev_major == dev_major &&
                        vma.dev_minor == dev_minor;
     out->has_image = out->has_image || image;
@@ -179,7 +269,7 @@ long SummarizeRange(const char* maps_path, uint32_t dev_major, uint32_t dev_mino
   }
   RawSyscall(__NR_close, fd);
   if (covered < end) out->one_anonymous_run = false;
-  return reader.error;
+  return walker.error;
 }
 
 }  // namespace ember::restorer

@@ -2,8 +2,12 @@
 // shim's SIGSYS handler runs in the restored process, on whatever stack the trapped thread had,
 // so everything here lives in a small caller-provided struct and is read with raw syscalls.
 //
-// Only the fields before the path are parsed (range, permissions, device, inode); a line whose
-// path does not fit the buffer is parsed from its beginning and the rest of it is skipped.
+// Two ways in: the PROCMAP_QUERY ioctl (Linux 6.11+) returns one binary record per mapping,
+// starting at a given address, and costs ~4 us here for open + query + close; reading the text
+// makes the kernel print every mapping up to the one asked about, paths included (~20-25 us for
+// 2 KiB). The text is the fallback for older kernels (Debian 12's 6.1). Of the text only the
+// fields before the path are parsed (range, permissions, device, inode); a line whose path
+// does not fit the buffer is parsed from its beginning and the rest of it is skipped.
 #pragma once
 
 #include <stdint.h>
@@ -53,6 +57,34 @@ struct MapsReader {
   // Malformed lines are skipped.
   bool Next(VmaRecord* out);
 };
+
+// The mappings that overlap [begin, end) of an open maps file, in address order: through
+// PROCMAP_QUERY, or by reading the text when the ioctl is refused with ENOTTY (an older kernel,
+// or a file that is not a maps file). `want_anonymous` fills VmaRecord::anonymous (in query
+// mode that costs a second ioctl for each mapping without a file); otherwise it is false.
+struct RangeWalker {
+  int fd;
+  uint64_t cursor;  // everything below is done
+  uint64_t end;
+  bool want_anonymous;
+  int mode = 0;  // 0: not known yet, 1: query, 2: text
+  long error = 0;
+  MapsReader reader;
+
+  RangeWalker(int maps_fd, uint64_t range_begin, uint64_t range_end, bool anonymous_wanted)
+      : fd(maps_fd),
+        cursor(range_begin),
+        end(range_end),
+        want_anonymous(anonymous_wanted),
+        reader(maps_fd) {}
+
+  // The next mapping, or false at the end or on an error (then `error` is -errno).
+  bool Next(VmaRecord* out);
+};
+
+// With true, every RangeWalker reads the text, so tests cover the fallback on a kernel that has
+// the ioctl.
+void SetMapsTextOnlyForTesting(bool text_only);
 
 // A part of a mapping of the image file, clipped to the range that was asked about.
 struct ImagePiece {
