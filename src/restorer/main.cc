@@ -11,9 +11,11 @@
 //   3. pid         recorded pid 1: become it. Otherwise stay pid 1 as a minimal reaper and
 //                  clone3(set_tid = {pid}) the process; the reaper forwards a crash of the
 //                  restore as a report, reaps, and exits with the process's status;
+//                  With lazy files the reconnector is cloned here too, before the process.
 //   4. time ns     unshare(CLONE_NEWTIME) (offsets 0: clocks keep the host's values) — before the
 //                  clone, so the child is born in it; pid 1 itself enters it with setns;
-//   5. memory      (restore_memory.cc), 6. files, cwd, umask, rlimits (restore_files.cc),
+//   5. memory      (restore_memory.cc), 6. files, cwd, umask, rlimits (restore_files.cc); the
+//                  lazy files' filter, its listener handed to the reconnector (restore_lazy.cc),
 //   7. signals     sigactions, itimers, memory shim (restore_signals.cc) — the shim before any
 //                  thread, which inherits its filter;
 //   8. threads     created, each waits at a gate; POSIX timers once every tid exists;
@@ -110,6 +112,7 @@ void EnterTimeNamespace(bool self) {
     if (source >= 0) RawSyscall(SYS_close, source);
   }
   RawSyscall(SYS_close, g_ctx.image_fd);
+  CloseReconnectorHandoff();  // the process has its own copy; the reconnector needs one peer
   DropPrivileges(false);
   char byte = 0;
   long n;
@@ -146,6 +149,7 @@ void EnterTimeNamespace(bool self) {
   EndPhase(snapshot::kPhaseMemory, &mark);
   InstallFiles();
   RestoreCwdUmaskRlimits();
+  HandOffLazyFiles();
   EndPhase(snapshot::kPhaseFiles, &mark);
   RestoreSigactions();
   RestoreItimers();
@@ -173,6 +177,7 @@ extern "C" [[noreturn]] void EmberRestorerMain(const uint64_t* initial_sp) {
   uint64_t mark = NowNs();
   bool become = g_ctx.plan->pid == 1;
   EnterTimeNamespace(become);
+  StartReconnector();
   if (become) {
     EndPhase(snapshot::kPhaseSetup, &mark);
     RestoreProcess(mark);

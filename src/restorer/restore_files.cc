@@ -59,8 +59,6 @@ void InstallAt(long fd, const PlanFile& f) {
 }
 
 void OpenFromPath(const PlanFile& f) {
-  // The seam for on-demand reopening: a kReopenLazy file would be left to the reconnector
-  // (lazy_files.h) here. The plan builder marks every file eager for now (DecideReopen).
   long fd =
       Check(RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(PlanString(f.path_offset)),
                        f.open_flags | O_CLOEXEC),
@@ -89,7 +87,8 @@ void InstallFiles() {
   for (uint32_t i = 0; i < p.file_count; ++i) {
     const PlanFile& f = files[i];
     if (f.source == snapshot::kFromPath) {
-      OpenFromPath(f);
+      // Lazy files stay free here: HandOffLazyFiles puts their placeholders on them.
+      if (f.reopen != snapshot::kReopenLazy) OpenFromPath(f);
       continue;
     }
     int source = SourceFd(f.source);

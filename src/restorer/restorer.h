@@ -74,6 +74,11 @@ int MoveAbove(int fd);
 void InstallFiles();
 void RestoreCwdUmaskRlimits();
 
+// restore_lazy.cc: regular files reopened on first use (lazy_files.h)
+void StartReconnector();         // early, before the process's memory: clones the reconnector
+void HandOffLazyFiles();         // after the eager fds, before any thread: filter + handoff
+void CloseReconnectorHandoff();  // the reaper's copy of the socket
+
 // restore_signals.cc
 void RestoreSigactions();
 void RestoreItimers();

@@ -152,9 +152,23 @@ Status AddAreas(const ImageReader& image, PlanBuilder& plan) {
   return Ok();
 }
 
-Status AddFiles(const ImageReader& image, PlanBuilder& plan) {
+// The reconnector's pid: the lowest above 1 that no recorded thread has (StartThreads needs
+// those free; pid 1 is the restorer or the process).
+int32_t ReconnectorPid(const ImageReader& image) {
+  std::vector<int32_t> taken;
+  for (const ThreadRecord& t : image.threads()) taken.push_back(t.tid);
+  std::sort(taken.begin(), taken.end());
+  int32_t pid = 2;
+  for (int32_t tid : taken) {
+    if (tid == pid) ++pid;
+  }
+  return pid;
+}
+
+Status AddFiles(const ImageReader& image, const RestoreSettings& settings, PlanBuilder& plan) {
   std::vector<PlanFile> files;
   int32_t max_fd = -1;
+  uint32_t lazy = 0;
   for (const FileRecord& f : image.files()) {
     PlanFile file{};
     file.fd = f.fd;
@@ -179,7 +193,8 @@ Status AddFiles(const ImageReader& image, PlanBuilder& plan) {
                       "restore plan: fd " + std::to_string(f.fd) + " has no absolute path");
         }
         file.source = kFromPath;
-        file.reopen = static_cast<uint8_t>(DecideReopen(f));
+        file.reopen = static_cast<uint8_t>(DecideReopen(f, settings, lazy));
+        if (file.reopen == kReopenLazy) ++lazy;
         file.open_flags = f.open_flags & ~kStrippedOpenFlags;
         file.offset = f.offset;
         file.path_offset = plan.AppendString(f.path.view());
@@ -192,6 +207,7 @@ Status AddFiles(const ImageReader& image, PlanBuilder& plan) {
   plan.header().files_offset = offset;
   plan.header().file_count = static_cast<uint32_t>(files.size());
   plan.header().max_fd = max_fd;
+  plan.header().reconnector_pid = lazy > 0 ? ReconnectorPid(image) : 0;
   return Ok();
 }
 
@@ -250,11 +266,11 @@ void AddPrefetch(const ImageReader& image, PlanBuilder& plan) {
 
 }  // namespace
 
-PlanReopen DecideReopen(const FileRecord& file) {
-  // Eager for now: the on-demand reconnector (lazy_files.h) is not wired in yet. When it is,
-  // regular files become kReopenLazy here and nowhere else.
-  (void)file;
-  return kReopenEager;
+PlanReopen DecideReopen(const FileRecord& file, const RestoreSettings& settings,
+                        uint32_t lazy_so_far) {
+  bool lazy = settings.lazy_files && file.file_kind() == FileKind::kRegular &&
+              lazy_so_far < kPlanMaxLazyFiles;
+  return lazy ? kReopenLazy : kReopenEager;
 }
 
 Result<std::vector<uint8_t>> BuildRestorePlan(const ImageReader& image,
@@ -297,7 +313,7 @@ Result<std::vector<uint8_t>> BuildRestorePlan(const ImageReader& image,
     plan.header().flags |= kPlanSetExe;
   }
   EMBER_TRY(AddAreas(image, plan));
-  EMBER_TRY(AddFiles(image, plan));
+  EMBER_TRY(AddFiles(image, settings, plan));
   AddTimers(image, plan);
   if (settings.prefetch_working_set) AddPrefetch(image, plan);
   uint64_t seccomp = plan.AppendArray<uint8_t>(settings.seccomp_bpf);
@@ -373,6 +389,7 @@ std::string_view RestoreStageName(uint32_t stage) {
       "install the seccomp filter",
       "rt_sigreturn",
       "restored task died before its report",
+      "hand lazy files to the reconnector",
   };
   static_assert(std::size(kNames) == kStageCount);
   return stage < kStageCount ? kNames[stage] : "unknown stage";

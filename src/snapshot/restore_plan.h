@@ -37,6 +37,10 @@ struct RestoreSettings {
   // The path /proc/self/exe must show inside the sandbox; empty = leave it (ember-restore).
   std::string exe_path;
   bool time_namespace = true;
+  // On-demand I/O reconnection: regular files are reopened on first use by a reconnector
+  // process (src/restorer/lazy_files.h), not at restore. The first 128 regular files are lazy,
+  // any beyond are reopened eagerly.
+  bool lazy_files = true;
   MemoryMode memory_mode = MemoryMode::kOverlay;
 };
 
@@ -46,9 +50,11 @@ Result<std::vector<uint8_t>> BuildRestorePlan(const ImageReader& image,
 // The plan in a sealed memfd (no write, grow, shrink; seals sealed), for fd 4 of ember-restore.
 Result<UniqueFd> PlanMemfd(std::span<const uint8_t> plan);
 
-// The seam between eager and on-demand reopening of a recorded file: kReopenLazy once the lazy
-// file reconnector (src/restorer/lazy_files.h) can serve it. Only regular files may be lazy.
-PlanReopen DecideReopen(const FileRecord& file);
+// The one place that decides eager or on-demand reopening of a recorded file: regular files are
+// lazy when the settings ask for it (the reconnector of src/restorer/lazy_files.h serves them),
+// everything else (directories, devices) is opened eagerly. `lazy_so_far`: files already lazy.
+PlanReopen DecideReopen(const FileRecord& file, const RestoreSettings& settings,
+                        uint32_t lazy_so_far);
 
 std::string_view RestoreStageName(uint32_t stage);
 // Ok for a success record; otherwise an error naming the stage, errno and detail, e.g.

@@ -52,7 +52,8 @@ inline constexpr uint64_t kVdsoScratchBytes = 8ULL << 20;
 inline constexpr uint64_t kSharedPageAddress = kRestorerBase + (220ULL << 20);  // futex words
 inline constexpr uint64_t kPlanAddress = kRestorerBase + (256ULL << 20);
 inline constexpr uint64_t kPlanMaxBytes = 768ULL << 20;
-inline constexpr uint32_t kPlanMaxThreads = 4096;  // stacks: 4096 × 32 KiB = 128 MiB
+inline constexpr uint32_t kPlanMaxThreads = 4096;   // stacks: 4096 × 32 KiB = 128 MiB
+inline constexpr uint32_t kPlanMaxLazyFiles = 128;  // = restorer::kMaxLazyFiles (lazy_files.h)
 
 inline constexpr char kPlanMagic[8] = {'E', 'M', 'B', 'R', 'P', 'L', 'A', 'N'};
 inline constexpr uint32_t kPlanVersion = 1;
@@ -208,7 +209,8 @@ struct PlanHeader {
 
   uint32_t area_count, run_count, file_count, thread_count;
   uint32_t itimer_count, posix_timer_count, prefetch_count, seccomp_len;
-  uint32_t auxv_words, reserved0;
+  uint32_t auxv_words;
+  int32_t reconnector_pid;  // lazy files: the pid the reconnector takes (no recorded tid); else 0
   uint64_t areas_offset, runs_offset, files_offset, threads_offset;
   uint64_t itimers_offset, posix_timers_offset, prefetch_offset, seccomp_offset, auxv_offset;
   uint64_t xsave_size;  // bytes of each thread's xsave area
@@ -259,6 +261,7 @@ enum RestoreStage : uint32_t {
   kStageSeccomp,
   kStageSigreturn,
   kStageTaskDied,
+  kStageLazyFiles,  // detail: the reconnector's pid
   kStageCount,
 };
 

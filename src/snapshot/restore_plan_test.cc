@@ -101,7 +101,9 @@ TEST(RestorePlanTest, EveryAreaThreadAndFileAppears) {
   EXPECT_EQ(files[1].source, kFromStdout);
   EXPECT_EQ(files[2].source, kFromPath);
   EXPECT_EQ(files[2].offset, 200u);
-  EXPECT_EQ(files[2].reopen, kReopenEager);
+  EXPECT_EQ(files[2].reopen, kReopenLazy);
+  EXPECT_EQ(files[0].reopen, kReopenEager);  // a device
+  EXPECT_EQ(h.reconnector_pid, 4);           // tids 1-3 are taken
   EXPECT_STREQ(reinterpret_cast<const char*>(plan->data() + files[2].path_offset),
                "/srv/app/file2");
   EXPECT_EQ(files[3].source, kFromControl);
@@ -135,6 +137,18 @@ TEST(RestorePlanTest, EveryAreaThreadAndFileAppears) {
     EXPECT_EQ(magic1, kFpXstateMagic1);
     EXPECT_EQ(magic2, kFpXstateMagic2);
   }
+}
+
+TEST(RestorePlanTest, EagerFilesWhenLazyFilesAreOff) {
+  ImageReader image = Open(SyntheticState(3, 2, 5));
+  RestoreSettings settings;
+  settings.lazy_files = false;
+  auto plan = BuildRestorePlan(image, settings);
+  ASSERT_TRUE(plan) << plan.error().ToString();
+  const PlanHeader& h = Header(*plan);
+  EXPECT_EQ(h.reconnector_pid, 0);
+  const PlanFile* files = Table<PlanFile>(*plan, h.files_offset);
+  for (uint32_t i = 0; i < h.file_count; ++i) EXPECT_EQ(files[i].reopen, kReopenEager) << i;
 }
 
 TEST(RestorePlanTest, WorkingSetBecomesCoalescedImageRanges) {

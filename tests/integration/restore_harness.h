@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,25 @@ class RestoredInstance {
   }
 
   pid_t pid1() const { return pid1_.pid(); }
+
+  // The host pid of the child of pid 1 that has `recorded` as its pid in the namespace (pid 1
+  // may also have the lazy-file reconnector as a child); "" if there is none.
+  std::string HostPidOf(pid_t recorded) const {
+    std::string p1 = std::to_string(pid1_.pid());
+    auto children = ReadFile("/proc/" + p1 + "/task/" + p1 + "/children");
+    if (!children) return "";
+    std::istringstream words(*children);
+    std::string child;
+    while (words >> child) {
+      auto status = ReadFile("/proc/" + child + "/status");
+      if (!status) continue;
+      size_t at = status->find("NSpid:");
+      if (at == std::string::npos) continue;
+      std::string line = status->substr(at, status->find('\n', at) - at);
+      if (line.substr(line.rfind('\t') + 1) == std::to_string(recorded)) return child;
+    }
+    return "";
+  }
 
   int ExitCode() {
     auto status = pid1_.Wait();

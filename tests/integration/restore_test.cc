@@ -82,10 +82,9 @@ TEST_F(RestoreTest, RecordedPidAndTidsInTheNewNamespace) {
   for (uint32_t phase = 0; phase < kReportPhases; ++phase) {
     EXPECT_GT(report.phase_ns[phase], 0u) << "phase " << phase;
   }
-  std::string p1 = std::to_string(instance.pid1());
-  auto children = ReadFile("/proc/" + p1 + "/task/" + p1 + "/children");
-  ASSERT_TRUE(children) << children.error().ToString();
-  std::string host_pid = children->substr(0, children->find(' '));
+  // The child of pid 1 whose pid in the namespace is the recorded one.
+  std::string host_pid = instance.HostPidOf(recorded);
+  ASSERT_FALSE(host_pid.empty()) << "no child of pid 1 has pid " << recorded;
   auto status = ReadFile("/proc/" + host_pid + "/status");
   ASSERT_TRUE(status) << status.error().ToString();
   size_t nspid = status->find("NSpid:");
@@ -151,9 +150,8 @@ TEST_F(RestoreTest, PrivilegesAreDroppedInEveryThread) {
   auto report = CheckRestoreReport(instance.ReadReport());
   ASSERT_TRUE(report) << report.error().ToString();
   std::string p1 = std::to_string(instance.pid1());
-  auto children = ReadFile("/proc/" + p1 + "/task/" + p1 + "/children");
-  ASSERT_TRUE(children) << children.error().ToString();
-  std::string host_pid = children->substr(0, children->find(' '));
+  std::string host_pid = instance.HostPidOf(original.pid());
+  ASSERT_FALSE(host_pid.empty());
   auto field = [](const std::string& status, const std::string& name) {
     size_t at = status.find("\n" + name + ":");
     if (at == std::string::npos) return std::string("missing");
@@ -208,13 +206,44 @@ TEST_F(RestoreTest, ExePathIsShown) {
     ASSERT_NO_FATAL_FAILURE(instance.Start(image, settings));
     auto report = CheckRestoreReport(instance.ReadReport());
     ASSERT_TRUE(report) << report.error().ToString();
-    std::string p1 = std::to_string(instance.pid1());
-    auto children = ReadFile("/proc/" + p1 + "/task/" + p1 + "/children");
-    ASSERT_TRUE(children) << children.error().ToString();
-    std::string host_pid = children->substr(0, children->find(' '));
+    std::string host_pid = instance.HostPidOf(original.pid());
+    ASSERT_FALSE(host_pid.empty());
     char link[4096] = {};
     ASSERT_GT(::readlink(("/proc/" + host_pid + "/exe").c_str(), link, sizeof link - 1), 0);
     EXPECT_EQ(std::string(link), exe);
+    EXPECT_EQ(instance.Finish(), "ok");
+    EXPECT_EQ(instance.ExitCode(), 0);
+  }
+}
+
+// On-demand I/O reconnection: the regular files zdtm_files had open are not opened by the
+// restore (their numbers hold the placeholder, an O_PATH fd of "/"), and are reopened at their
+// recorded offsets on first use (the program lseeks two of them and says "ok"). With lazy files
+// off they are open at once.
+TEST_F(RestoreTest, RegularFilesAreReopenedOnFirstUse) {
+  std::string image = dir_.path() + "/files.snapshot";
+  Program original;
+  ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv("files"), image));
+  std::string data = original.Get("path");
+  for (bool lazy : {true, false}) {
+    RestoreSettings settings;
+    settings.lazy_files = lazy;
+    RestoredInstance instance;
+    ASSERT_NO_FATAL_FAILURE(instance.Start(image, settings));
+    auto report = CheckRestoreReport(instance.ReadReport());
+    ASSERT_TRUE(report) << report.error().ToString();
+    std::string host_pid = instance.HostPidOf(original.pid());
+    ASSERT_FALSE(host_pid.empty());
+    for (const char* key : {"rw", "ro", "append"}) {
+      char link[4096] = {};
+      std::string fd = "/proc/" + host_pid + "/fd/" + original.Get(key);
+      ASSERT_GT(::readlink(fd.c_str(), link, sizeof link - 1), 0) << fd;
+      EXPECT_EQ(std::string(link), lazy ? "/" : data) << key << (lazy ? " (lazy)" : " (eager)");
+    }
+    char link[4096] = {};
+    std::string dir = "/proc/" + host_pid + "/fd/" + original.Get("dir");
+    ASSERT_GT(::readlink(dir.c_str(), link, sizeof link - 1), 0);
+    EXPECT_EQ(std::string(link), dir_.path()) << "directories are opened eagerly";
     EXPECT_EQ(instance.Finish(), "ok");
     EXPECT_EQ(instance.ExitCode(), 0);
   }
