@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <string>
 #include <vector>
 
@@ -220,6 +221,105 @@ TEST(MemoryShimMaps, ReaderSurvivesLinesLongerThanItsBuffer) {
   EXPECT_EQ(records[102].inode, 13u);
   EXPECT_EQ(records[102].prot, 0);
   EXPECT_EQ(records[102].dev_minor, 2u);
+}
+
+std::vector<VmaRecord> WalkOwnMaps(bool text_only, uint64_t begin, uint64_t end) {
+  SetMapsTextOnlyForTesting(text_only);
+  std::vector<VmaRecord> records;
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  RangeWalker walker(fd, begin, end, true);
+  VmaRecord vma{};
+  while (walker.Next(&vma)) records.push_back(vma);
+  EXPECT_EQ(walker.error, 0);
+  close(fd);
+  SetMapsTextOnlyForTesting(false);
+  return records;
+}
+
+TEST(MemoryShimMaps, QueryAndTextAgreeOnThisProcess) {
+  // A few kinds of mapping: anonymous, named ones ([heap], [stack]), private and shared files.
+  char path[] = "/tmp/ember-walk-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  ASSERT_EQ(ftruncate(fd, 8192), 0);
+  void* priv = mmap(nullptr, 8192, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* shared = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* anon = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(priv, MAP_FAILED);
+  ASSERT_NE(shared, MAP_FAILED);
+  ASSERT_NE(anon, MAP_FAILED);
+  // Up to the end of user space: the text also lists [vsyscall], which is no mapping of the
+  // process (the query does not find it; nothing ever maps the image there).
+  constexpr uint64_t kUserEnd = 0x800000000000;
+  const auto text = WalkOwnMaps(true, 0, kUserEnd);
+  const auto query = WalkOwnMaps(false, 0, kUserEnd);
+  ASSERT_EQ(text.size(), query.size());
+  ASSERT_GT(text.size(), 5u);
+  for (size_t i = 0; i < text.size(); ++i) {
+    EXPECT_EQ(text[i].start, query[i].start) << i;
+    EXPECT_EQ(text[i].end, query[i].end) << i;
+    EXPECT_EQ(text[i].prot, query[i].prot) << i;
+    EXPECT_EQ(text[i].shared, query[i].shared) << i;
+    EXPECT_EQ(text[i].dev_major, query[i].dev_major) << i;
+    EXPECT_EQ(text[i].dev_minor, query[i].dev_minor) << i;
+    EXPECT_EQ(text[i].inode, query[i].inode) << i;
+    EXPECT_EQ(text[i].anonymous, query[i].anonymous) << std::hex << text[i].start;
+  }
+  // A range in the middle of a mapping starts with that mapping, both ways.
+  const auto a = reinterpret_cast<uint64_t>(priv);
+  const auto n = reinterpret_cast<uint64_t>(anon);
+  for (bool text_only : {true, false}) {
+    const auto part = WalkOwnMaps(text_only, a + 4096, a + 8192);
+    ASSERT_EQ(part.size(), 1u) << text_only;
+    EXPECT_EQ(part[0].start, a);
+    EXPECT_EQ(part[0].prot, PROT_READ);
+    EXPECT_FALSE(part[0].anonymous);
+    const auto none = WalkOwnMaps(text_only, n, n + 4096);
+    ASSERT_EQ(none.size(), 1u) << text_only;
+    EXPECT_TRUE(none[0].anonymous);
+    EXPECT_EQ(none[0].prot, 0);
+  }
+  munmap(priv, 8192);
+  munmap(shared, 4096);
+  munmap(anon, 4096);
+  close(fd);
+}
+
+TEST(MemoryShimMaps, FindsImagePiecesInAMapsFileThroughTheTextFallback) {
+  // A regular file refuses PROCMAP_QUERY (ENOTTY): the walker reads it as text.
+  char path[] = "/tmp/ember-maps-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text =
+      "10000-20000 rw-p 00000000 08:01 77 /image\n"
+      "20000-30000 rw-p 00000000 00:00 0 \n"
+      "30000-38000 r--p 00010000 08:01 77 /image\n"
+      "38000-40000 rw-s 00018000 08:01 77 /image\n"
+      "40000-50000 rw-p 00000000 08:01 78 /other\n"
+      "50000-60000 rw-p 00020000 08:01 77 /image\n";
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  ImagePiece pieces[4];
+  ASSERT_EQ(FindImagePieces(path, 8, 1, 77, 0x18000, 0x58000, pieces, 4), 3);
+  EXPECT_EQ(pieces[0].start, 0x18000u);
+  EXPECT_EQ(pieces[0].end, 0x20000u);
+  EXPECT_EQ(pieces[1].start, 0x30000u);
+  EXPECT_EQ(pieces[1].prot, PROT_READ);
+  EXPECT_EQ(pieces[2].end, 0x58000u);
+  ASSERT_EQ(FindImagePieces(path, 8, 1, 77, 0x18000, 0x58000, pieces, 1), 1);
+  RangeSummary summary{};
+  ASSERT_EQ(SummarizeRange(path, 8, 1, 77, 0x10000, 0x30000, &summary), 0);
+  EXPECT_TRUE(summary.has_image && summary.one_anonymous_run);
+  ASSERT_EQ(SummarizeRange(path, 8, 1, 77, 0x10000, 0x38000, &summary), 0);
+  EXPECT_FALSE(summary.one_anonymous_run);  // r--p after rw-p
+  ASSERT_EQ(SummarizeRange(path, 8, 1, 77, 0x50000, 0x70000, &summary), 0);
+  EXPECT_FALSE(summary.one_anonymous_run);  // a hole after 0x60000
+  ASSERT_EQ(SummarizeRange(path, 8, 1, 77, 0x20000, 0x30000, &summary), 0);
+  EXPECT_FALSE(summary.has_image);
+  EXPECT_EQ(FindImagePieces("/nonexistent/maps", 8, 1, 77, 0, 1, pieces, 4), -ENOENT);
+  unlink(path);
 }
 
 }  // namespace

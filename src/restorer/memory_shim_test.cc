@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "restorer/memory_shim_filter.h"
+#include "restorer/memory_shim_maps.h"
 
 namespace ember::restorer {
 namespace {
@@ -441,6 +442,28 @@ TEST(MemoryShim, ThreadsTrappingAtTheSameTime) {
       c.Expect(bad[t] == 0, __LINE__, "thread " + std::to_string(t));
     }
     CHECK_IN_CHILD(c, MemoryShimTrapCount() >= kThreads);
+  }));
+}
+
+TEST(MemoryShim, TheTextFallbackServesTheSameCalls) {
+  // As on a kernel without PROCMAP_QUERY (Debian 12's 6.1).
+  PatternFile file(4);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    SetMapsTextOnlyForTesting(true);
+    char* p = static_cast<char*>(
+        mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    CHECK_IN_CHILD(c, p != MAP_FAILED);
+    if (p == MAP_FAILED) return;
+    CHECK_IN_CHILD(c, file.Map(4, PROT_READ | PROT_WRITE, p + kPage) == p + kPage);
+    CHECK_IN_CHILD(c, Install(file) == 0);
+    CHECK_IN_CHILD(c, madvise(p + 2 * kPage, kPage, MADV_DONTNEED) == 0);
+    CHECK_IN_CHILD(c, PageIsZero(p + 2 * kPage) && PageIs(p + 3 * kPage, 2));
+    void* q = mremap(p, 8 * kPage, 16 * kPage, MREMAP_MAYMOVE);
+    CHECK_IN_CHILD(c, q != MAP_FAILED);
+    if (q == MAP_FAILED) return;
+    char* g = static_cast<char*>(q);
+    CHECK_IN_CHILD(c, PageIs(g + kPage, 0) && PageIs(g + 4 * kPage, 3));
+    CHECK_IN_CHILD(c, PageIsZero(g + 2 * kPage) && PageIsZero(g + 15 * kPage));
   }));
 }
 
