@@ -43,6 +43,72 @@ inline void CheckpointToImage(Program& program, const std::vector<std::string>& 
   ::kill(program.pid(), SIGKILL);  // reaped when `program` goes
 }
 
+// A zdtm program started as pid 1 of its own pid namespace, as an instance's agent is: its
+// recorded pid is 1 and its threads' tids are small, so ember-restore becomes the process
+// instead of cloning it under a reaper. fd 0 a socket to the test, 1 and 2 a pipe.
+class Pid1Program {
+ public:
+  void Start(const std::vector<std::string>& argv) {
+    int sv[2], out[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    clone_args clone{};
+    clone.flags = CLONE_NEWPID;
+    clone.exit_signal = SIGCHLD;
+    long pid = ::syscall(SYS_clone3, &clone, sizeof clone);
+    ASSERT_GE(pid, 0) << std::strerror(errno);
+    if (pid == 0) {
+      ::dup2(sv[1], 0);
+      ::dup2(out[1], 1);
+      ::dup2(out[1], 2);
+      ::syscall(SYS_close_range, 3, ~0U, 0);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(sv[1]);
+    ::close(out[1]);
+    control_.reset(sv[0]);
+    out_.reset(out[0]);
+    auto child = ChildProcess::Adopt(static_cast<pid_t>(pid));
+    ASSERT_TRUE(child) << child.error().ToString();
+    child_ = std::move(*child);
+    std::string line;
+    char c;
+    while (::read(out_.get(), &c, 1) == 1 && c != '\n') line += c;
+    ASSERT_TRUE(line.starts_with("ready")) << line;
+    std::string path = "/proc/" + std::to_string(pid) + "/syscall";
+    for (int i = 0; i < 5000; ++i) {
+      auto text = ReadFile(path);
+      ASSERT_TRUE(text) << text.error().ToString();
+      if (text->starts_with("0 ")) return;
+      ::usleep(1000);
+    }
+    FAIL() << "the program never blocked in read()";
+  }
+  pid_t host_pid() const { return child_.pid(); }
+
+ private:
+  ChildProcess child_;
+  UniqueFd control_, out_;
+};
+
+inline void CheckpointPid1ToImage(Pid1Program& program, const std::vector<std::string>& argv,
+                                  const std::string& image_path) {
+  ASSERT_NO_FATAL_FAILURE(program.Start(argv));
+  CheckpointOptions options;
+  options.control_fd = 0;
+  options.leave_stopped = true;
+  auto state = Checkpoint(program.host_pid(), options);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ASSERT_EQ(state->pid, 1);
+  auto written = WriteImage(*state, image_path);
+  ASSERT_TRUE(written) << written.error().ToString();
+  ::kill(program.host_pid(), SIGKILL);  // reaped when `program` goes
+}
+
 // One restored instance: pid 1 of its own pid namespace (ember-restore, the reaper, when the
 // recorded pid is not 1), its control channel, its stdout, the restorer's report.
 class RestoredInstance {

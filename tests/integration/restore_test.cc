@@ -269,6 +269,29 @@ TEST_F(RestoreTest, MissingFileIsReportedWithItsFd) {
   EXPECT_EQ(instance.ExitCode(), 125);
 }
 
+// An agent is pid 1 of its sandbox: ember-restore becomes the process (no reaper), enters the
+// time namespace with setns, and the threads come back with their small tids.
+class Pid1RestoreTest : public RestoreTest {};
+
+TEST_P(Pid1RestoreTest, BecomesThePid1Process) {
+  std::string image = dir_.path() + "/" + GetParam().program + ".pid1.snapshot";
+  {
+    Pid1Program original;
+    ASSERT_NO_FATAL_FAILURE(CheckpointPid1ToImage(original, Argv(GetParam().program), image));
+  }
+  RestoreSettings settings;
+  settings.memory_mode = GetParam().mode;
+  RestoreAndExpectOk(image, settings);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Zdtm, Pid1RestoreTest,
+    ::testing::Values(Case{"memory", MemoryMode::kOverlay}, Case{"files", MemoryMode::kOverlay},
+                      Case{"signals", MemoryMode::kCopy}, Case{"threads", MemoryMode::kOverlay},
+                      Case{"timers", MemoryMode::kCopy}, Case{"fpu", MemoryMode::kCopy},
+                      Case{"dontneed", MemoryMode::kOverlay}),
+    CaseName);
+
 // The fan-out: 20 instances restored at once from one immutable image, each a complete,
 // independent process (its own pid namespace, same recorded pid) that says "ok".
 class ConcurrentRestoreTest : public RestoreTest {};
