@@ -354,15 +354,20 @@ void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
   regs[kRax] = static_cast<uint64_t>(result);
 }
 
-// The places the image is mapped privately now, merged to at most kMaxShimRanges ranges.
-long CollectImageRanges(AddressRange* ranges, int* count) {
+// The places the image is mapped privately now, merged to at most kMaxShimRanges ranges, and
+// the places of executable mappings (the process's code), merged to kMaxShimCodeRanges.
+long CollectRanges(AddressRange* ranges, int* count, AddressRange* code, int* code_count) {
   const long fd =
       RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(kMapsPath), O_RDONLY | O_CLOEXEC);
   if (IsError(fd)) return fd;
   RangeWalker walker(static_cast<int>(fd), 0, ~0ULL, false);
   VmaRecord vma;
   *count = 0;
+  *code_count = 0;
   while (walker.Next(&vma)) {
+    if ((vma.prot & PROT_EXEC) != 0) {
+      AddMergedRange(code, code_count, kMaxShimCodeRanges, vma.start, vma.end);
+    }
     if (vma.shared || vma.inode != g_shim.inode || vma.dev_major != g_shim.dev_major ||
         vma.dev_minor != g_shim.dev_minor) {
       continue;
@@ -382,12 +387,14 @@ int InstallMemoryShim(const MemoryShimConfig& config) {
   g_shim.inode = config.image_ino;
 
   AddressRange ranges[kMaxShimRanges];
-  int count = 0;
-  const long collected = CollectImageRanges(ranges, &count);
+  AddressRange code[kMaxShimCodeRanges];
+  int count = 0, code_count = 0;
+  const long collected = CollectRanges(ranges, &count, code, &code_count);
   if (collected < 0) return static_cast<int>(collected);
   if (count == 0) return -ENOENT;
-  const int length = BuildMemoryShimFilter(reinterpret_cast<uint64_t>(ember_shim_syscall_return),
-                                           ranges, count, g_filter, kMaxShimFilterLength);
+  const int length =
+      BuildMemoryShimFilter(reinterpret_cast<uint64_t>(ember_shim_syscall_return), ranges, count,
+                            code, code_count, g_filter, kMaxShimFilterLength);
   if (length < 0) return length;
 
   KernelSigaction action{};

@@ -1,8 +1,8 @@
 // The memory shim's seccomp filter (memory_shim.h), built as a pure function so tests can run
 // it through an interpreter (sandbox/seccomp_eval.h) for inputs a live process cannot make.
 //
-// It returns SECCOMP_RET_TRAP | kShimTrapData, on x86-64, for calls made anywhere but at the
-// shim's own syscall instruction that are
+// It returns SECCOMP_RET_TRAP | kShimTrapData, on x86-64, for calls made from the restored
+// process's code (see below) but not at the shim's own syscall instruction, that are
 //   * madvise with one of the advices below, or mremap, whose range [addr, addr + len)
 //     (madvise: start, len; mremap: old_address, old_size) overlaps one of the given image
 //     ranges: the places the process's image-backed memory had when the filter was installed;
@@ -12,6 +12,12 @@
 // call is let through without a signal: a process that madvises its post-restore allocations
 // pays a few BPF instructions, not a trap. Everything else: SECCOMP_RET_ALLOW (other filters,
 // such as the sandbox's allowlist, still decide).
+//
+// "The restored process's code" is the code ranges: where executable mappings were at install
+// time (libc, the interpreter, its extension modules). A filter survives execve but the shim's
+// handler does not: a program the process executes has its libc elsewhere (ASLR), so its own
+// madvise/mremap/sigaction(SIGSYS) calls are not trapped, where a trap would kill it. With no
+// code ranges, calls from anywhere are trapped.
 #pragma once
 
 #include <linux/filter.h>
@@ -40,21 +46,26 @@ struct AddressRange {
   uint64_t end;  // exclusive
 };
 
-// Most ranges the filter checks (11 instructions each); more image mappings are merged across
-// their smallest gaps (see AddMergedRange), which only makes the filter trap more.
+// Most ranges the filter checks (11 instructions each); more mappings are merged across their
+// smallest gaps (see AddMergedRange), which only makes the filter trap more.
 inline constexpr int kMaxShimRanges = 64;
-inline constexpr int kMaxShimFilterLength = 64 + 11 * kMaxShimRanges;
+inline constexpr int kMaxShimCodeRanges = 32;
+inline constexpr int kMaxShimFilterLength = 64 + 11 * (kMaxShimRanges + kMaxShimCodeRanges);
 
-// Writes the filter into out[0, capacity). `ranges` must be sorted and disjoint, at most
-// kMaxShimRanges. `shim_syscall_return` is the address right after the shim's `syscall`
-// instruction (what seccomp_data.instruction_pointer holds for calls made there). Returns the
-// number of instructions, -EINVAL (too many, unsorted or empty ranges) or -ENOSPC.
-int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* ranges, int count,
+// Writes the filter into out[0, capacity). Both range lists must be sorted and disjoint, at
+// most kMaxShimRanges image ranges (at least one) and kMaxShimCodeRanges code ranges.
+// `shim_syscall_return` is the address right after the shim's `syscall` instruction (what
+// seccomp_data.instruction_pointer holds for calls made there). Returns the number of
+// instructions, -EINVAL (too many, unsorted or empty ranges) or -ENOSPC.
+int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* image_ranges,
+                          int image_count, const AddressRange* code_ranges, int code_count,
                           sock_filter* out, int capacity);
 
-// Appends [start, end) to a sorted list of at most kMaxShimRanges ranges (start must not be
-// below the last range's end): joins it to the last range when they touch, and when the list
-// would overflow, merges the two neighbours with the smallest gap between them.
+// Appends [start, end) to a sorted list of at most `capacity` ranges (start must not be below
+// the last range's end): joins it to the last range when they touch, and when the list would
+// overflow, merges the two neighbours with the smallest gap between them.
+void AddMergedRange(AddressRange* ranges, int* count, int capacity, uint64_t start, uint64_t end);
+// The same with capacity kMaxShimRanges.
 void AddMergedRange(AddressRange* ranges, int* count, uint64_t start, uint64_t end);
 
 }  // namespace ember::restorer

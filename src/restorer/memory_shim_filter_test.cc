@@ -8,7 +8,9 @@
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,10 +27,15 @@ constexpr uint64_t kStubReturn = 0x100000001234;
 constexpr uint32_t kTrap = SECCOMP_RET_TRAP | kShimTrapData;
 constexpr uint32_t kAllow = SECCOMP_RET_ALLOW;
 
-std::vector<sock_filter> Build(const std::vector<AddressRange>& ranges) {
+// The calls below come from 0x401000 unless told otherwise: inside the first code range.
+const std::vector<AddressRange> kCode = {{0x400000, 0x500000}, {0x7f1000000000, 0x7f1000200000}};
+
+std::vector<sock_filter> Build(const std::vector<AddressRange>& ranges,
+                               const std::vector<AddressRange>& code = kCode) {
   std::vector<sock_filter> out(kMaxShimFilterLength);
   const int n = BuildMemoryShimFilter(kStubReturn, ranges.data(), static_cast<int>(ranges.size()),
-                                      out.data(), static_cast<int>(out.size()));
+                                      code.data(), static_cast<int>(code.size()), out.data(),
+                                      static_cast<int>(out.size()));
   EXPECT_GT(n, 0);
   out.resize(n > 0 ? static_cast<size_t>(n) : 0);
   return out;
@@ -90,8 +97,9 @@ TEST(MemoryShimFilter, LetsTheShimsOwnCallsAndOtherSyscallsThrough) {
   const auto prog = Build({{0x10000, 0x20000}});
   EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, kStubReturn), kAllow);
   EXPECT_EQ(Eval(prog, SYS_mremap, 0x10000, 0x1000, 0x8000, kStubReturn), kAllow);
-  // Same low half, other high half: not the shim.
-  EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, 0x1234), kTrap);
+  // Same low half, other high half: not the shim (trapped where no code ranges restrict it).
+  const auto anywhere = Build({{0x10000, 0x20000}}, {});
+  EXPECT_EQ(Eval(anywhere, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, 0x1234), kTrap);
   EXPECT_EQ(Eval(prog, SYS_munmap, 0x10000, 0x1000), kAllow);
   EXPECT_EQ(Eval(prog, SYS_mmap, 0x10000, 0x1000), kAllow);
   // i386 numbers mean something else (219 is not madvise there).
@@ -108,15 +116,44 @@ TEST(MemoryShimFilter, TrapsSigactionOfSigsysFromOutsideTheShim) {
   EXPECT_EQ(Eval(prog, SYS_rt_sigprocmask, SIGSYS, 0x5000), kAllow);
 }
 
+TEST(MemoryShimFilter, TrapsOnlyCallsFromTheRestoredProcesssCode) {
+  // An exec'ed program's libc is elsewhere: its calls must not trap (its SIGSYS is fatal).
+  const auto prog = Build({{0x10000, 0x20000}});
+  for (uint64_t ip :
+       {0x401000ULL, 0x400000ULL, 0x4fffffULL, 0x7f1000000002ULL, 0x7f10001fffffULL}) {
+    EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, ip), kTrap) << ip;
+    EXPECT_EQ(Eval(prog, SYS_mremap, 0x10000, 0x1000, 0x8000, ip), kTrap) << ip;
+    EXPECT_EQ(Eval(prog, SYS_rt_sigaction, SIGSYS, 0, 8, ip), kTrap) << ip;
+  }
+  for (uint64_t ip : {0x3fffffULL, 0x500000ULL, 0x100400000ULL, 0x7f0fffffffffULL,
+                      0x7f1000200000ULL, 0x7f2000000000ULL, 0x401000ULL | (1ULL << 40)}) {
+    EXPECT_EQ(Eval(prog, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, ip), kAllow) << ip;
+    EXPECT_EQ(Eval(prog, SYS_mremap, 0x10000, 0x1000, 0x8000, ip), kAllow) << ip;
+    EXPECT_EQ(Eval(prog, SYS_rt_sigaction, SIGSYS, 0, 8, ip), kAllow) << ip;
+  }
+  // Without code ranges, from anywhere.
+  const auto anywhere = Build({{0x10000, 0x20000}}, {});
+  EXPECT_EQ(Eval(anywhere, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, 0x7f2000000000), kTrap);
+  EXPECT_EQ(Eval(anywhere, SYS_rt_sigaction, SIGSYS, 0, 8, 0x1000), kTrap);
+  EXPECT_EQ(Eval(anywhere, SYS_madvise, 0x10000, 0x1000, MADV_DONTNEED, kStubReturn), kAllow);
+}
+
 TEST(MemoryShimFilter, RejectsBadRangeLists) {
   std::vector<sock_filter> out(kMaxShimFilterLength);
   const int capacity = static_cast<int>(out.size());
   AddressRange unsorted[] = {{0x20000, 0x30000}, {0x10000, 0x18000}};
   AddressRange empty_range[] = {{0x20000, 0x20000}};
-  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, unsorted, 2, out.data(), capacity), -EINVAL);
-  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, empty_range, 1, out.data(), capacity), -EINVAL);
-  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, unsorted, 0, out.data(), capacity), -EINVAL);
-  EXPECT_EQ(BuildMemoryShimFilter(kStubReturn, unsorted + 1, 1, out.data(), 10), -ENOSPC);
+  AddressRange good[] = {{0x10000, 0x18000}};
+  auto build = [&](AddressRange* image, int n, AddressRange* code, int m, int cap) {
+    return BuildMemoryShimFilter(kStubReturn, image, n, code, m, out.data(), cap);
+  };
+  EXPECT_EQ(build(unsorted, 2, nullptr, 0, capacity), -EINVAL);
+  EXPECT_EQ(build(empty_range, 1, nullptr, 0, capacity), -EINVAL);
+  EXPECT_EQ(build(good, 0, nullptr, 0, capacity), -EINVAL);
+  EXPECT_EQ(build(good, 1, unsorted, 2, capacity), -EINVAL);
+  EXPECT_EQ(build(good, 1, empty_range, 1, capacity), -EINVAL);
+  EXPECT_EQ(build(good, 1, nullptr, 0, 10), -ENOSPC);
+  EXPECT_GT(build(good, 1, nullptr, 0, capacity), 0);
 }
 
 TEST(MemoryShimFilter, FullRangeListFitsAndTheKernelAcceptsIt) {
@@ -124,8 +161,29 @@ TEST(MemoryShimFilter, FullRangeListFitsAndTheKernelAcceptsIt) {
   for (int i = 0; i < kMaxShimRanges; ++i) {
     ranges.push_back({0x100000ULL * (i + 1), 0x100000ULL * (i + 1) + 0x8000});
   }
-  const auto prog = Build(ranges);
+  std::vector<AddressRange> code;
+  for (int i = 0; i < kMaxShimCodeRanges; ++i) {
+    code.push_back(
+        {0x7f0000000000ULL + 0x100000ULL * i, 0x7f0000000000ULL + 0x100000ULL * i + 0x1000});
+  }
+  code[0] = {0x400000, 0x401001};
+  const auto prog = Build(ranges, code);
   ASSERT_LE(prog.size(), static_cast<size_t>(kMaxShimFilterLength));
+  // Every jump lands inside the program (the interpreter checks as the kernel does), and the
+  // kernel takes it.
+  EXPECT_EQ(Eval(prog, SYS_madvise, 0x100000, 0x1000, MADV_DONTNEED,
+                 0x7f0000000000ULL + 0x100000ULL * (kMaxShimCodeRanges - 1)),
+            kTrap);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    sock_fprog fprog{static_cast<unsigned short>(prog.size()),
+                     const_cast<sock_filter*>(prog.data())};
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    _exit(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(Eval(prog, SYS_madvise, 0x100000ULL * kMaxShimRanges, 0x1000, MADV_DONTNEED), kTrap);
   EXPECT_EQ(Eval(prog, SYS_madvise, 0x100000ULL * kMaxShimRanges + 0x8000, 0x1000, MADV_DONTNEED),
             kAllow);
@@ -154,6 +212,16 @@ TEST(MemoryShimRanges, JoinsTouchingRangesAndMergesTheSmallestGapWhenFull) {
   // A new range closer to the last one than any other gap is joined to it.
   AddMergedRange(ranges, &count, next + 0x1000 + 0x100, next + 0x3000);
   EXPECT_EQ(ranges[kMaxShimRanges - 1].end, next + 0x3000);
+  // A smaller capacity.
+  AddressRange small[2];
+  int small_count = 0;
+  AddMergedRange(small, &small_count, 2, 0x1000, 0x2000);
+  AddMergedRange(small, &small_count, 2, 0x10000, 0x11000);
+  AddMergedRange(small, &small_count, 2, 0x12000, 0x13000);
+  ASSERT_EQ(small_count, 2);
+  EXPECT_EQ(small[0].end, 0x2000u);
+  EXPECT_EQ(small[1].start, 0x10000u);
+  EXPECT_EQ(small[1].end, 0x13000u);
 }
 
 TEST(MemoryShimMaps, ParsesTheFieldsBeforeThePath) {

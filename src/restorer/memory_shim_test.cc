@@ -467,6 +467,34 @@ TEST(MemoryShim, TheTextFallbackServesTheSameCalls) {
   }));
 }
 
+TEST(MemoryShim, ProgramsTheProcessExecutesAreNotTrapped) {
+  // The filter outlives execve, the handler does not: a trap would kill the new program.
+  // Python queries every signal's action at startup and here also sets SIGSYS's; its malloc
+  // trims with madvise.
+  const char* python = "/usr/bin/python3";
+  if (access(python, X_OK) != 0) GTEST_SKIP() << "no " << python;
+  PatternFile file(4);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    char* p = file.Map(4);
+    CHECK_IN_CHILD(c, p != nullptr && Install(file) == 0);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl(python, python, "-c",
+            "import signal, mmap\n"
+            "signal.signal(signal.SIGSYS, signal.SIG_IGN)\n"
+            "m = mmap.mmap(-1, 1 << 20)\n"
+            "m.madvise(mmap.MADV_DONTNEED)\n"
+            "m.resize(2 << 20)\n",
+            nullptr);
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    c.Expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, __LINE__,
+             "python exited with status " + std::to_string(status));
+  }));
+}
+
 TEST(MemoryShim, InstallRefusesAWrongImageAndASecondInstall) {
   PatternFile file(4);
   ExpectCleanExit(RunInChild([&](Checks& c) {
