@@ -43,12 +43,15 @@ def _need_matplotlib() -> bool:
 def draw_all(loaded: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Draw every plot whose inputs exist; ([written files], [why each skipped plot was skipped])."""
     from peers import plots  # after the matplotlib check: it picks the Agg backend on import
+    from peers.restore_plots import plot_restore
 
     fork = loaded.get("fork-boot", (None, None))[1]
     invoke = loaded.get("invoke-latency", (None, None))[1]
+    restore = loaded.get("restore", (None, None))[1]
     jobs = (("latency.png", lambda p: plots.plot_latency(fork, invoke, p)),
             ("density.png", lambda p: plots.plot_density(fork, p)),
-            ("burst.png", lambda p: plots.plot_burst(fork, p)))
+            ("burst.png", lambda p: plots.plot_burst(fork, p)),
+            ("restore.png", lambda p: plot_restore(restore, p)))
     written, skipped = [], []
     for name, draw in jobs:
         try:
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     loaded = load(a.files or None, a.results)
-    for kind in ("invoke-latency", "fork-boot"):
+    for kind in ("invoke-latency", "fork-boot", "restore"):
         if kind not in loaded:
             where = "among the files given" if a.files else f"in {a.results}"
             print(f"plots.py: no {kind} result {where}", file=sys.stderr)

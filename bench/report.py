@@ -31,7 +31,8 @@ DOCS = HERE.parent / "docs" / "benchmarks.md"
 # (file under docs/img, alt text), in the order the summary shows them.
 PLOTS = (("latency.png", "latency per boot mode against the peers"),
          ("density.png", "memory per idle instance"),
-         ("burst.png", "burst of fork boots"))
+         ("burst.png", "burst of fork boots"),
+         ("restore.png", "restore to answer per boot mode against the peers' restores"))
 
 
 def _met(m: bool | None) -> str:
@@ -53,7 +54,7 @@ def markdown(suite: dict, img_dir: Path | None = None, img_prefix: str = "img/")
     for kind in suite.get("missing", []):
         lines.append(f"| {kind} | not run (no result file) | — | — |")
     lines += ["", "| figure | value | target | met |", "| --- | --- | --- | --- |"]
-    for kind in ("fork-boot", "run-vs-peers", "invoke-latency"):
+    for kind in ("fork-boot", "restore", "run-vs-peers", "invoke-latency"):
         for row in suite["benchmarks"].get(kind, {}).get("rows", []):
             lines.append(f"| {row['figure']} | {row['value']} | {row['target'] or '—'} | "
                          f"{_met(row['met'])} |")

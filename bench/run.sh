@@ -4,8 +4,8 @@
 #
 #   bench/run.sh EMBER_BIN [--quick] [--write-docs] [--rootfs-image FILE] [--only BENCH] [-- SCRIPT_ARGS...]
 #
-# --only run-vs-peers|invoke-latency|fork-boot|micro runs one of the benchmarks; SCRIPT_ARGS go
-# to that one (without --only, to run_vs_peers.py).
+# --only run-vs-peers|invoke-latency|fork-boot|restore|micro runs one of the benchmarks; SCRIPT_ARGS
+# go to that one (without --only, to run_vs_peers.py).
 #
 # 1. installs the peers from Debian when missing (crun, runc, runsc, criu, python3,
 #    python3-matplotlib for the plots);
@@ -17,6 +17,9 @@
 #    plain-boot) against the same peers' cold starts; bench/results/invoke-latency-<timestamp>.json;
 # 6. runs bench/fork_boot.py: fork-boot latency against a raw fork floor and the peers, density
 #    and a burst of fork boots; bench/results/fork-boot-<timestamp>.json;
+# 6b. runs bench/restore_boot.py: cold and warm boot (restore → answer) against fork and plain
+#    boot, runsc restore, runc + CRIU and bare CRIU; PSS of idle restored instances;
+#    bench/results/restore-<timestamp>.json;
 # 7. runs ember-micro-bench (bench/micro, Google Benchmark), built beside EMBER_BIN: the costs
 #    inside ember; bench/results/micro-<timestamp>.json.
 # 8. draws the plots (bench/plots.py -> bench/results/plots/, docs/img with --write-docs) and
@@ -50,8 +53,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $ember == */* ]] && ember=$(realpath -m "$ember")
 case $only in
-  ""|run-vs-peers|invoke-latency|fork-boot|micro) ;;
-  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency, fork-boot or micro, not '$only'" >&2
+  ""|run-vs-peers|invoke-latency|fork-boot|restore|micro) ;;
+  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency, fork-boot, restore or micro," \
+          "not '$only'" >&2
      exit 2 ;;
 esac
 
@@ -116,6 +120,15 @@ cleanup() {
         runsc) runsc --root "$state" delete -force "$id" >/dev/null 2>&1 || true ;;
         *) "$rt" --root "$state" delete -f "$id" >/dev/null 2>&1 || true ;;
       esac
+    done
+  done
+  # restore_boot.py's checkpointed and restored containers (one state dir per peer and handler).
+  for state in "$work"/restore-runsc-*/state "$work"/restore-runc-*/state; do
+    [[ -d $state ]] || continue
+    rt=runc
+    [[ $state == */restore-runsc-* ]] && rt=runsc
+    for id in $("$rt" --root "$state" list --quiet 2>/dev/null); do
+      "$rt" --root "$state" delete --force "$id" >/dev/null 2>&1 || true
     done
   done
   if mountpoint -q "$rootfs"; then
@@ -210,6 +223,19 @@ fi
 # daemon (cgroup pool ember-bench-fork); kernel.pid_max is restored if it had to be raised.
 if [[ -z $only || $only == fork-boot ]]; then
   "$python" "$here/fork_boot.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
+    --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
+    ${ember_image_error:+--ember-error "image: $ember_image_error"} \
+    "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
+  script_pid=$!
+  wait "$script_pid"
+  extra=()
+fi
+
+# Cold and warm boot from snapshots against fork/plain boot and the peers' restores (runsc
+# checkpoint/restore, runc + CRIU, bare CRIU). Its own private daemon (cgroup pool
+# ember-bench-restore); the peers' containers and CRIU images live under $work.
+if [[ -z $only || $only == restore ]]; then
+  "$python" "$here/restore_boot.py" --ember "$ember" --image python3.11 --rootfs "$rootfs" \
     --workdir "$work" --cgroup-parent "$cgroup_parent" --verbose \
     ${ember_image_error:+--ember-error "image: $ember_image_error"} \
     "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &

@@ -13,7 +13,9 @@ import json
 import math
 from pathlib import Path
 
-KINDS = ("run-vs-peers", "invoke-latency", "fork-boot", "micro")
+from .restore_report import suite_rows as restore_rows
+
+KINDS = ("run-vs-peers", "invoke-latency", "fork-boot", "restore", "micro")
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
@@ -61,7 +63,7 @@ def load(paths: list[Path] | None = None, results_dir: Path = RESULTS_DIR) -> di
 
 def machine(loaded: dict) -> dict | None:
     """The machine record of the first result that has one (fork-boot first: the longest run)."""
-    for kind in ("fork-boot", "invoke-latency", "run-vs-peers"):
+    for kind in ("fork-boot", "restore", "invoke-latency", "run-vs-peers"):
         if kind in loaded and isinstance(loaded[kind][1].get("machine"), dict):
             return loaded[kind][1]["machine"]
     return None
@@ -174,7 +176,8 @@ def summary(loaded: dict) -> dict:
     """The combined record: machine, and per kind the file, its timestamp and key figures."""
     out: dict = {"machine": machine(loaded), "machine_line": machine_line(machine(loaded)),
                  "benchmarks": {}, "missing": [k for k in KINDS if k not in loaded]}
-    rows_of = {"fork-boot": fork_rows, "run-vs-peers": run_rows, "invoke-latency": invoke_rows}
+    rows_of = {"fork-boot": fork_rows, "run-vs-peers": run_rows, "invoke-latency": invoke_rows,
+               "restore": restore_rows}
     for kind in (k for k in KINDS if k in loaded):  # a fixed order, whatever the file order
         path, data = loaded[kind]
         rec: dict = {"path": str(path), "timestamp": timestamp(data), "mode": data.get("mode")}

@@ -19,6 +19,7 @@ sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402  (bench/report.py)
 from peers import suite  # noqa: E402
+from test_restore_report import restore_result  # noqa: E402  (its synthetic restore run)
 
 try:
     import matplotlib  # noqa: F401
@@ -91,7 +92,8 @@ def write_results(d: Path, with_fork: bool = True) -> None:
     files = {"invoke-latency-20261121-195618.json": invoke_result(),
              "run-vs-peers-20261121-222403.json": run_result(),
              "run-vs-peers-20261121-100000.json": {"benchmark": "run-vs-peers", "old": True},
-             "micro-20261121-223000.json": micro_result()}
+             "micro-20261121-223000.json": micro_result(),
+             "restore-20261122-013000.json": restore_result()}
     if with_fork:
         files["fork-boot-20261121-222534.json"] = fork_result()
     for name, data in files.items():
@@ -116,14 +118,14 @@ class LoadTest(unittest.TestCase):
 
 @unittest.skipUnless(HAVE_MPL, "matplotlib is not installed (apt-get install python3-matplotlib)")
 class PlotsTest(unittest.TestCase):
-    def test_all_three_plots_are_written(self):
+    def test_all_plots_are_written(self):
         import plots  # bench/plots.py
         with tempfile.TemporaryDirectory() as t:
             write_results(Path(t))
             written, skipped = plots.draw_all(suite.load(None, Path(t)), Path(t) / "img")
             self.assertEqual(skipped, [])
             self.assertEqual(sorted(p.name for p in written),
-                             ["burst.png", "density.png", "latency.png"])
+                             ["burst.png", "density.png", "latency.png", "restore.png"])
             for p in written:
                 self.assertEqual(p.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
 
@@ -132,7 +134,8 @@ class PlotsTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as t:
             write_results(Path(t), with_fork=False)
             written, skipped = plots.draw_all(suite.load(None, Path(t)), Path(t) / "img")
-            self.assertEqual([p.name for p in written], ["latency.png"])  # from invoke-latency
+            # latency from invoke-latency, restore from its own result
+            self.assertEqual([p.name for p in written], ["latency.png", "restore.png"])
             self.assertEqual(len(skipped), 2)
             self.assertTrue(all("fork-boot" in s for s in skipped), skipped)
 
@@ -158,7 +161,8 @@ class ReportTest(unittest.TestCase):
                        "| burst of 1000: boots/s | 449 | ≥ 1,000 | **NOT met** |",
                        "2194.45 ms", "22.48 ms vs 19.08 ms", "0.24 ms / 39.80 ms",
                        "`BM_FrameEncode` 123 ns", "![latency per boot mode against the peers]"
-                       "(img/latency.png)", "(img/burst.png)"):
+                       "(img/latency.png)", "(img/burst.png)", "(img/restore.png)",
+                       "| warm p50 / fork p50 (light) | 1.25× | ≤ 1.5 | yes |"):
             self.assertIn(figure, md)
 
     def test_missing_benchmark_is_named_and_images_only_if_drawn(self):
