@@ -180,7 +180,9 @@ bool RangeWalker::Next(VmaRecord* out) {
   if (mode != kModeText && !g_text_only) {
     ProcmapQuery q;
     const long r = Query(fd, cursor, kCoveringOrNextVma, nullptr, 0, &q);
-    if (r == -ENOTTY && mode == kModeUnknown) {
+    if (IsError(r) && r != -ENOENT && mode == kModeUnknown) {
+      // ENOTTY: a kernel before 6.11, or not a maps file. EPERM and the like: a seccomp policy
+      // that allows only some ioctl requests (the sandbox's strict one).
       mode = kModeText;
     } else if (r == -ENOENT) {
       return false;  // nothing at or above the cursor

@@ -59,9 +59,10 @@ struct MapsReader {
 };
 
 // The mappings that overlap [begin, end) of an open maps file, in address order: through
-// PROCMAP_QUERY, or by reading the text when the ioctl is refused with ENOTTY (an older kernel,
-// or a file that is not a maps file). `want_anonymous` fills VmaRecord::anonymous (in query
-// mode that costs a second ioctl for each mapping without a file); otherwise it is false.
+// PROCMAP_QUERY, or by reading the text when the first ioctl is refused (ENOTTY: an older
+// kernel, or a file that is not a maps file; EPERM: a seccomp policy without the request).
+// `want_anonymous` fills VmaRecord::anonymous (in query mode that costs a second ioctl for each
+// mapping without a file); otherwise it is false.
 struct RangeWalker {
   int fd;
   uint64_t cursor;  // everything below is done

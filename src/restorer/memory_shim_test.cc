@@ -27,6 +27,7 @@
 
 #include "restorer/memory_shim_filter.h"
 #include "restorer/memory_shim_maps.h"
+#include "sandbox/seccomp.h"
 
 namespace ember::restorer {
 namespace {
@@ -492,6 +493,31 @@ TEST(MemoryShim, ProgramsTheProcessExecutesAreNotTrapped) {
     waitpid(pid, &status, 0);
     c.Expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, __LINE__,
              "python exited with status " + std::to_string(status));
+  }));
+}
+
+TEST(MemoryShim, WorksUnderTheSandboxsStrictPolicy) {
+  // The restorer installs the shim, then each thread the sandbox's allowlist. That list does
+  // not allow PROCMAP_QUERY (ioctl requests are listed one by one): the text serves instead.
+  auto strict = sandbox::CompileSeccomp(sandbox::SeccompPolicy::kStrict);
+  ASSERT_TRUE(strict.has_value()) << strict.error().ToString();
+  PatternFile file(4);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    char* p = static_cast<char*>(
+        mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    CHECK_IN_CHILD(c, p != MAP_FAILED);
+    if (p == MAP_FAILED) return;
+    CHECK_IN_CHILD(c, file.Map(4, PROT_READ | PROT_WRITE, p + 2 * kPage) == p + 2 * kPage);
+    CHECK_IN_CHILD(c, Install(file) == 0);
+    CHECK_IN_CHILD(c, sandbox::InstallSeccomp(*strict) == 0);
+    CHECK_IN_CHILD(c, madvise(p + 3 * kPage, kPage, MADV_DONTNEED) == 0);
+    CHECK_IN_CHILD(c, PageIsZero(p + 3 * kPage) && PageIs(p + 4 * kPage, 2));
+    void* q = mremap(p, 8 * kPage, 12 * kPage, MREMAP_MAYMOVE);
+    CHECK_IN_CHILD(c, q != MAP_FAILED);
+    if (q == MAP_FAILED) return;
+    char* g = static_cast<char*>(q);
+    CHECK_IN_CHILD(c, PageIs(g + 2 * kPage, 0) && PageIsZero(g + 3 * kPage));
+    CHECK_IN_CHILD(c, PageIs(g + 5 * kPage, 3) && PageIsZero(g + 11 * kPage));
   }));
 }
 
