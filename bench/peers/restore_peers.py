@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,14 @@ EXCHANGE_IN_CONTAINER = "/mnt"
 RUNSC = "runsc restore"
 RUNC = "runc + CRIU restore"
 CRIU = "bare CRIU restore"
+CRIU_ERROR = re.compile(r"Error \([^)]*\):\s*(.*)")  # "(00.03) Error (criu/vdso.c:381): why"
+GO_LOG_MSG = re.compile(r'level=\w+ msg="((?:[^"\\]|\\.)*)"')  # runc's logrus lines
+
+
+def runtime_messages(out: str) -> str:
+    """runc's stderr without logrus' time/level decoration (its msg fields, joined)."""
+    msgs = [m.group(1).replace("\\n", " ") for m in GO_LOG_MSG.finditer(out)]
+    return "; ".join(msgs) if msgs else out.strip()
 
 
 def peer_code(imports: str) -> str:
@@ -57,7 +66,7 @@ def criu_log_errors(log: Path, limit: int = 4) -> str:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return f"(no {log.name})"
-    errors = [ln.split(")", 1)[-1].strip() for ln in lines if "Error" in ln]
+    errors = [m.group(1).strip() for ln in lines if (m := CRIU_ERROR.search(ln))]
     errors = [e for e in errors if "exited, status" not in e] or errors
     return "; ".join(errors[:limit]) or f"(no error line in {log.name})"
 
@@ -257,14 +266,16 @@ class RuncRestorePeer(OciRestorePeer):
                 str(self.work), cid]
 
     def checkpoint_failure(self, out: str) -> str:
-        return f"{out.strip()[-300:]}; criu dump.log: {criu_log_errors(self.work / 'dump.log')}"
+        return (f"{runtime_messages(out)[-300:]}; criu dump.log: "
+                f"{criu_log_errors(self.work / 'dump.log')}")
 
     def restore_argv(self, run_id):
         return [*self.base(), "restore", "--image-path", str(self.image), "--work-path",
                 str(self.work), "--bundle", str(self.bundle), self.cid(run_id)]
 
     def restore_failure(self, out: str) -> str:
-        return f"{out[-300:]}; criu restore.log: {criu_log_errors(self.work / 'restore.log')}"
+        return (f"{runtime_messages(out)[-300:]}; criu restore.log: "
+                f"{criu_log_errors(self.work / 'restore.log')}")
 
 
 class BareCriuPeer(RestorePeer):

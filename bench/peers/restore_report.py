@@ -157,10 +157,12 @@ def density_lines(d: dict) -> list[str]:
                          f"{_one_line(r['error'], 200)} | | | | |")
             continue
         pss, priv = r.get("pss_kib", {}), r.get("private_kib", {})
+        # No instance alive: the MemAvailable drop divided by none is no figure per instance.
+        drop = r.get("memavailable_drop_kib_per_instance") if r.get("started") else None
         lines.append(f"| {label} | {r.get('requested')} | {r.get('started')} | "
                      f"{_mib(pss.get('mean'))} | {_mib(pss.get('median'))} | "
                      f"{_mib(pss.get('p99'))} | {_mib(priv.get('mean'))} | "
-                     f"{_mib(r.get('memavailable_drop_kib_per_instance'))} |")
+                     f"{_mib(drop)} |")
     lines.append("")
     for key in ("warm", "fork", "plain"):
         r = d.get(key) or {}
