@@ -6,7 +6,8 @@ Variants of one handler, interleaved round by round by invoke_variants.run_group
                       snapshot while the image is in the page cache (the benchmark reads the
                       file before each batch, untimed: a cold boot before it evicted it);
   * ember cold boot   `?boot=cold`: the daemon evicts the image from the page cache, then
-                      restores (the recorded working set is read first);
+                      restores (the recorded working set is read first); each instance is
+                      deleted before the next cold boot, so none keeps image pages mapped;
   * ember fork boot   `?boot=fork`, from the function's live template;
   * ember plain boot  `?boot=plain`, initialized from nothing;
   * the peers of restore_peers.py: runsc restore, runc + CRIU restore, bare CRIU restore.
@@ -20,9 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .fork_latency import ForcedBootVariant
+from .fork_setup import delete_instances
 from .invoke_report import PHASES
 from .invoke_variants import Sample, Variant, run_group, summarize_group
 from .restore_peers import CRIU, RUNC, RUNSC
+from .tools import ToolError
 
 WARM = "ember warm boot"
 COLD = "ember cold boot"
@@ -59,6 +62,28 @@ class WarmBootVariant(ForcedBootVariant):
         return super().measure()
 
 
+class ColdBootVariant(ForcedBootVariant):
+    """Forced cold boots, each instance deleted (untimed, waited for) before the next boot: the
+    daemon's eviction cannot drop pages a live instance still maps, so a second cold boot beside
+    the first would be partly warm."""
+
+    def __init__(self, name, client, function, count):
+        super().__init__(name, client, function, "cold", count)
+
+    def measure(self) -> list[Sample]:
+        out = []
+        for _ in range(self.count):
+            sample, instance = self.one()
+            out.append(sample)
+            try:
+                delete_instances(self.client, [instance] if instance else [])
+            except ToolError as e:
+                out.append((float("nan"), f"cleanup: {e}", None))
+            if out[-1][1]:
+                break
+        return out
+
+
 def ember_variants(client, function: str, per_round: int, snapshot: dict | None,
                    daemon_error: str | None, snapshot_error: str | None) -> list[Variant]:
     """The four ember variants of one function (failed ones carry why)."""
@@ -70,7 +95,7 @@ def ember_variants(client, function: str, per_round: int, snapshot: dict | None,
         out += [Variant(WARM, why), Variant(COLD, why)]
     else:
         out.append(WarmBootVariant(WARM, client, function, per_round, snapshot["path"]))
-        out.append(ForcedBootVariant(COLD, client, function, "cold", per_round))
+        out.append(ColdBootVariant(COLD, client, function, per_round))
     out.append(ForcedBootVariant(FORK, client, function, "fork", per_round))
     out.append(ForcedBootVariant(PLAIN, client, function, "plain", 1))
     return out

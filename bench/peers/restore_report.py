@@ -34,7 +34,8 @@ fork-boot template, and each one's snapshot is taken with `POST /v1/functions/NA
   `--quick`), each starting one variant later than the previous, of: 5 (3) `?boot=warm`
   invocations (the image is read into the page cache before each batch, untimed, since a cold
   boot evicted it), 5 (3) `?boot=cold` (the daemon evicts the image with
-  `POSIX_FADV_DONTNEED`, then restores; the recorded working set is read first), 5 (3)
+  `POSIX_FADV_DONTNEED`, then restores; the recorded working set is read first; each cold
+  instance is deleted before the next cold boot, as pages a live instance maps stay cached), 5 (3)
   `?boot=fork`, one `?boot=plain` — every answer checked to come from a fresh instance booted
   in that mode, client wall time over a connection made beforehand — and one restore each by
   the peers: **runsc restore** (gVisor, ptrace platform, no network; `runsc checkpoint` once,
