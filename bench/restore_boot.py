@@ -48,6 +48,7 @@ from peers.restore_peers import (CRIU, RUNC, RUNSC, BareCriuPeer, RestorePeer, R
                                  RunscRestorePeer, peer_code, tool_version)
 from peers.restore_report import BEGIN_MARK, END_MARK, markdown, write_docs
 from peers.scenarios import FUNCTIONS, HEAVY_IMPORTS, MEMORY_FLAG, PYTHON_IN_IMAGE
+from peers.stats import summarize
 from peers.tools import HostPython, ToolError
 
 HERE = Path(__file__).resolve().parent
@@ -141,6 +142,10 @@ def latency_part(a, client, daemon_error, snapshots, snapshot_errors, peers_of, 
         log(f"latency, {kinds[kind]['title']}: {a.rounds} rounds × "
             f"{sum(1 for v in variants if v.error is None)} variants")
         r = measure_handler(variants, a.rounds, a.warmups, kind, a.verbose)
+        for p in peers:  # restore start → the command's exit, beside the time to the answer
+            kept = p.exit_ms[a.warmups:]
+            if kept and "error" not in r["variants"].get(p.name, {}):
+                r["variants"][p.name]["exit"] = summarize(kept)
         results["latency"][kind] = dict(r, title=kinds[kind]["title"], function=fn,
                                         snapshot=snapshot_record(client, fn) if client else None)
         for p in peers:

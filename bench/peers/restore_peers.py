@@ -5,11 +5,12 @@ Each peer runs the same program, `peer_code(imports)`: it imports what the light
 handler imports, creates `<exchange>/ready`, then waits (a 0.5 ms sleep loop) for
 `<exchange>/go`. The benchmark checkpoints it while it waits, creates `go`, and from then on
 every restore resumes a process that finds `go` at once, runs the handler on the event, writes
-its JSON answer to `<exchange>/answer` and exits. A restore command in the foreground returns
-when the restored process exits, so one sample is: spawn `runsc restore` / `runc restore` /
-`criu restore` → it exits → the answer is read and checked. The exchange directory is a host
-directory, bind-mounted at /mnt in the containers (the image's /mnt is empty). The sleep loop
-adds at most 0.5 ms to the peers; ember is woken by its invocation instead.
+its JSON answer to `<exchange>/answer` and exits. One sample is: spawn `runsc restore` / `runc
+restore` / `criu restore` → the answer file is complete (inotify on the host directory,
+answer_watch.py), as ember's sample ends with the answer; the command's exit (the restored
+process gone, its container torn down) is recorded beside it (exit_ms). The exchange directory
+is a host directory, bind-mounted at /mnt in the containers (the image's /mnt is empty). The
+sleep loop adds at most 0.5 ms to the peers; ember is woken by its invocation instead.
 
 A peer whose checkpoint fails keeps the error (CRIU's own log lines where it wrote them) and is
 reported as failed, never dropped: Debian's criu 3.17 fails on this kernel's vDSO layout, and
@@ -27,6 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .answer_watch import AnswerWatch
 from .invoke_variants import Sample, Variant
 from .scenarios import EVENT, EXPECTED_ANSWER, HANDLER, PYTHON_IN_IMAGE
 from .tools import ToolError, oci_config, run_checked
@@ -60,6 +62,15 @@ def peer_code(imports: str) -> str:
             f"    f.write(json.dumps(handler(json.loads({EVENT!r}))))\n")
 
 
+def answer_complete(path: Path) -> bool:
+    """The answer file holds the whole JSON answer (it may be seen half-written)."""
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def criu_log_errors(log: Path, limit: int = 4) -> str:
     """CRIU's `Error` lines from its log (the reason a dump or restore failed), shortened."""
     try:
@@ -82,6 +93,8 @@ class RestorePeer(Variant):
         self.exchange = root / "exchange"
         self.image = root / "image"
         self.runs = 0
+        self.watch: AnswerWatch | None = None
+        self.exit_ms: list[float] = []  # restore start → the command's exit, per good sample
 
     # ---- what the subclasses provide ----
     def checkpoint(self) -> None:
@@ -100,7 +113,12 @@ class RestorePeer(Variant):
         return out
 
     def teardown(self) -> None:
-        pass
+        self.close_watch()
+
+    def close_watch(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
 
     # ---- common ----
     def prepare(self) -> None:
@@ -128,10 +146,15 @@ class RestorePeer(Variant):
             time.sleep(0.01)
 
     def measure(self) -> list[Sample]:
+        """One restore: (ms to the answer, problem, None); the ms to the command's exit go to
+        exit_ms."""
         self.runs += 1
         run_id = f"{os.getpid():x}-{self.runs}"
         answer = self.exchange / "answer"
         answer.unlink(missing_ok=True)
+        if self.watch is None:
+            self.watch = AnswerWatch(self.exchange)
+        self.watch.drain()
         self.before_restore(run_id)
         try:
             argv = self.restore_argv(run_id)
@@ -139,22 +162,26 @@ class RestorePeer(Variant):
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                out, _ = proc.communicate(timeout=RESTORE_TIMEOUT_S)
+                answered, said = self.watch.wait("answer", answer_complete, proc.stdout,
+                                                 time.monotonic() + RESTORE_TIMEOUT_S)
+                rest, _ = proc.communicate(timeout=RESTORE_TIMEOUT_S)
+                exited = time.perf_counter_ns()
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)  # our own child's session
                 proc.communicate()
                 return [(float("nan"), f"{argv[0]}: timed out after {RESTORE_TIMEOUT_S:.0f}s",
                          None)]
             got = answer.read_text() if answer.exists() else None
-            ms = (time.perf_counter_ns() - t0) / 1e6
         finally:
             self.after_restore(run_id)
-        text = out.decode(errors="replace").strip()
+        text = (said + rest).decode(errors="replace").strip()
+        ms = (answered - t0) / 1e6 if answered else float("nan")
         if proc.returncode != 0:
             return [(ms, f"exit status {proc.returncode}: "
                      f"{self.restore_failure(text)[-600:]}", None)]
-        if got is None or json.loads(got) != json.loads(EXPECTED_ANSWER):
+        if answered is None or got is None or json.loads(got) != json.loads(EXPECTED_ANSWER):
             return [(ms, f"unexpected answer {got!r} (output {text[-300:]!r})", None)]
+        self.exit_ms.append((exited - t0) / 1e6)
         return [(ms, None, None)]
 
 
@@ -231,6 +258,7 @@ class OciRestorePeer(RestorePeer):
         self.delete(self.cid(run_id))
 
     def teardown(self) -> None:
+        self.close_watch()
         for cid in list(self.containers):
             try:
                 self.delete(cid)
@@ -266,16 +294,17 @@ class RuncRestorePeer(OciRestorePeer):
                 str(self.work), cid]
 
     def checkpoint_failure(self, out: str) -> str:
-        return (f"{runtime_messages(out)[-300:]}; criu dump.log: "
-                f"{criu_log_errors(self.work / 'dump.log')}")
+        # CRIU's reason first: runc's own lines only say that criu failed.
+        return (f"criu dump.log: {criu_log_errors(self.work / 'dump.log')}; runc: "
+                f"{runtime_messages(out)[-300:]}")
 
     def restore_argv(self, run_id):
         return [*self.base(), "restore", "--image-path", str(self.image), "--work-path",
                 str(self.work), "--bundle", str(self.bundle), self.cid(run_id)]
 
     def restore_failure(self, out: str) -> str:
-        return (f"{runtime_messages(out)[-300:]}; criu restore.log: "
-                f"{criu_log_errors(self.work / 'restore.log')}")
+        return (f"criu restore.log: {criu_log_errors(self.work / 'restore.log')}; runc: "
+                f"{runtime_messages(out)[-300:]}")
 
 
 class BareCriuPeer(RestorePeer):
@@ -314,6 +343,7 @@ class BareCriuPeer(RestorePeer):
         return f"{out[-200:]}; restore.log: {criu_log_errors(self.image / 'restore.log')}"
 
     def teardown(self) -> None:
+        self.close_watch()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

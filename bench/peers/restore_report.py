@@ -44,8 +44,9 @@ fork-boot template, and each one's snapshot is taken with `POST /v1/functions/NA
   no namespaces). The peers' program imports what the handler imports, then waits for a file
   (0.5 ms sleep loop) in a host directory bind-mounted at `/mnt`; it is checkpointed while it
   waits, and every restore finds the file at once, runs the handler, writes its answer and
-  exits: a sample is restore command start → exit, answer read and checked. Debian's criu 3.17
-  cannot run on this kernel (it expects `[vvar]` and `[vdso]` to be adjacent); the CRIU peers
+  exits: a sample is restore command start → the answer file complete (inotify), as ember's
+  ends with its answer; the command's exit (container torn down) is shown beside it. Debian's
+  criu 3.17 cannot run on this kernel (it expects `[vvar]` and `[vdso]` to be adjacent); the CRIU peers
   are then reported failed with CRIU's own error, and `-- --criu PATH` points them at another
   build. Targets: warm p50 ≤ 1.5 × fork p50; cold p50 ≤ 5 × warm p50 (light handler); bare CRIU
   p50 ≥ 20 × warm p50 where CRIU can run.
@@ -94,17 +95,19 @@ def latency_lines(results: dict) -> list[str]:
         warm = _num(v.get(WARM, {}).get("median_ms"))
         cold = _num(v.get(COLD, {}).get("median_ms"))
         lines += [f"**Restore → answer, {g['title']}** (function `{g['function']}`) — ms", "",
-                  "| variant | n | min | p50 | p99 | p50 / warm p50 | p50 / cold p50 |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| variant | n | min | p50 | p99 | p50 / warm p50 | p50 / cold p50 | "
+                  "p50 to the command's exit |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, r in v.items():
             if "error" in r:
                 lines.append(f"| {name} | {r.get('n', 0)} | – | – | – | failed: "
-                             f"{_one_line(r['error'], 220)} | |")
+                             f"{_one_line(r['error'], 220)} | | |")
                 continue
             p50 = r["median_ms"]
             lines.append(f"| {name} | {r['n']} | {fmt_small(r['min_ms'])} | {fmt_small(p50)} | "
                          f"{fmt_small(r['p99_ms'])} | {_ratio(p50 / warm if warm else None)} | "
-                         f"{_ratio(p50 / cold if cold else None)} |")
+                         f"{_ratio(p50 / cold if cold else None)} | "
+                         f"{fmt_small(r['exit']['median_ms']) if 'exit' in r else ''} |")
         lines.append("")
         for what in TARGET_CHECKS:
             c = g.get("checks", {}).get(what)
