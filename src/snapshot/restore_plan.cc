@@ -95,7 +95,8 @@ int32_t MapFlagsFor(AreaKind kind) {
 Status AddAreas(const ImageReader& image, PlanBuilder& plan) {
   std::vector<PlanArea> areas;
   std::vector<PlanRun> runs;
-  PlanHeader& h = plan.header();
+  // Not a reference into the plan: AppendString below may move its bytes.
+  uint64_t kernel[3][2] = {};  // vdso, vvar, vvar_vclock: start, end
   uint64_t kernel_low = ~0ULL, kernel_high = 0;
   for (const AreaRecord& a : image.areas()) {
     std::string name = Hex(a.start) + "-" + Hex(a.end) +
@@ -107,9 +108,7 @@ Status AddAreas(const ImageReader& image, PlanBuilder& plan) {
     }
     AreaKind kind = a.area_kind();
     if (kind == AreaKind::kVdso || kind == AreaKind::kVvar || kind == AreaKind::kVvarVclock) {
-      uint64_t* slot = kind == AreaKind::kVdso   ? &h.vdso_start
-                       : kind == AreaKind::kVvar ? &h.vvar_start
-                                                 : &h.vclock_start;
+      uint64_t* slot = kernel[kind == AreaKind::kVdso ? 0 : kind == AreaKind::kVvar ? 1 : 2];
       if (slot[0] != 0) return Fail(ErrorCode::kUnsupported, "restore plan: second " + name);
       slot[0] = a.start;
       slot[1] = a.end;
@@ -138,13 +137,22 @@ Status AddAreas(const ImageReader& image, PlanBuilder& plan) {
     }
     areas.push_back(area);
   }
-  if (h.vdso_start != 0 && kernel_high - kernel_low > kVdsoScratchBytes) {
+  if (kernel[0][0] == 0 && (kernel[1][0] != 0 || kernel[2][0] != 0)) {
+    return Fail(ErrorCode::kUnsupported, "restore plan: [vvar] without [vdso]");
+  }
+  if (kernel[0][0] != 0 && kernel_high - kernel_low > kVdsoScratchBytes) {
     return Fail(ErrorCode::kUnsupported, "restore plan: vdso and vvar areas span " +
                                              Hex(kernel_high - kernel_low) + " bytes");
   }
   uint64_t areas_offset = plan.AppendArray<PlanArea>(areas);
   uint64_t runs_offset = plan.AppendArray<PlanRun>(runs);
-  PlanHeader& header = plan.header();  // the vector may have moved
+  PlanHeader& header = plan.header();
+  header.vdso_start = kernel[0][0];
+  header.vdso_end = kernel[0][1];
+  header.vvar_start = kernel[1][0];
+  header.vvar_end = kernel[1][1];
+  header.vclock_start = kernel[2][0];
+  header.vclock_end = kernel[2][1];
   header.area_count = static_cast<uint32_t>(areas.size());
   header.areas_offset = areas_offset;
   header.run_count = static_cast<uint32_t>(runs.size());

@@ -139,6 +139,40 @@ TEST(RestorePlanTest, EveryAreaThreadAndFileAppears) {
   }
 }
 
+// A Python process has a hundred file mappings before its vdso: the plan grows (and moves) while
+// the areas are added, and the kernel areas must still land in the header.
+TEST(RestorePlanTest, KernelAreasAfterManyFileAreas) {
+  ProcessState state = SyntheticState(1, 1, 0);
+  state.areas.clear();
+  for (int i = 0; i < 200; ++i) {
+    MemoryArea a;
+    a.start = 0x7f0000000000 + uint64_t(i) * 0x10000;
+    a.end = a.start + kPageSize;
+    a.prot = PROT_READ;
+    a.flags = MAP_PRIVATE;
+    a.kind = AreaKind::kFilePrivate;
+    a.path = "/usr/lib/x86_64-linux-gnu/a-rather-long-library-name-" + std::to_string(i) + ".so";
+    state.areas.push_back(a);
+  }
+  const AreaKind kinds[] = {AreaKind::kVvar, AreaKind::kVvarVclock, AreaKind::kVdso};
+  for (int i = 0; i < 3; ++i) {
+    MemoryArea a;
+    a.start = 0x7f1000000000 + uint64_t(i) * 4 * kPageSize;
+    a.end = a.start + 4 * kPageSize;
+    a.kind = kinds[i];
+    state.areas.push_back(a);
+  }
+  ImageReader image = Open(state);
+  auto plan = BuildRestorePlan(image, RestoreSettings{});
+  ASSERT_TRUE(plan) << plan.error().ToString();
+  const PlanHeader& h = Header(*plan);
+  EXPECT_EQ(h.area_count, 200u);
+  EXPECT_EQ(h.vvar_start, 0x7f1000000000u);
+  EXPECT_EQ(h.vclock_start, 0x7f1000000000u + 4 * kPageSize);
+  EXPECT_EQ(h.vdso_start, 0x7f1000000000u + 8 * kPageSize);
+  EXPECT_EQ(h.vdso_end, 0x7f1000000000u + 12 * kPageSize);
+}
+
 TEST(RestorePlanTest, EagerFilesWhenLazyFilesAreOff) {
   ImageReader image = Open(SyntheticState(3, 2, 5));
   RestoreSettings settings;

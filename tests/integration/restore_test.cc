@@ -269,6 +269,36 @@ TEST_F(RestoreTest, MissingFileIsReportedWithItsFd) {
   EXPECT_EQ(instance.ExitCode(), 125);
 }
 
+// A real python3.11 with heavy imports, blocked in read() on its control socket: libc and the
+// extension modules come back as private file mappings by path, the heap through the mm bounds.
+// After the restore it must still compute, allocate and print.
+TEST_F(RestoreTest, PythonWithHeavyImports) {
+  if (!PathExists("/usr/bin/python3.11")) GTEST_SKIP() << "no /usr/bin/python3.11";
+  std::string image = dir_.path() + "/python.snapshot";
+  {
+    Program original;
+    ASSERT_NO_FATAL_FAILURE(CheckpointToImage(
+        original,
+        {"/usr/bin/python3.11", "-c",
+         "import sys, os, json, decimal, asyncio, email.parser, sqlite3, hashlib, random\n"
+         "data = {str(i): [i] * 10 for i in range(20000)}\n"
+         "print('ready pid=%d' % os.getpid(), flush=True)\n"
+         "sys.stdin.buffer.raw.read(1)\n"
+         "s = json.dumps(data)\n"
+         "ok = len(json.loads(s)) == 20000 and hashlib.sha256(b'x').hexdigest()[:4] == '2d71'\n"
+         "ok = ok and decimal.Decimal('1.1') + decimal.Decimal('2.2') == decimal.Decimal('3.3')\n"
+         "ok = ok and asyncio.run(asyncio.sleep(0, 'x')) == 'x'\n"
+         "big = [bytes(1000) for _ in range(10000)]\n"
+         "print('ok' if ok else 'fail python state', flush=True)\n"},
+        image));
+  }
+  for (MemoryMode mode : {MemoryMode::kOverlay, MemoryMode::kCopy}) {
+    RestoreSettings settings;
+    settings.memory_mode = mode;
+    RestoreAndExpectOk(image, settings);
+  }
+}
+
 // An agent is pid 1 of its sandbox: ember-restore becomes the process (no reaper), enters the
 // time namespace with setns, and the threads come back with their small tids.
 class Pid1RestoreTest : public RestoreTest {};
