@@ -105,7 +105,9 @@ void EnterTimeNamespace(bool self) {
 
 // Pid 1 of the sandbox while the process runs as the recorded pid: reaps every orphan of the
 // namespace and exits with the process's status. It keeps no fd of the instance (its stdio and
-// control channel must see EOF when the process closes them) and no privilege.
+// control channel must see EOF when the process closes them), no privilege, runs under the
+// sandbox's seccomp filter (it needs read, close, wait4, write, exit_group) and is not dumpable
+// (the process, same uid, must not be able to ptrace it).
 [[noreturn]] void Reap(long child, int sync_read) {
   int report = g_ctx.report_fd;
   for (int& source : g_ctx.sources) {
@@ -113,7 +115,8 @@ void EnterTimeNamespace(bool self) {
   }
   RawSyscall(SYS_close, g_ctx.image_fd);
   CloseReconnectorHandoff();  // the process has its own copy; the reconnector needs one peer
-  DropPrivileges(false);
+  // The sandbox's filter too: the reaper lives as long as the instance, next to it.
+  DropPrivileges(true, false);
   char byte = 0;
   long n;
   do {

@@ -55,7 +55,7 @@ void StartReconnector() {
     g_ctx.sync_fd = -1;  // its failures are its own; ServeLazyFiles closes the rest
     // The sandbox's identity without privileges, but not the sandbox's filter: it denies kcmp
     // and the listener's ioctls, and the reconnector confines itself.
-    DropPrivileges(false);
+    DropPrivileges(false, false);
     ServeLazyFiles(sv[1], g_lazy, g_lazy_count, -1);
   }
   RawSyscall(SYS_close, sv[1]);

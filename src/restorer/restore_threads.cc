@@ -89,7 +89,7 @@ void RestoreThreadState(const PlanThread& t) {
 void ThreadMain(const void* arg) {
   const PlanThread& t = *static_cast<const PlanThread*>(arg);
   RestoreThreadState(t);
-  DropPrivileges(true);
+  DropPrivileges(true, true);
   __atomic_add_fetch(&g_ready, 1, __ATOMIC_SEQ_CST);
   RawSyscall(SYS_futex, reinterpret_cast<long>(&g_ready), FUTEX_WAKE, 1);
   while (__atomic_load_n(&g_gate, __ATOMIC_SEQ_CST) == 0) {
@@ -100,7 +100,7 @@ void ThreadMain(const void* arg) {
 
 }  // namespace
 
-void DropPrivileges(bool install_seccomp) {
+void DropPrivileges(bool install_seccomp, bool dumpable) {
   const PlanHeader& p = *g_ctx.plan;
   // The bounding set first: dropping from it needs CAP_SETPCAP, which the uid switch may take.
   for (int cap = 0; cap <= kCapLast; ++cap) {
@@ -117,8 +117,9 @@ void DropPrivileges(bool install_seccomp) {
   __user_cap_data_struct data[2] = {};
   Check(RawSyscall(SYS_capset, reinterpret_cast<long>(&header), reinterpret_cast<long>(data)),
         snapshot::kStageCapabilities, 0);
-  // A uid change makes the process undumpable (root-owned /proc/PID files); it was dumpable.
-  RawSyscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
+  // A uid change may make the process undumpable (root-owned /proc/PID files); the restored
+  // process was dumpable. The helpers are made undumpable whatever the uid change did.
+  RawSyscall(SYS_prctl, PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0);
   Check(RawSyscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), snapshot::kStageNoNewPrivs, 0);
   if (install_seccomp && p.seccomp_len > 0) {
     sock_fprog program{static_cast<unsigned short>(p.seccomp_len),
@@ -164,7 +165,7 @@ void StartThreads() {
   // Privileges go before the success report, so that "success" means the whole process is
   // locked down; the sandbox's filter must allow what follows: write, close, futex,
   // rt_sigreturn.
-  DropPrivileges(true);
+  DropPrivileges(true, true);
   ReportSuccess();
   __atomic_store_n(&g_gate, 1, __ATOMIC_SEQ_CST);
   RawSyscall(SYS_futex, reinterpret_cast<long>(&g_gate), FUTEX_WAKE, 0x7fffffff);

@@ -89,6 +89,8 @@ void InstallShim();         // kOverlay: the memory shim, before any thread is c
 void StartThreads();               // every thread but the leader, each waits at the gate
 [[noreturn]] void ResumeLeader();  // opens the gate and jumps
 // Capabilities, uid/gid, no_new_privs, seccomp for the calling thread (all are per thread).
-void DropPrivileges(bool install_seccomp);
+// `dumpable`: the restored process is (it was, and the lazy reconnector's kcmp needs it); ember's
+// own helpers (reaper, reconnector) are not, so the process cannot ptrace them.
+void DropPrivileges(bool install_seccomp, bool dumpable);
 
 }  // namespace ember::restorer

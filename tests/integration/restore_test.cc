@@ -176,16 +176,19 @@ TEST_F(RestoreTest, PrivilegesAreDroppedInEveryThread) {
   }
   // The reaper drops its privileges right after the clone, while the process is being restored,
   // not in step with the report: wait for it (bounded).
-  std::string reaper_caps;
-  for (int i = 0; i < 500 && reaper_caps != "0000000000000000"; ++i) {
+  std::string reaper_seccomp;  // its last step
+  for (int i = 0; i < 500 && reaper_seccomp != "2"; ++i) {
     if (i > 0) ::usleep(10000);
     auto reaper = ReadFile("/proc/" + p1 + "/status");
     ASSERT_TRUE(reaper);
-    reaper_caps = field(*reaper, "CapEff");
+    reaper_seccomp = field(*reaper, "Seccomp");
   }
-  EXPECT_EQ(reaper_caps, "0000000000000000");
+  EXPECT_EQ(reaper_seccomp, "2");
   auto reaper = ReadFile("/proc/" + p1 + "/status");
   ASSERT_TRUE(reaper);
+  EXPECT_EQ(field(*reaper, "CapEff"), "0000000000000000");
+  EXPECT_EQ(field(*reaper, "CapBnd"), "0000000000000000");
+  EXPECT_EQ(field(*reaper, "NoNewPrivs"), "1");
   EXPECT_EQ(field(*reaper, "Uid"), "65534\t65534\t65534\t65534");
   EXPECT_EQ(instance.Finish(), "ok");
   EXPECT_EQ(instance.ExitCode(), 0);
