@@ -61,8 +61,9 @@ void RestoreSigactions() {
   const PlanHeader& p = *g_ctx.plan;
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
+    // Every one, defaults too: SIG_IGN survives the exec of ember-restore, so "as it is now"
+    // may not be what was recorded.
     const snapshot::PlanSigaction& a = p.sigactions[sig - 1];
-    if (a.handler == 0 && a.flags == 0 && a.mask == 0) continue;  // default: as it is now
     Check(RawSyscall(SYS_rt_sigaction, sig, reinterpret_cast<long>(&a), 0, 8),
           snapshot::kStageSigaction, static_cast<uint64_t>(sig));
   }
