@@ -229,6 +229,11 @@ inline void RestoreAndExpectOk(const std::string& image_path, const RestoreSetti
   auto status = CheckRestoreReport(report);
   ASSERT_TRUE(status) << status.error().ToString();
   EXPECT_GT(report.phase_ns[kPhaseTotal], 0u);
+  // For a reader of the XML output, not asserted (tests check behaviour, not speed).
+  ::testing::Test::RecordProperty("restore_total_us",
+                                  std::to_string(report.phase_ns[kPhaseTotal] / 1000));
+  ::testing::Test::RecordProperty("restore_memory_us",
+                                  std::to_string(report.phase_ns[kPhaseMemory] / 1000));
   EXPECT_EQ(instance.Finish(), "ok");
   EXPECT_EQ(instance.ExitCode(), 0);
 }
