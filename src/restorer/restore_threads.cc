@@ -91,9 +91,9 @@ void ThreadMain(const void* arg) {
   RestoreThreadState(t);
   DropPrivileges(true, true);
   __atomic_add_fetch(&g_ready, 1, __ATOMIC_SEQ_CST);
-  RawSyscall(SYS_futex, reinterpret_cast<long>(&g_ready), FUTEX_WAKE, 1);
+  RawSyscall(SYS_futex, reinterpret_cast<long>(&g_ready), FUTEX_WAKE_PRIVATE, 1);
   while (__atomic_load_n(&g_gate, __ATOMIC_SEQ_CST) == 0) {
-    RawSyscall(SYS_futex, reinterpret_cast<long>(&g_gate), FUTEX_WAIT, 0, 0);
+    RawSyscall(SYS_futex, reinterpret_cast<long>(&g_gate), FUTEX_WAIT_PRIVATE, 0, 0);
   }
   Sigreturn(snapshot::kPlanAddress + t.frame_offset);
 }
@@ -153,7 +153,7 @@ void StartThreads() {
   for (;;) {
     int ready = __atomic_load_n(&g_ready, __ATOMIC_SEQ_CST);
     if (ready == static_cast<int>(others)) break;
-    RawSyscall(SYS_futex, reinterpret_cast<long>(&g_ready), FUTEX_WAIT, ready, 0);
+    RawSyscall(SYS_futex, reinterpret_cast<long>(&g_ready), FUTEX_WAIT_PRIVATE, ready, 0);
   }
 }
 
@@ -168,7 +168,7 @@ void StartThreads() {
   DropPrivileges(true, true);
   ReportSuccess();
   __atomic_store_n(&g_gate, 1, __ATOMIC_SEQ_CST);
-  RawSyscall(SYS_futex, reinterpret_cast<long>(&g_gate), FUTEX_WAKE, 0x7fffffff);
+  RawSyscall(SYS_futex, reinterpret_cast<long>(&g_gate), FUTEX_WAKE_PRIVATE, 0x7fffffff);
   Sigreturn(snapshot::kPlanAddress + leader.frame_offset);
 }
 

@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "integration/restore_harness.h"
+#include "sandbox/seccomp.h"
 #include "util/fixtures.h"
 
 namespace ember::snapshot {
@@ -268,6 +269,42 @@ TEST_F(RestoreTest, RegularFilesAreReopenedOnFirstUse) {
     EXPECT_EQ(instance.ExitCode(), 0);
   }
 }
+
+// Under the sandbox's real strict policy (the one plain boot installs) and its unprivileged
+// uid: the restorer's last calls (futex, write, close, rt_sigreturn), the reaper's (read,
+// wait4, exit_group), the lazy files' reconnection and the memory shim's trap all live with it.
+class StrictPolicyRestoreTest : public RestoreTest {};
+
+TEST_P(StrictPolicyRestoreTest, RestoredProgramSaysOk) {
+  if (GetParam().program == "python" && !PathExists("/usr/bin/python3.11")) {
+    GTEST_SKIP() << "no /usr/bin/python3.11";
+  }
+  auto policy = sandbox::CompileSeccomp(sandbox::SeccompPolicy::kStrict);
+  ASSERT_TRUE(policy) << policy.error().ToString();
+  std::string image = dir_.path() + "/" + GetParam().program + ".snapshot";
+  {
+    Program original;
+    ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, Argv(GetParam().program), image));
+  }
+  // The files program's scratch files must be reachable by the unprivileged uid.
+  ASSERT_EQ(::chmod(dir_.path().c_str(), 0777), 0);
+  ::chmod((dir_.path() + "/data").c_str(), 0666);  // zdtm_files' data file, if any
+  RestoreSettings settings;
+  settings.memory_mode = GetParam().mode;
+  settings.uid = 65534;
+  settings.gid = 65534;
+  const auto& bpf = policy->instructions;
+  settings.seccomp_bpf.resize(bpf.size() * sizeof(sock_filter));
+  std::memcpy(settings.seccomp_bpf.data(), bpf.data(), settings.seccomp_bpf.size());
+  RestoreAndExpectOk(image, settings);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Zdtm, StrictPolicyRestoreTest,
+    ::testing::Values(Case{"threads", MemoryMode::kOverlay}, Case{"files", MemoryMode::kOverlay},
+                      Case{"dontneed", MemoryMode::kOverlay}, Case{"signals", MemoryMode::kCopy},
+                      Case{"timers", MemoryMode::kCopy}, Case{"python", MemoryMode::kOverlay}),
+    CaseName);
 
 // A failed restore says where: the file fd `rw` of zdtm_files is gone.
 TEST_F(RestoreTest, MissingFileIsReportedWithItsFd) {
