@@ -79,6 +79,21 @@ TEST(MemoryShim, ReadOnlyImageKeepsItsProtection) {
   }));
 }
 
+TEST(MemoryShim, GuardPagesLeaveZerosWhenRemoved) {
+  constexpr int kGuardInstall = 102, kGuardRemove = 103;  // Linux 6.13
+  PatternFile file(4);
+  ExpectCleanExit(RunInChild([&](Checks& c) {
+    char* p = file.Map(4);
+    CHECK_IN_CHILD(c, p != nullptr && Install(file) == 0);
+    if (p == nullptr) return;
+    const int installed = madvise(p + kPage, kPage, kGuardInstall);
+    if (installed != 0 && errno == EINVAL) return;  // a kernel without guard regions
+    CHECK_IN_CHILD(c, installed == 0);
+    CHECK_IN_CHILD(c, madvise(p + kPage, kPage, kGuardRemove) == 0);
+    CHECK_IN_CHILD(c, PageIsZero(p + kPage) && PageIs(p, 0) && PageIs(p + 2 * kPage, 2));
+  }));
+}
+
 TEST(MemoryShim, MadvFreeWorksAndLeavesZerosOrTheOldBytes) {
   PatternFile file(4);
   ExpectCleanExit(RunInChild([&](Checks& c) {
