@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "restorer/memory_shim_filter.h"
+#include "restorer/memory_shim_internal.h"
 #include "restorer/memory_shim_maps.h"
 #include "restorer/syscall.h"
 
@@ -47,81 +48,22 @@ ember_shim_sigreturn:
     .popsection
 )");
 
-// Hidden: their addresses are then taken RIP-relative, not through the GOT. ld 2.40 cannot
-// relax a GOT load of a symbol above 2 GiB in the static non-PIE restorer (it tries an imm32).
 extern "C" {
-__attribute__((visibility("hidden"))) long ember_shim_syscall(long nr, long a0, long a1, long a2,
-                                                              long a3, long a4);
 __attribute__((visibility("hidden"))) extern char ember_shim_syscall_return[];
 __attribute__((visibility("hidden"))) void ember_shim_sigreturn();
 }
 
 namespace ember::restorer {
+namespace shim {
+
+ShimState g_shim;
+
+}  // namespace shim
 namespace {
 
-constexpr int kSigsys = 31;
-constexpr int kSysSeccomp = 1;  // si_code of a seccomp SIGSYS
-constexpr unsigned long kSaSiginfo = 4;
-constexpr unsigned long kSaResethand = 0x80000000;
-constexpr unsigned long kSaRestorer = 0x04000000;
-constexpr uintptr_t kSigDfl = 0;
-constexpr uintptr_t kSigIgn = 1;
-constexpr int kSigSetmask = 2;
-constexpr uint64_t kSigsysBit = 1ULL << (kSigsys - 1);
-constexpr uint64_t kUnblockable = (1ULL << (9 - 1)) | (1ULL << (19 - 1));  // SIGKILL, SIGSTOP
-constexpr uint64_t kPageSize = 4096;
-constexpr const char* kMapsPath = "/proc/self/maps";
+using namespace shim;  // NOLINT(google-build-using-namespace)
 
-// The kernel's x86-64 sigaction (not glibc's: no 128-byte sigset).
-using SigactionHandler = void (*)(int, void*, void*);
-struct KernelSigaction {
-  SigactionHandler handler;  // or SIG_DFL (0), SIG_IGN (1)
-  unsigned long flags;
-  void (*restorer)();
-  uint64_t mask;
-};
-
-// The SIGSYS part of the kernel's siginfo.
-struct SigsysInfo {
-  int signo;
-  int errno_value;  // SECCOMP_RET_DATA of the filter that trapped
-  int code;
-  int pad;
-  uint64_t call_addr;
-  int syscall;
-  uint32_t arch;
-};
-static_assert(offsetof(SigsysInfo, syscall) == 24 && offsetof(SigsysInfo, arch) == 28);
-
-// The kernel's x86-64 ucontext: general registers at offset 40 in sigcontext order, the
-// signal mask that sigreturn restores after them.
-struct KernelUcontext {
-  uint64_t flags;
-  uint64_t link;
-  uint64_t stack[3];
-  uint64_t gregs[32];  // struct sigcontext
-  uint64_t sigmask;
-};
-constexpr int kR8 = 0, kR10 = 2, kRdi = 8, kRsi = 9, kRdx = 12, kRax = 13;
-static_assert(offsetof(KernelUcontext, gregs) == 40 && offsetof(KernelUcontext, sigmask) == 296);
-
-struct ShimState {
-  uint32_t dev_major;
-  uint32_t dev_minor;
-  uint64_t inode;
-  bool installed;
-  uint64_t traps;
-  KernelSigaction process_action;  // the process's own SIGSYS action (see the header)
-  int action_lock;
-};
-
-// Zero-initialised (bss): the restorer runs no constructors.
-ShimState g_shim;
 sock_filter g_filter[kMaxShimFilterLength];
-
-long ShimSyscall(long nr, long a0 = 0, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0) {
-  return ember_shim_syscall(nr, a0, a1, a2, a3, a4);
-}
 
 uint64_t PageRoundUp(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
 
@@ -262,74 +204,6 @@ long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, l
   }
   return ShimSyscall(__NR_mremap, static_cast<long>(old_address), static_cast<long>(old_size),
                      static_cast<long>(new_size), flags, static_cast<long>(new_address));
-}
-
-void ReraiseWithDefaultAction(SigsysInfo* info) {
-  const KernelSigaction default_action{};  // SIG_DFL
-  ShimSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&default_action), 0, 8);
-  const long tgid = RawSyscall(__NR_getpid);
-  const long tid = RawSyscall(__NR_gettid);
-  // Same siginfo (a core dump shows the original cause); sending to oneself allows any code.
-  if (IsError(
-          RawSyscall(__NR_rt_tgsigqueueinfo, tgid, tid, kSigsys, reinterpret_cast<long>(info)))) {
-    RawSyscall(__NR_tgkill, tgid, tid, kSigsys);
-  }
-  // SIGSYS is blocked until the handler returns; sigreturn unblocks it and it is delivered.
-}
-
-// The process's SIGSYS action is shared by its threads; a spin lock is enough (held for a few
-// instructions, only inside the handler, where every signal is blocked).
-void LockProcessAction() {
-  while (__atomic_exchange_n(&g_shim.action_lock, 1, __ATOMIC_ACQUIRE) != 0) {
-    __builtin_ia32_pause();
-  }
-}
-void UnlockProcessAction() { __atomic_store_n(&g_shim.action_lock, 0, __ATOMIC_RELEASE); }
-
-// rt_sigaction(SIGSYS, act, oact, sigsetsize) of the process: reads and sets its own action,
-// leaving the shim's handler in place.
-long EmulateSigaction(uint64_t act, uint64_t oact, uint64_t sigsetsize) {
-  if (sigsetsize != sizeof(uint64_t)) return -EINVAL;
-  // A bad oact fails with EFAULT before anything changes (the real call writes the shim's
-  // action there; it is overwritten below). A bad act is read directly: see the header.
-  if (oact != 0) {
-    const long r = ShimSyscall(__NR_rt_sigaction, kSigsys, 0, static_cast<long>(oact), 8);
-    if (IsError(r)) return r;
-  }
-  KernelSigaction incoming{};
-  if (act != 0) {
-    // NOLINTNEXTLINE(performance-no-int-to-ptr)
-    incoming = *reinterpret_cast<const KernelSigaction*>(act);
-    incoming.mask &= ~kUnblockable;  // as the kernel does
-  }
-  LockProcessAction();
-  const KernelSigaction previous = g_shim.process_action;
-  if (act != 0) g_shim.process_action = incoming;
-  UnlockProcessAction();
-  // NOLINTNEXTLINE(performance-no-int-to-ptr)
-  if (oact != 0) *reinterpret_cast<KernelSigaction*>(oact) = previous;
-  return 0;
-}
-
-// A SIGSYS that is not the shim's: do what the process's own action would have done.
-void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
-  LockProcessAction();
-  const KernelSigaction action = g_shim.process_action;
-  if ((action.flags & kSaResethand) != 0) g_shim.process_action.handler = nullptr;
-  UnlockProcessAction();
-  const auto disposition = reinterpret_cast<uintptr_t>(action.handler);
-  if (disposition == kSigDfl || (disposition == kSigIgn && info->code == kSysSeccomp)) {
-    ReraiseWithDefaultAction(info);  // a forced seccomp SIGSYS kills even when ignored
-    return;
-  }
-  if (disposition == kSigIgn) return;
-  // The mask the kernel would have set for that handler (the shim's blocks everything), but
-  // with SIGSYS open: a trapped call in that handler (free() reaching madvise) must reach the
-  // shim, not kill the process. A second foreign SIGSYS then nests, as with SA_NODEFER.
-  const uint64_t mask = (context->sigmask | action.mask) & ~kSigsysBit;
-  RawSyscall(__NR_rt_sigprocmask, kSigSetmask, reinterpret_cast<long>(&mask), 0, 8);
-  // A one-argument handler ignores the other two (x86-64 calling convention).
-  action.handler(kSigsys, info, context);
 }
 
 void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
