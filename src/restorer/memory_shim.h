@@ -65,7 +65,10 @@
 //     a trapped call inside it still reaches the shim (a second foreign SIGSYS nests).
 //     rt_sigaction(SIGSYS) with an unreadable act pointer faults in the handler (SIGSEGV)
 //     instead of failing with EFAULT; pending SIGSYS is not discarded when it is set to
-//     SIG_IGN.
+//     SIG_IGN. The kept action lives in memory, so a vfork child (posix_spawn) that sets it
+//     sets the parent's too (the kernel keeps actions apart): glibc's posix_spawn resets a
+//     handled SIGSYS to SIG_DFL in its child, so a process with its own SIGSYS handler loses it
+//     after posix_spawn. fork children have their own copy.
 //   * The filter survives execve, the handler does not. Calls are trapped only from where the
 //     process's code was at install time, so a program it executes (its libc placed elsewhere
 //     by ASLR) is not trapped: tested with python. At risk: a program whose code lands where
