@@ -140,13 +140,14 @@ void Api::Handle(HttpRequest&& request, Responder respond) {
     }
     if (parts.size() == 4 && parts[3] == "snapshot") {
       if (method != "POST") return respond(MethodNotAllowed(request, "POST"));
+      if (auto known = engine_->GetFunction(name); !known) {
+        return respond(JsonError(404, "function_not_found", known.error().message()));
+      }
       return engine_->TakeSnapshot(
           name, [respond = std::move(respond)](Result<engine::SnapshotView> taken) mutable {
             if (!taken) {
               int status = StatusForError(taken.error());
-              bool missing = status == 404;
-              respond(JsonError(missing || status == 503 ? status : 500,
-                                missing ? "function_not_found" : "snapshot_failed",
+              respond(JsonError(status == 503 ? 503 : 500, "snapshot_failed",
                                 taken.error().ToString()));
               return;
             }

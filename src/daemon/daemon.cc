@@ -30,7 +30,7 @@ Result<std::string> InstallAgent(const std::string& from_dir, const std::string&
   std::string dir = run_dir + "/agent";
   EMBER_TRY(MakeDirs(dir));
   ::chmod(dir.c_str(), 0755);
-  for (const char* file : {"ember-agent", "ember-python.so"}) {
+  for (const char* file : {"ember-agent", "ember-python.so", "ember-restore"}) {
     std::string from = from_dir + "/" + file;
     if (!PathExists(from)) {
       return Fail(ErrorCode::kNotFound, "install the agent: " + from +

@@ -151,6 +151,7 @@ class Engine {
     std::shared_ptr<SnapshotSource> source;
     std::chrono::system_clock::time_point taken;
     std::vector<std::function<void(Result<SnapshotView>)>> waiters;
+    bool recording_working_set = false;
   };
   std::string SnapshotPath(const FunctionVersion& function) const;
   void OnSnapshotTaken(const FunctionVersion& function,
@@ -161,6 +162,9 @@ class Engine {
   // Forgets the function's snapshot and deletes its file.
   void DropSnapshot(const std::string& name);
   void SnapshotSources(const FunctionVersion& function, BootSources* sources) const;
+  // After the first invocation of a restored instance, once per snapshot: records the image pages
+  // it touched as the snapshot's working set (cold boots prefetch them), then reopens it.
+  void MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply);
   void RestoreBoot(const BootRequest& request,
                    std::function<void(tl::expected<BootedInstance, BootError>)> done);
   SnapshotView ViewOfSnapshot(const std::string& function, const SnapshotSlot& slot) const;

@@ -35,6 +35,7 @@ void Engine::Invoke(InvokeCall call) {
   std::string function = call.function;
   call.done = [this, function, done = std::move(call.done)](InvokeReply reply) {
     CountInvocation(function, reply);
+    MaybeRecordWorkingSet(function, reply);
     done(std::move(reply));
   };
   it->second->Invoke(std::move(call));

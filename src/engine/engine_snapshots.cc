@@ -12,6 +12,8 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "engine/engine.h"
+#include "snapshot/image_writer.h"
+#include "snapshot/working_set.h"
 
 namespace ember::engine {
 namespace {
@@ -174,6 +176,51 @@ void Engine::RestoreBoot(const BootRequest& request,
     auto result = std::make_shared<tl::expected<BootedInstance, BootError>>(
         launcher_->Restore(request, *source));
     asio::post(io_, [result, done = std::move(done)] { done(std::move(*result)); });
+  });
+}
+
+void Engine::MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply) {
+  bool restored = reply.boot_mode == BootMode::kCold || reply.boot_mode == BootMode::kWarm;
+  bool fresh = reply.timings.sandbox.count() > 0;  // 0: the instance was reused
+  if (reply.outcome != InvokeOutcome::kOk || !restored || !fresh) return;
+  auto slot = snapshots_.find(function);
+  auto scheduler = schedulers_.find(function);
+  if (slot == snapshots_.end() || scheduler == schedulers_.end()) return;
+  SnapshotSlot& s = slot->second;
+  if (s.state != "ready" || !s.source || s.source->working_set_pages() > 0 ||
+      s.recording_working_set) {
+    return;
+  }
+  auto instance = scheduler->second->Find(reply.instance_id);
+  if (!instance || instance->pid() <= 0) return;
+  s.recording_working_set = true;
+  FunctionVersion version = scheduler->second->function();
+  pid_t pid = instance->pid();
+  std::string path = s.path;
+  asio::post(boot_pool_, [this, version, pid, path] {
+    auto reopened = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
+        Fail(ErrorCode::kUnavailable, "the restored instance maps no page of the image"));
+    auto pages = snapshot::RecordWorkingSet(pid, path);
+    if (pages && !pages->empty()) {
+      Status rewritten = snapshot::RewriteWorkingSet(path, *pages);
+      *reopened =
+          rewritten ? launcher_->OpenSnapshot(version.manifest, path) : Fail(rewritten.error());
+    } else if (!pages) {
+      *reopened = Fail(pages.error());
+    }
+    asio::post(io_, [this, version, path, reopened] {
+      auto it = snapshots_.find(version.manifest.name);
+      if (it == snapshots_.end() || it->second.path != path) return;  // replaced meanwhile
+      if (*reopened) {
+        spdlog::info("snapshot of {}: working set of {} pages recorded", version.manifest.name,
+                     (**reopened)->working_set_pages());
+        it->second.source = std::move(**reopened);
+      } else {
+        // Left without one (cold boots then fault pages in as they come); not retried.
+        spdlog::warn("snapshot of {}: working set not recorded: {}", version.manifest.name,
+                     reopened->error().ToString());
+      }
+    });
   });
 }
 

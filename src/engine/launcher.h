@@ -138,6 +138,9 @@ class Launcher {
   Result<sandbox::SandboxSpec> BuildSpec(const BootRequest& request, const std::string& lower_dir);
 
   snapshot::RestoreSettings RestoreSettingsFor(const Manifest& manifest) const;
+  // "VERSION+AGENT.PLUGIN" (short build-ids of the agent dir's ember-agent and ember-python.so):
+  // a snapshot records it as its compat ember_version and restores only where it matches.
+  Result<std::string> AgentBuild() const;
   agent::InitRequest MakeInit(const BootRequest& request, const sandbox::SandboxSpec& spec) const;
   // The sandbox with the agent's socket (fd 3) and log pipe (fds 1, 2); for a restore, the
   // restorer's plan, image and report fds (4, 5, 6; -1 = none).

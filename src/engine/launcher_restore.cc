@@ -6,9 +6,11 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "engine/launcher.h"
 #include "snapshot/checkpoint.h"
+#include "snapshot/compat_capture.h"
 #include "snapshot/image_writer.h"
 
 namespace ember::engine {
@@ -58,6 +60,19 @@ Status AwaitRestoreReport(int report_fd, sandbox::Sandbox& sandbox, Clock::time_
 
 }  // namespace
 
+Result<std::string> Launcher::AgentBuild() const {
+  // The restored process maps ember-agent and ember-python.so by path from the agent dir (a copy
+  // the daemon installs at start): a snapshot is only good with the very build it was taken
+  // with. Short GNU build-ids, so that the mark fits the compat record's ember_version field.
+  std::string mark = EMBER_VERSION "+";
+  for (const char* file : {"/ember-agent", "/ember-python.so"}) {
+    EMBER_ASSIGN_OR_RETURN(std::string id, snapshot::ReadGnuBuildId(options_.agent_dir + file));
+    if (mark.back() != '+') mark += '.';
+    mark += id.empty() ? "none" : id.substr(0, 12);
+  }
+  return mark;
+}
+
 snapshot::RestoreSettings Launcher::RestoreSettingsFor(const Manifest& manifest) const {
   (void)manifest;  // every function runs as root of its user namespace today (BuildSpec)
   snapshot::RestoreSettings settings;
@@ -69,8 +84,14 @@ snapshot::RestoreSettings Launcher::RestoreSettingsFor(const Manifest& manifest)
 
 Result<std::shared_ptr<SnapshotSource>> Launcher::OpenSnapshot(const Manifest& manifest,
                                                                const std::string& path) {
+  if (!PathExists(options_.agent_dir + "/ember-restore")) {
+    return Fail(ErrorCode::kNotFound,
+                "ember-restore not found: " + options_.agent_dir +
+                    "/ember-restore is missing (build it, or set --agent-dir)");
+  }
   EMBER_ASSIGN_OR_RETURN(std::string lower_dir, ImageLowerDir(manifest.image));
-  return SnapshotSource::Open(path, lower_dir, RestoreSettingsFor(manifest));
+  EMBER_ASSIGN_OR_RETURN(std::string build, AgentBuild());
+  return SnapshotSource::Open(path, lower_dir, build, RestoreSettingsFor(manifest));
 }
 
 Status Launcher::TakeSnapshot(const BootRequest& request, const std::string& path) {
@@ -82,7 +103,11 @@ Status Launcher::TakeSnapshot(const BootRequest& request, const std::string& pat
   options.control_fd = 3;
   options.leave_stopped = true;
   auto state = snapshot::Checkpoint(booted->sandbox.pid(), options);
-  Status written = state ? snapshot::WriteImage(*state, path) : Fail(state.error());
+  auto build = AgentBuild();
+  if (state && build) state->compat.ember_version = *build;
+  Status written = !state   ? Fail(state.error())
+                   : !build ? Fail(build.error())
+                            : snapshot::WriteImage(*state, path);
   if (auto destroyed = booted->sandbox.Destroy(); !destroyed) {
     spdlog::warn("snapshot source {}: {}", request.instance_id, destroyed.error().ToString());
   }

@@ -36,6 +36,7 @@ Result<std::string> ImageLibcIdentity(const snapshot::ImageReader& image,
 
 Result<std::shared_ptr<SnapshotSource>> SnapshotSource::Open(const std::string& path,
                                                              const std::string& image_root,
+                                                             const std::string& agent_build,
                                                              snapshot::RestoreSettings settings) {
   EMBER_ASSIGN_OR_RETURN(auto image, snapshot::ImageReader::Open(path));
   std::shared_ptr<SnapshotSource> source(new SnapshotSource(std::move(image)));
@@ -46,6 +47,7 @@ Result<std::shared_ptr<SnapshotSource>> SnapshotSource::Open(const std::string& 
 
   EMBER_ASSIGN_OR_RETURN(std::string libc, ImageLibcIdentity(source->image_, image_root));
   EMBER_ASSIGN_OR_RETURN(auto host, snapshot::HostCompat(libc));
+  host.ember_version = agent_build;
   EMBER_TRY_CTX(snapshot::CheckCompat(source->image_.compat(), host), "snapshot " + path);
 
   for (bool cold : {false, true}) {

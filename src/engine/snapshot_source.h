@@ -24,8 +24,10 @@ class SnapshotSource {
   // `image_root` is the host path of the function's image (its lower dir): the libc the
   // snapshot's process ran on is looked up there for the compat check. `settings` apply to every
   // restore (seccomp filter, user, exe path); prefetch is set per plan.
+  // `agent_build` is Launcher::AgentBuild(): the snapshot must have been taken with it.
   static Result<std::shared_ptr<SnapshotSource>> Open(const std::string& path,
                                                       const std::string& image_root,
+                                                      const std::string& agent_build,
                                                       snapshot::RestoreSettings settings);
 
   const std::string& path() const { return path_; }

@@ -120,7 +120,12 @@ constexpr uint32_t kTCGETS2 = 0x802c542a, kTCSETS2 = 0x402c542b, kTCSETSW2 = 0x4
 // bits (SCMP_CMP_MASKED_EQ): a rule on the full 64-bit value could be dodged by setting high
 // bits. Not allowed, notably: TIOCSTI and TIOCLINUX (inject input into the terminal),
 // TIOCSCTTY/TIOCNOTTY (controlling-terminal theft), and every device-specific request.
-constexpr std::array<uint32_t, 23> kIoctls = {
+// PROCMAP_QUERY (Linux 6.11; Debian 12's headers predate it): a lookup in a /proc/PID/maps the
+// caller already opened, i.e. what reading that file shows. The memory shim of a restored
+// process (src/restorer/memory_shim.h) uses it: 16 us per trapped madvise instead of 45 through
+// the text.
+constexpr uint32_t kProcmapQuery = 0xc0686611;
+constexpr std::array<uint32_t, 24> kIoctls = {
     TCGETS, TCSETS, TCSETSW, TCSETSF, kTCGETS2, kTCSETS2, kTCSETSW2, kTCSETSF2,
     TCFLSH,      // tcflush(): discards the caller's own terminal queue
     TIOCGWINSZ, TIOCSWINSZ, TIOCGPGRP, TIOCSPGRP,
@@ -129,6 +134,7 @@ constexpr std::array<uint32_t, 23> kIoctls = {
     TIOCOUTQ,    // bytes not yet sent; same family as FIONREAD
     FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, FIOASYNC,
     TCSBRK,      // tcdrain()
+    kProcmapQuery,
 };
 
 // personality(): the query and the values glibc, Python and `setarch` use harmlessly. Not

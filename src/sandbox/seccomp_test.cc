@@ -105,6 +105,7 @@ TEST(SeccompEvalTest, ForeignArchitecturesGetEnosys) {
 TEST(SeccompEvalTest, IoctlComparesLow32Bits) {
   EXPECT_EQ(Eval(SYS_ioctl, {0, TCGETS}), kAllow);
   EXPECT_EQ(Eval(SYS_ioctl, {0, (1ULL << 32) | TCGETS}), kAllow);  // the kernel sees TCGETS
+  EXPECT_EQ(Eval(SYS_ioctl, {3, 0xc0686611}), kAllow);  // PROCMAP_QUERY on a maps file it opened
   EXPECT_EQ(Eval(SYS_ioctl, {0, TIOCSTI}), kEperm);
   EXPECT_EQ(Eval(SYS_ioctl, {0, (0xffffffffULL << 32) | TIOCSTI}), kEperm);
   EXPECT_EQ(Eval(SYS_ioctl, {0, TIOCLINUX}), kEperm);
