@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rootfs", required=True, help="the same image mounted read-only (peers)")
     ap.add_argument("--workdir", help="scratch directory for the peers (default: a temp dir)")
     ap.add_argument("--quick", action="store_true",
-                    help="fewer samples: 8 rounds, density 50")
+                    help="fewer samples: 15 rounds, density 50")
     ap.add_argument("--rounds", type=int, help="interleaved latency rounds per handler")
     ap.add_argument("--warmups", type=int, default=2)
     ap.add_argument("--per-round", type=int, help="warm, cold and fork boots per round")
@@ -91,7 +91,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
     q = a.quick
-    a.rounds = a.rounds or (8 if q else 25)
+    a.rounds = a.rounds or (15 if q else 40)
     a.per_round = a.per_round or (3 if q else 5)
     a.density = a.density if a.density is not None else (50 if q else 200)
     a.density_plain = a.density_plain if a.density_plain is not None else (10 if q else 20)

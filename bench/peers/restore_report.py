@@ -30,7 +30,7 @@ dirs, cgroup pool `ember-bench-restore`). The light and heavy handlers are deplo
 fork-boot template, and each one's snapshot is taken with `POST /v1/functions/NAME/snapshot`
 (what `ember snapshot NAME` does).
 
-* **Latency, restore → answer.** 2 warm-up rounds, then 25 interleaved rounds (8 with
+* **Latency, restore → answer.** 2 warm-up rounds, then 40 interleaved rounds (15 with
   `--quick`), each starting one variant later than the previous, of: 5 (3) `?boot=warm`
   invocations (the image is read into the page cache before each batch, untimed, since a cold
   boot evicted it), 5 (3) `?boot=cold` (the daemon evicts the image with
