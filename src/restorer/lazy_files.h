@@ -20,7 +20,8 @@
 // child and the parent each reopen on their own first use, and a child closing its copy does not
 // affect the parent. When kcmp is refused (the reconnector may not ptrace-read the process, or no
 // placeholder was handed over), a per-number state machine (pending -> reopened | closed) is used
-// instead; it is exact for a process that does not fork with pending lazy fds.
+// instead; it is exact for a process that does not fork with pending lazy fds (and whose
+// dup2/dup3 onto a pending fd does not fail: a failed one still counts as a close).
 //
 // What it costs, and what it cannot see:
 //   * A seccomp filter cannot be removed, so every later syscall on a lazy fd number (the
