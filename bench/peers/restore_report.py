@@ -35,8 +35,8 @@ fork-boot template, and each one's snapshot is taken with `POST /v1/functions/NA
   invocations (the image is read into the page cache before each batch, untimed, since a cold
   boot evicted it), 5 (3) `?boot=cold` (the daemon evicts the image with
   `POSIX_FADV_DONTNEED`, then restores; the recorded working set is read first; each cold
-  instance is deleted before the next cold boot, as pages a live instance maps stay cached), 5 (3)
-  `?boot=fork`, one `?boot=plain` — every answer checked to come from a fresh instance booted
+  instance is deleted before the next cold boot, as pages a live instance maps stay cached),
+  5 (3) `?boot=fork`, one `?boot=plain` — every answer checked to come from a fresh instance booted
   in that mode, client wall time over a connection made beforehand — and one restore each by
   the peers: **runsc restore** (gVisor, ptrace platform, no network; `runsc checkpoint` once,
   then `runsc restore` of a new container per sample), **runc + CRIU** (`runc checkpoint` /
@@ -46,9 +46,9 @@ fork-boot template, and each one's snapshot is taken with `POST /v1/functions/NA
   waits, and every restore finds the file at once, runs the handler, writes its answer and
   exits: a sample is restore command start → the answer file complete (inotify), as ember's
   ends with its answer; the command's exit (container torn down) is shown beside it. Debian's
-  criu 3.17 cannot run on this kernel (it expects `[vvar]` and `[vdso]` to be adjacent); the CRIU peers
-  are then reported failed with CRIU's own error, and `-- --criu PATH` points them at another
-  build. Targets: warm p50 ≤ 1.5 × fork p50; cold p50 ≤ 5 × warm p50 (light handler); bare CRIU
+  criu 3.17 cannot run on this kernel (it expects `[vvar]` and `[vdso]` to be adjacent); the
+  CRIU peers are then reported failed with CRIU's own error, and `-- --criu PATH` points them at
+  another build. Targets: warm p50 ≤ 1.5 × fork p50; cold p50 ≤ 5 × warm p50 (light handler); bare CRIU
   p50 ≥ 20 × warm p50 where CRIU can run.
 * **Memory.** 200 (50) idle warm-restored instances of the light handler, as many fork-booted
   and 20 (10) plain-boot ones, started by forced invocations over 4 connections: PSS per

@@ -106,8 +106,8 @@ class ReportTest(unittest.TestCase):
                      "| bare CRIU restore | 0 | – | – | – | failed: criu dump",
                      "* warm p50 / fork p50: 1.25× (target ≤ 1.5: met)",
                      "* cold p50 / warm p50: 3.00× (target ≤ 5: met)",
-                     "* bare CRIU restore p50 / warm p50: – (target ≥ 20: not checked (bare CRIU "
-                     "restore failed",
+                     "* bare CRIU restore p50 / warm p50: – (target ≥ 20: not checked (bare "
+                     "CRIU restore failed",
                      "* snapshot: 14.0 MiB, 310 working-set pages",
                      "| ember warm boot | 50 | 50 | 1.50 | 1.46 | 1.66 | 0.88 | 2.00 |",
                      "| ember plain boot | 10 | 10 | 5.00 |",
