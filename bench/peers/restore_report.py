@@ -48,8 +48,8 @@ fork-boot template, and each one's snapshot is taken with `POST /v1/functions/NA
   ends with its answer; the command's exit (container torn down) is shown beside it. Debian's
   criu 3.17 cannot run on this kernel (it expects `[vvar]` and `[vdso]` to be adjacent); the
   CRIU peers are then reported failed with CRIU's own error, and `-- --criu PATH` points them at
-  another build. Targets: warm p50 ≤ 1.5 × fork p50; cold p50 ≤ 5 × warm p50 (light handler); bare CRIU
-  p50 ≥ 20 × warm p50 where CRIU can run.
+  another build. Targets: warm p50 ≤ 1.5 × fork p50; cold p50 ≤ 5 × warm p50 (light
+  handler); bare CRIU p50 ≥ 20 × warm p50 where CRIU can run.
 * **Memory.** 200 (50) idle warm-restored instances of the light handler, as many fork-booted
   and 20 (10) plain-boot ones, started by forced invocations over 4 connections: PSS per
   instance (sum of `Pss` in `/proc/PID/smaps_rollup` over the instance's processes; the
