@@ -73,6 +73,8 @@ for tool in crun runc runsc python3 unshare mkfs.erofs; do
 done
 # criu is installed as a peer but nothing depends on it working (Debian's fails on some kernels).
 command -v criu >/dev/null 2>&1 || missing+=(criu)
+# runc checkpoint/restore: CRIU locks the container's network namespace with iptables-restore.
+command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables-restore)
 # The plots need Debian's matplotlib (the python run.sh picks below is /usr/bin/python3).
 /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)
 if [[ ${#missing[@]} -gt 0 ]]; then
@@ -81,6 +83,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     case $tool in
       mkfs.erofs) pkgs+=(erofs-utils) ;;
       unshare) pkgs+=(util-linux) ;;
+      iptables-restore) pkgs+=(iptables) ;;
       *) pkgs+=("$tool") ;;
     esac
   done
