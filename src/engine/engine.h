@@ -5,6 +5,8 @@
 // parent-death signal follows the thread that cloned it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -12,9 +14,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "daemon/metrics.h"
@@ -161,6 +165,8 @@ class Engine {
   void ReopenSnapshot(const FunctionVersion& function);
   // Forgets the function's snapshot and deletes its file.
   void DropSnapshot(const std::string& name);
+  // Deletes the snapshot file at `path` on a boot thread, if it is still the file `identity`.
+  void RemoveSnapshotFile(const std::string& path, std::optional<std::pair<dev_t, ino_t>> identity);
   void SnapshotSources(const FunctionVersion& function, BootSources* sources) const;
   // After the first invocation of a restored instance, once per snapshot: records the image pages
   // it touched as the snapshot's working set (cold boots prefetch them), then reopens it.
@@ -199,6 +205,8 @@ class Engine {
   std::map<std::string, std::unique_ptr<FunctionScheduler>> schedulers_;
   std::map<std::string, TemplateSlot> templates_;  // by function
   std::map<std::string, SnapshotSlot> snapshots_;  // by function
+  // Serializes, on the boot threads, everything that writes or removes snapshot files.
+  std::mutex snapshot_files_mutex_;
   // Templates of older versions (or removed functions), kept until their last child is gone.
   std::vector<std::pair<std::string, std::shared_ptr<Template>>> retired_;
   std::set<std::string> deploying_;

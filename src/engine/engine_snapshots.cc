@@ -5,9 +5,12 @@
 // boot maps it (warm when it is in the page cache, cold when not: then the recorded working set
 // is read first); a redeploy or a removal deletes it (instances restored from it keep their
 // mappings: the file's pages live until the last of them is gone).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <optional>
+#include <utility>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -21,6 +24,20 @@ namespace {
 namespace asio = boost::asio;
 
 std::string NewSnapshotSourceId() { return "s-" + NewInstanceId().substr(2); }
+
+// Which file a path names now: snapshot files are replaced by rename (a new snapshot, a
+// rewritten working set), so "the snapshot at this path" is checked by device and inode.
+std::optional<std::pair<dev_t, ino_t>> FileIdentity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return std::pair{st.st_dev, st.st_ino};
+}
+
+std::optional<std::pair<dev_t, ino_t>> FileIdentity(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return std::nullopt;
+  return std::pair{st.st_dev, st.st_ino};
+}
 
 }  // namespace
 
@@ -55,7 +72,11 @@ void Engine::TakeSnapshot(const std::string& name, std::function<void(Result<Sna
     auto source = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
         Fail(ErrorCode::kUnavailable, "not taken"));
     Status parent = MakeDirs(options_.launcher.data_dir + "/snapshots");
-    Status taken = parent ? launcher_->TakeSnapshot(request, path) : parent;
+    Status taken = parent;
+    if (parent) {
+      std::lock_guard lock(snapshot_files_mutex_);
+      taken = launcher_->TakeSnapshot(request, path);
+    }
     *source = taken ? launcher_->OpenSnapshot(function.manifest, path) : Fail(taken.error());
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
@@ -72,7 +93,7 @@ void Engine::OnSnapshotTaken(const FunctionVersion& function,
   auto it = snapshots_.find(name);
   if (it == snapshots_.end() || it->second.version != function.version) {
     // Redeployed or removed while it was taken: the image is of nobody's current version.
-    if (source) ::unlink((*source)->path().c_str());
+    if (source) RemoveSnapshotFile((*source)->path(), FileIdentity((*source)->image_fd()));
     return;
   }
   SnapshotSlot& slot = it->second;
@@ -128,12 +149,24 @@ void Engine::DropSnapshot(const std::string& name) {
   for (auto& waiter : it->second.waiters) {
     waiter(Fail(ErrorCode::kUnavailable, "the snapshot of " + name + " was replaced"));
   }
-  if (!it->second.path.empty() && it->second.state != "taking") {
-    if (::unlink(it->second.path.c_str()) != 0 && errno != ENOENT) {
-      spdlog::warn("remove snapshot {}: {}", it->second.path, std::strerror(errno));
-    }
+  if (it->second.source) {
+    RemoveSnapshotFile(it->second.path, FileIdentity(it->second.source->image_fd()));
   }
   snapshots_.erase(it);
+}
+
+void Engine::RemoveSnapshotFile(const std::string& path,
+                                std::optional<std::pair<dev_t, ino_t>> identity) {
+  if (!identity) return;
+  // Off the io thread, and after a working-set rewrite of the same file that may be under way;
+  // only if the path still names that file (a new snapshot of the same version may be there).
+  asio::post(boot_pool_, [this, path, identity] {
+    std::lock_guard lock(snapshot_files_mutex_);
+    if (FileIdentity(path) != identity) return;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      spdlog::warn("remove snapshot {}: {}", path, std::strerror(errno));
+    }
+  });
 }
 
 void Engine::SnapshotSources(const FunctionVersion& function, BootSources* sources) const {
@@ -197,20 +230,30 @@ void Engine::MaybeRecordWorkingSet(const std::string& function, const InvokeRepl
   FunctionVersion version = scheduler->second->function();
   pid_t pid = instance->pid();
   std::string path = s.path;
-  asio::post(boot_pool_, [this, version, pid, path] {
+  auto identity = FileIdentity(s.source->image_fd());
+  std::shared_ptr<SnapshotSource> recorded_from = s.source;
+  asio::post(boot_pool_, [this, version, pid, path, identity, recorded_from] {
     auto reopened = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
         Fail(ErrorCode::kUnavailable, "the restored instance maps no page of the image"));
     auto pages = snapshot::RecordWorkingSet(pid, path);
     if (pages && !pages->empty()) {
-      Status rewritten = snapshot::RewriteWorkingSet(path, *pages);
+      std::lock_guard lock(snapshot_files_mutex_);
+      // The instance's image is the file at `path` unless it was replaced or removed meanwhile.
+      Status rewritten = FileIdentity(path) == identity
+                             ? snapshot::RewriteWorkingSet(path, *pages)
+                             : Fail(ErrorCode::kUnavailable, "the snapshot was replaced");
       *reopened =
           rewritten ? launcher_->OpenSnapshot(version.manifest, path) : Fail(rewritten.error());
     } else if (!pages) {
       *reopened = Fail(pages.error());
     }
-    asio::post(io_, [this, version, path, reopened] {
+    asio::post(io_, [this, version, path, reopened, recorded_from] {
       auto it = snapshots_.find(version.manifest.name);
-      if (it == snapshots_.end() || it->second.path != path) return;  // replaced meanwhile
+      if (it == snapshots_.end() || it->second.source != recorded_from) {
+        // Dropped or replaced while this ran: a file it rewrote is nobody's.
+        if (*reopened) RemoveSnapshotFile(path, FileIdentity((**reopened)->image_fd()));
+        return;
+      }
       if (*reopened) {
         spdlog::info("snapshot of {}: working set of {} pages recorded", version.manifest.name,
                      (**reopened)->working_set_pages());

@@ -75,7 +75,7 @@ std::string EnvValue(const std::vector<std::string>& env, const std::string& key
 
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
                          const BpfProgram* seccomp, int cap_last_cap,
-                         const int inherited[kInheritedFds]) {
+                         const std::array<int, kInheritedFds>& inherited) {
   ChildPlan plan;
   plan.mounts = BuildMountPlan(spec, staging);
   plan.hostname = spec.hostname.empty() ? spec.id : spec.hostname;

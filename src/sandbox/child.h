@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -78,7 +79,7 @@ struct ChildPlan {
 // `inherited` are the parent's fds that become the sandbox's 0..6 (ChildPlan::inherited).
 ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
                          const BpfProgram* seccomp, int cap_last_cap,
-                         const int inherited[kInheritedFds]);
+                         const std::array<int, kInheritedFds>& inherited);
 
 // Waits for the parent's go byte, then performs every isolation step up to (not including) the
 // exec. Returns true on success; on failure fills *report.

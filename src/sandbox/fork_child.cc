@@ -13,7 +13,7 @@ ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp,
   // The exec fields are unused (the child is already running the agent); BuildChildPlan still
   // wants a command.
   if (child.argv.empty()) child.argv = {"/.ember/ember-agent"};
-  const int unused_fds[4] = {0, 1, 2, -1};
+  const std::array<int, kInheritedFds> unused_fds = {0, 1, 2, -1, -1, -1, -1};
   ChildPlan plan = BuildChildPlan(child, "", seccomp, cap_last_cap, unused_fds);
   plan.mounts = BuildForkMountPlan(child);
   return plan;

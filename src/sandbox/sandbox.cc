@@ -91,7 +91,7 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   auto start = Clock::now();
   EMBER_TRY(Validate(spec));
   StartTimings timings;
-  const int inherited[kInheritedFds] = {
+  const std::array<int, kInheritedFds> inherited = {
       options.stdio[0],       options.stdio[1],       options.stdio[2],      options.control_fd,
       options.restore_fds[0], options.restore_fds[1], options.restore_fds[2]};
   ChildPlan plan =
