@@ -252,12 +252,28 @@ bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) n
 
 void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept {
   ChildReport report{};
+  // The sync socket must survive the installation of fds 0..6 (a low number would be replaced).
+  if (sync_fd < kInheritedFds) {
+    int moved = ::fcntl(sync_fd, F_DUPFD_CLOEXEC, kInheritedFds);
+    if (moved < 0) ::_exit(125);
+    sync_fd = moved;
+  }
   if (EnterSandbox(plan, sync_fd, &report)) {
     // Whatever else the parent had open (a daemon's client connections: Boost.Asio accepts
-    // without SOCK_CLOEXEC; fds its own parent leaked to it) must not reach the sandbox. Marked
-    // close-on-exec rather than closed, so that the sync socket can still report a failed exec.
-    if (::syscall(SYS_close_range, kInheritedFds, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-      report = {ChildStage::kStdio, errno, 0};
+    // without SOCK_CLOEXEC; fds its own parent leaked to it) must not reach the sandbox: every
+    // fd that is not one of the plan's. Marked close-on-exec rather than closed, so that the
+    // sync socket can still report a failed exec.
+    int err = 0;
+    for (int fd = 3; fd < kInheritedFds && err == 0; ++fd) {
+      if (plan.inherited[fd] < 0 && ::syscall(SYS_close_range, fd, fd, CLOSE_RANGE_CLOEXEC) != 0) {
+        err = errno;
+      }
+    }
+    if (err == 0 && ::syscall(SYS_close_range, kInheritedFds, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      err = errno;
+    }
+    if (err != 0) {
+      report = {ChildStage::kStdio, err, 0};
       (void)!::send(sync_fd, &report, sizeof report, MSG_NOSIGNAL);
       ::_exit(125);
     }
@@ -266,7 +282,7 @@ void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     // Like execvp: remember EACCES from a candidate, but keep looking after ENOENT.
-    int err = ENOENT;
+    err = ENOENT;
     for (const auto& candidate : plan.exec_candidates) {
       ::execve(candidate.c_str(), plan.argv.data(), plan.envp.data());
       if (errno != ENOENT && errno != ENOTDIR) err = errno;
