@@ -206,11 +206,47 @@ long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, l
                      static_cast<long>(new_size), flags, static_cast<long>(new_address));
 }
 
+void ReraiseWithDefaultAction(SigsysInfo* info) {
+  const KernelSigaction default_action{};  // SIG_DFL
+  RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&default_action), 0, 8);
+  const long tgid = RawSyscall(__NR_getpid);
+  const long tid = RawSyscall(__NR_gettid);
+  // Same siginfo (a core dump shows the original cause); sending to oneself allows any code.
+  if (IsError(
+          RawSyscall(__NR_rt_tgsigqueueinfo, tgid, tid, kSigsys, reinterpret_cast<long>(info)))) {
+    RawSyscall(__NR_tgkill, tgid, tid, kSigsys);
+  }
+  // SIGSYS is blocked until the handler returns; sigreturn unblocks it and it is delivered.
+}
+
+// A SIGSYS that is not the shim's: does what the action the process had at install time would
+// have done. That action is still the process's: had the process set another one since, the
+// kernel would have called that instead of the shim.
+void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context) {
+  const KernelSigaction& kept = g_shim.process_action;  // only its handler changes (RESETHAND)
+  SigactionHandler handler = kept.handler;
+  if ((kept.flags & kSaResethand) != 0) {
+    handler = __atomic_exchange_n(&g_shim.process_action.handler, nullptr, __ATOMIC_ACQ_REL);
+  }
+  const auto disposition = reinterpret_cast<uintptr_t>(handler);
+  if (disposition == kSigDfl || (disposition == kSigIgn && info->code == kSysSeccomp)) {
+    ReraiseWithDefaultAction(info);  // a forced seccomp SIGSYS kills even when ignored
+    return;
+  }
+  if (disposition == kSigIgn) return;
+  // The mask the kernel would have set for that handler (the shim's blocks everything), but
+  // with SIGSYS open: a trapped call in that handler (free() reaching madvise) must reach the
+  // shim, not kill the process. A second foreign SIGSYS then nests, as with SA_NODEFER.
+  const uint64_t mask = (context->sigmask | kept.mask) & ~kSigsysBit;
+  RawSyscall(__NR_rt_sigprocmask, kSigSetmask, reinterpret_cast<long>(&mask), 0, 8);
+  // A one-argument handler ignores the other two (x86-64 calling convention).
+  handler(kSigsys, info, context);
+}
+
 void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
   if (info->code != kSysSeccomp || static_cast<uint32_t>(info->errno_value) != kShimTrapData ||
       info->arch != AUDIT_ARCH_X86_64 ||
-      (info->syscall != __NR_madvise && info->syscall != __NR_mremap &&
-       info->syscall != __NR_rt_sigaction)) {
+      (info->syscall != __NR_madvise && info->syscall != __NR_mremap)) {
     ForwardForeignSigsys(info, context);
     return;
   }
@@ -219,8 +255,6 @@ void SigsysHandler(int /*signo*/, SigsysInfo* info, KernelUcontext* context) {
   long result;
   if (info->syscall == __NR_madvise) {
     result = EmulateMadvise(regs[kRdi], regs[kRsi], static_cast<int>(regs[kRdx]));
-  } else if (info->syscall == __NR_rt_sigaction) {
-    result = EmulateSigaction(regs[kRsi], regs[kRdx], regs[kR10]);
   } else {
     result =
         EmulateMremap(regs[kRdi], regs[kRsi], regs[kRdx], static_cast<long>(regs[kR10]), regs[kR8]);
@@ -282,7 +316,7 @@ int InstallMemoryShim(const MemoryShimConfig& config) {
   long r = RawSyscall(__NR_rt_sigaction, kSigsys, reinterpret_cast<long>(&action),
                       reinterpret_cast<long>(&previous), 8);
   if (IsError(r)) return static_cast<int>(r);
-  g_shim.process_action = previous;
+  g_shim.process_action = previous;  // the restored action: see ForwardForeignSigsys
 
   const sock_fprog program{static_cast<unsigned short>(length), g_filter};
   r = RawSyscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(&program));

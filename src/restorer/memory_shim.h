@@ -30,16 +30,15 @@
 // trap. Image-backed memory that nothing madvises or mremaps never costs a trap; calls on other
 // memory cost a few BPF instructions.
 //
-// The handler is freestanding (raw syscalls, no allocation, no locks but a spin lock around the
-// process's SIGSYS action) and reentrant: threads may trap at the same time. It runs on the
-// trapping thread's stack and needs about 3.5 KiB of it, on top of the signal frame (~3 KiB
-// with AVX-512 state).
+// The handler is freestanding (raw syscalls, no allocation, no locks) and reentrant: threads may
+// trap at the same time. It runs on the trapping thread's stack and needs about 3.5 KiB of it,
+// on top of the signal frame (~3 KiB with AVX-512 state).
 //
 // What the restorer must do around InstallMemoryShim, in this order:
 //   1. map the image's memory (every image mapping must exist when the shim is installed: the
 //      filter only watches the places they had then, and nothing may map the image later);
-//   2. restore the process's signal actions (the shim takes SIGSYS over and keeps the restored
-//      SIGSYS action as the process's own, see below);
+//   2. restore the process's signal actions (the shim takes SIGSYS over and forwards SIGSYS
+//      that is not its own to the restored SIGSYS action, see below);
 //   3. set no_new_privs (the filter needs it; root without it also works via CAP_SYS_ADMIN);
 //   4. InstallMemoryShim, in the only thread: the filter is installed without TSYNC, so threads
 //      created afterwards inherit it and threads that exist already do not;
@@ -53,22 +52,27 @@
 //     has to bring back its own file's bytes, not zeros.
 //   * SIGSYS must not be blocked in a thread that makes a trapped call: the kernel then resets
 //     SIGSYS to its default action and kills the process (as for any seccomp trap). glibc 2.36
-//     does not block it around its own madvise calls (heap trim, thread stack release).
-//   * The shim keeps the process's SIGSYS action itself: it starts as the action the process
-//     had at install time, and rt_sigaction(SIGSYS, ...) from the process is trapped and
-//     served from it (set and read back; the kernel's action stays the shim's). A SIGSYS that
-//     is not the shim's (another filter's trap, kill, tgkill) goes to that action: SIG_DFL
-//     re-raises it with the default action (the process dies with SIGSYS, as it would have),
-//     SIG_IGN ignores a sent SIGSYS (a seccomp trap still kills, as the kernel would), and a
-//     handler is called with the same siginfo and ucontext (its changes to the registers take
-//     effect), on the current stack (SA_ONSTACK is not honoured), with SIGSYS unblocked so that
-//     a trapped call inside it still reaches the shim (a second foreign SIGSYS nests).
-//     rt_sigaction(SIGSYS) with an unreadable act pointer faults in the handler (SIGSEGV)
-//     instead of failing with EFAULT; pending SIGSYS is not discarded when it is set to
-//     SIG_IGN. The kept action lives in memory, so a vfork child (posix_spawn) that sets it
-//     sets the parent's too (the kernel keeps actions apart): glibc's posix_spawn resets a
-//     handled SIGSYS to SIG_DFL in its child, so a process with its own SIGSYS handler loses it
-//     after posix_spawn. fork children have their own copy.
+//     does not block it around its own madvise calls (heap trim, thread stack release). A vfork
+//     child (Python's subprocess, posix_spawn) blocks every signal, but between vfork and exec
+//     it only reads and resets signal actions and execs: no madvise/mremap.
+//   * rt_sigaction(SIGSYS) is not trapped (a trap would kill that vfork child, which resets
+//     SIGSYS with it while every signal is blocked): it reaches the kernel. A query reads the
+//     shim's handler; a vfork or fork child that resets SIGSYS changes only its own copy of the
+//     actions. A process that sets its own SIGSYS action after restore replaces the shim's
+//     handler: from then on a trapped madvise/mremap on image memory is not made and goes to
+//     that action instead — a handler sees SIGSYS with si_code SYS_SECCOMP, si_errno
+//     kShimTrapData (memory_shim_filter.h) and the call's registers, and whatever it leaves in
+//     rax is the call's result; SIG_DFL or SIG_IGN kill the process with SIGSYS. Python itself
+//     never sets a SIGSYS action (its signal module handles SIGINT, and sets SIGPIPE and SIGXFSZ
+//     to SIG_IGN).
+//   * While the shim's handler is installed, a SIGSYS that is not the shim's (another filter's
+//     trap, kill, tgkill) goes to the action the process had at install time (restored from
+//     the image): SIG_DFL re-raises it with the default action (the process dies with SIGSYS,
+//     as it would have), SIG_IGN ignores a sent SIGSYS (a seccomp trap still kills, as the
+//     kernel would), and a handler is called with the same siginfo and ucontext (its changes to
+//     the registers take effect), on the current stack (SA_ONSTACK is not honoured), with
+//     SIGSYS unblocked so that a trapped call inside it still reaches the shim (a second
+//     foreign SIGSYS nests). SA_RESETHAND resets that kept action to SIG_DFL after one call.
 //   * The filter survives execve, the handler does not. Calls are trapped only from where the
 //     process's code was at install time, so a program it executes (its libc placed elsewhere
 //     by ASLR) is not trapped: tested with python. At risk: a program whose code lands where

@@ -10,7 +10,7 @@ namespace ember::restorer {
 namespace {
 
 // Scratch words of the filter: the call's range as two 32-bit halves each.
-constexpr uint32_t kStartLo = 0, kStartHi = 1, kEndLo = 2, kEndHi = 3, kIsSigaction = 4;
+constexpr uint32_t kStartLo = 0, kStartHi = 1, kEndLo = 2, kEndHi = 3;
 
 constexpr uint32_t ArgLo(int i) {
   return static_cast<uint32_t>(offsetof(seccomp_data, args) + 8 * static_cast<size_t>(i));
@@ -57,7 +57,6 @@ struct Emitter {
 };
 
 constexpr uint32_t kTrap = SECCOMP_RET_TRAP | kShimTrapData;
-constexpr uint32_t kSigsysNumber = 31;
 
 // [start, end) of the call (args 0 and 1) into the scratch words. The 64-bit sum is built from
 // 32-bit halves with an explicit carry; a sum that wraps around only makes the check miss a call
@@ -146,8 +145,6 @@ int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* imag
   e.JumpFalseHere(is_mremap);
   const int is_madvise = e.Branch(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise);
   e.JumpFalseHere(is_madvise);
-  const int is_sigaction = e.Branch(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_sigaction);
-  e.JumpFalseHere(is_sigaction);
   e.Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 
   // madvise: only the advices of kShimAdvices (the kernel takes the advice as an int: only its
@@ -161,19 +158,8 @@ int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* imag
     e.JumpFalseHere(advice_hits[advice_count++]);
   }
   e.Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-
-  // rt_sigaction: only for SIGSYS (an int as well). Marked 1 in the scratch word, memory calls
-  // 0, for the last step.
-  e.JumpTrueHere(is_sigaction);
-  e.Stmt(BPF_LD | BPF_W | BPF_ABS, ArgLo(0));
-  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, kSigsysNumber, 1, 0);
-  e.Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-  e.Stmt(BPF_LD | BPF_IMM, 1);
-  e.Jump(BPF_JMP | BPF_JA, 1, 0, 0);
   e.JumpTrueHere(is_mremap);
   for (int i = 0; i < advice_count; ++i) e.JumpTrueHere(advice_hits[i]);
-  e.Stmt(BPF_LD | BPF_IMM, 0);
-  e.Stmt(BPF_ST, kIsSigaction);
 
   // The shim's own calls go through.
   e.Stmt(BPF_LD | BPF_W | BPF_ABS, kIpLo);
@@ -192,9 +178,6 @@ int BuildMemoryShimFilter(uint64_t shim_syscall_return, const AddressRange* imag
     }
   }
 
-  e.Stmt(BPF_LD | BPF_MEM, kIsSigaction);
-  e.Jump(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 1);
-  e.Stmt(BPF_RET | BPF_K, kTrap);
   EmitCallRange(e);
   for (int i = 0; i < image_count; ++i) EmitRangeCheck(e, image_ranges[i]);
   e.Stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);

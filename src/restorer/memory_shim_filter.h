@@ -2,22 +2,27 @@
 // it through an interpreter (sandbox/seccomp_eval.h) for inputs a live process cannot make.
 //
 // It returns SECCOMP_RET_TRAP | kShimTrapData, on x86-64, for calls made from the restored
-// process's code (see below) but not at the shim's own syscall instruction, that are
-//   * madvise with one of the advices below, or mremap, whose range [addr, addr + len)
-//     (madvise: start, len; mremap: old_address, old_size) overlaps one of the given image
-//     ranges: the places the process's image-backed memory had when the filter was installed;
-//   * rt_sigaction(SIGSYS, ...): the shim keeps the process's SIGSYS action itself.
-// Image-backed memory cannot appear anywhere else afterwards (the shim turns every mremap that
-// could move it into anonymous memory first, and nothing maps the image again), so every other
-// call is let through without a signal: a process that madvises its post-restore allocations
-// pays a few BPF instructions, not a trap. Everything else: SECCOMP_RET_ALLOW (other filters,
-// such as the sandbox's allowlist, still decide).
+// process's code (see below) but not at the shim's own syscall instruction, that are madvise
+// with one of the advices below, or mremap, whose range [addr, addr + len) (madvise: start,
+// len; mremap: old_address, old_size) overlaps one of the given image ranges: the places the
+// process's image-backed memory had when the filter was installed. Image-backed memory cannot
+// appear anywhere else afterwards (the shim turns every mremap that could move it into
+// anonymous memory first, and nothing maps the image again), so every other call is let
+// through without a signal: a process that madvises its post-restore allocations pays a few
+// BPF instructions, not a trap. Everything else, rt_sigaction of SIGSYS included, gets
+// SECCOMP_RET_ALLOW (other filters, such as the sandbox's allowlist, still decide).
+//
+// rt_sigaction(SIGSYS) is not trapped on purpose: a trap is a forced SIGSYS, fatal while SIGSYS
+// is blocked, and a vfork child (CPython's subprocess, posix_spawn) blocks every signal and then
+// reads and resets every signal's action, SIGSYS's included, from the parent's libc. So the
+// process's sigaction(SIGSYS) reaches the kernel: it reads the shim's handler, and a handler it
+// sets replaces the shim's (memory_shim.h, limits).
 //
 // "The restored process's code" is the code ranges: where executable mappings were at install
 // time (libc, the interpreter, its extension modules). A filter survives execve but the shim's
 // handler does not: a program the process executes has its libc elsewhere (ASLR), so its own
-// madvise/mremap/sigaction(SIGSYS) calls are not trapped, where a trap would kill it. With no
-// code ranges, calls from anywhere are trapped.
+// madvise/mremap calls are not trapped, where a trap would kill it. With no code ranges, calls
+// from anywhere are trapped.
 #pragma once
 
 #include <linux/filter.h>

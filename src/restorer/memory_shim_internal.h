@@ -1,6 +1,5 @@
-// The memory shim's pieces shared between its files (memory_shim.cc: install, the handler and
-// the memory calls; memory_shim_sigsys.cc: the process's own SIGSYS action). Kernel layouts,
-// not glibc's: the shim runs without libc. Not for use outside the shim.
+// The memory shim's kernel layouts and state (memory_shim.cc): the kernel's, not glibc's, as
+// the shim runs without libc. Not for use outside the shim.
 #pragma once
 
 #include <stddef.h>
@@ -27,8 +26,6 @@ inline constexpr uintptr_t kSigDfl = 0;
 inline constexpr uintptr_t kSigIgn = 1;
 inline constexpr int kSigSetmask = 2;
 inline constexpr uint64_t kSigsysBit = 1ULL << (kSigsys - 1);
-inline constexpr uint64_t kUnblockable =
-    (1ULL << (9 - 1)) | (1ULL << (19 - 1));  // SIGKILL, SIGSTOP
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr const char* kMapsPath = "/proc/self/maps";
 
@@ -71,24 +68,16 @@ struct ShimState {
   uint64_t inode;
   bool installed;
   uint64_t traps;
-  KernelSigaction process_action;  // the process's own SIGSYS action (see the header)
-  int action_lock;
+  KernelSigaction process_action;  // the process's SIGSYS action at install (see the header)
 };
 
 // Zero-initialised (bss): the restorer runs no constructors. Hidden for the same reason as
 // above.
 __attribute__((visibility("hidden"))) extern ShimState g_shim;
 
-// A madvise, mremap or rt_sigaction the filter lets through.
+// A madvise or mremap the filter lets through.
 inline long ShimSyscall(long nr, long a0 = 0, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0) {
   return ember_shim_syscall(nr, a0, a1, a2, a3, a4);
 }
-
-// rt_sigaction(SIGSYS, act, oact, sigsetsize) of the process: reads and sets its own action,
-// leaving the shim's handler in place. Returns 0 or -errno.
-long EmulateSigaction(uint64_t act, uint64_t oact, uint64_t sigsetsize);
-
-// A SIGSYS that is not the shim's: does what the process's own action would have done.
-void ForwardForeignSigsys(SigsysInfo* info, KernelUcontext* context);
 
 }  // namespace ember::restorer::shim
