@@ -225,6 +225,11 @@ bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) n
     if (int err = BringUpLoopback(); err != 0)
       return ChildFailed(report, ChildStage::kLoopback, err);
   }
+  // Before the rlimits: moving the inherited fds into place takes free fd numbers, which in a
+  // daemon holding thousands of fds are above the sandbox's RLIMIT_NOFILE.
+  if (int err = InstallInheritedFds(plan.inherited); err != 0) {
+    return ChildFailed(report, ChildStage::kStdio, err);
+  }
   for (size_t i = 0; i < plan.rlimits.size(); ++i) {
     struct rlimit limit = {plan.rlimits[i].soft, plan.rlimits[i].hard};
     if (::setrlimit(plan.rlimits[i].resource, &limit) != 0) {
@@ -237,9 +242,6 @@ bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) n
   }
   // As the sandbox's user, so that permissions are checked as that user.
   if (::chdir(plan.workdir.c_str()) != 0) return ChildFailed(report, ChildStage::kWorkdir, errno);
-  if (int err = InstallInheritedFds(plan.inherited); err != 0) {
-    return ChildFailed(report, ChildStage::kStdio, err);
-  }
   // The parent-death signal is cleared by credential changes, so it is set after the last one.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (plan.seccomp != nullptr) {

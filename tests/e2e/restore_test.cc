@@ -126,6 +126,40 @@ TEST_F(RestoreTest, HeavyImportsRestoreAndServeRepeatedly) {
   }
 }
 
+// On-demand I/O reconnection: a file the function opened at import is not reopened by a restore
+// until the instance uses it, and then reads on from where it was.
+TEST_F(RestoreTest, FilesOpenedAtImportAreReopenedOnFirstUse) {
+  std::string dir =
+      PythonBundle("files",
+                   "import os\n"
+                   "DATA = open(os.path.join(os.path.dirname(__file__), 'data.txt'))\n"
+                   "DATA.seek(6)\n"
+                   "def handle(event, context):\n"
+                   "    link = lambda: os.readlink('/proc/self/fd/%d' % DATA.fileno())\n"
+                   "    before = link()\n"
+                   "    text = DATA.read() if event.get('read') else None\n"
+                   "    return {'before': before, 'after': link(), 'text': text}\n",
+                   "template = \"none\"\n");
+  ASSERT_TRUE(WriteFileAtomic(dir + "/data.txt", "hello lazy world\n"));
+  Deploy(dir);
+  ASSERT_EQ(Snapshot("files").value("state", ""), "ready");
+
+  auto untouched = Invoke("files", "{}", "?boot=warm");
+  ASSERT_EQ(untouched.status, 200) << untouched.body << "\ndaemon: " << daemon_->Output();
+  json u = Body(untouched);
+  EXPECT_EQ(u["before"], u["after"]) << untouched.body;
+  EXPECT_EQ(u["after"].get<std::string>().find("data.txt"), std::string::npos)
+      << "a restore that never used the file has not reopened it: " << untouched.body;
+
+  for (const char* mode : {"warm", "cold"}) {
+    auto read = Invoke("files", R"({"read": true})", std::string("?boot=") + mode);
+    ASSERT_EQ(read.status, 200) << read.body;
+    json r = Body(read);
+    EXPECT_EQ(r["text"], "lazy world\n") << "read on from the offset at checkpoint: " << read.body;
+    EXPECT_EQ(r["after"], "/function/data.txt") << read.body;
+  }
+}
+
 TEST_F(RestoreTest, BootModesNeedASnapshotAndARedeployDropsIt) {
   std::string dir = PythonBundle("hello", "def handle(event, context):\n    return 'v1'\n",
                                  "template = \"none\"\n");
