@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +36,7 @@ from pathlib import Path
 
 from peers.daemon import Client, EmberDaemon, mounts_under
 from peers.fork_burst import run_burst
+from peers.results import remove_scratch, save_results
 from peers.fork_density import PidMax, live_pids, measure_instances
 from peers.fork_floor import FloorError, FloorServer
 from peers.fork_latency import (FLOOR, FORK, PLAIN, ForcedBootVariant, FloorVariant,
@@ -343,22 +342,11 @@ def main() -> int:
         remove_cgroups(cgroup_parent)
         left = [f"mount {m}" for m in mounts_under(root)] + \
             [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{DAEMON_CGROUP_NAME}")]
-        if left:
-            warnings.append("left behind (not removed): " + ", ".join(left))
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-        if own_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        remove_scratch(root, left, workdir, own_workdir, warnings)
         for w in warnings:
             log(f"warning: {w}")
 
-    results["warnings"] = warnings
-    results["elapsed_s"] = round((dt.datetime.now() - started).total_seconds(), 1)
-    results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
-    out_dir = Path(a.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / f"fork-boot-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    out_file.write_text(json.dumps(results, indent=1) + "\n")
+    out_file = save_results(results, "fork-boot", started, warnings, a.results_dir)
     table = markdown(results)
     print(table)
     print(f"results: {out_file} ({results['elapsed_s']} s)")

@@ -27,7 +27,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from peers.invoke_report import BEGIN_MARK, END_MARK, PLAIN, WARM, markdown
 from peers.invoke_variants import (InvokeVariant, PeerVariant, Variant, run_group,
                                    summarize_group)
 from peers.report import write_docs
+from peers.results import remove_scratch, save_results
 from peers.scenarios import (EVENT, FUNCTION_HANDLER, FUNCTIONS, MEMORY_FLAG, PYTHON_IN_IMAGE,
                              SCENARIOS)
 from peers.tools import (Baseline, Crun, Ember, EmberRunIsolated, HostPython, Runc, Runsc, Tool,
@@ -235,23 +235,11 @@ def main() -> int:
                 warnings.append(f"{t.name}: teardown: {e}")
         warnings += daemon.stop()
         remove_cgroups(cgroup_parent)
-        left = leftovers(root)
-        if left:
-            warnings.append("left behind (not removed): " + ", ".join(left))
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-        if own_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        remove_scratch(root, leftovers(root), workdir, own_workdir, warnings)
         for w in warnings:
             log(f"warning: {w}")
 
-    results["warnings"] = warnings
-    results["elapsed_s"] = round((dt.datetime.now() - started).total_seconds(), 1)
-    results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / f"invoke-latency-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    out_file.write_text(json.dumps(results, indent=1) + "\n")
+    out_file = save_results(results, "invoke-latency", started, warnings, args.results_dir)
 
     table = markdown(results)
     print(table)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -47,6 +46,7 @@ from peers.restore_latency import (ember_variants, measure_handler, read_into_pa
 from peers.restore_peers import (CRIU, RUNC, RUNSC, BareCriuPeer, RestorePeer, RuncRestorePeer,
                                  RunscRestorePeer, peer_code, tool_version)
 from peers.restore_report import BEGIN_MARK, END_MARK, markdown, write_docs
+from peers.results import remove_scratch, save_results
 from peers.scenarios import FUNCTIONS, HEAVY_IMPORTS, MEMORY_FLAG, PYTHON_IN_IMAGE
 from peers.stats import summarize
 from peers.tools import HostPython, ToolError
@@ -277,22 +277,11 @@ def main() -> int:
         remove_cgroups(cgroup_parent)
         left = [f"mount {m}" for m in mounts_under(root)] + \
             [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{DAEMON_CGROUP_NAME}")]
-        if left:
-            warnings.append("left behind (not removed): " + ", ".join(left))
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-        if own_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        remove_scratch(root, left, workdir, own_workdir, warnings)
         for w in warnings:
             log(f"warning: {w}")
 
-    results["warnings"] = warnings
-    results["elapsed_s"] = round((dt.datetime.now() - started).total_seconds(), 1)
-    results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
-    out_dir = Path(a.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / f"restore-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    out_file.write_text(json.dumps(results, indent=1) + "\n")
+    out_file = save_results(results, "restore", started, warnings, a.results_dir)
     table = markdown(results)
     print(table)
     print(f"results: {out_file} ({results['elapsed_s']} s)")

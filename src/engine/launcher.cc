@@ -254,6 +254,13 @@ Result<ForkResources> Launcher::PrepareFork(const Manifest& manifest,
   return r;
 }
 
+Result<Launcher::Prepared> Launcher::Prepare(const BootRequest& request) {
+  EMBER_ASSIGN_OR_RETURN(std::string lower_dir, ImageLowerDir(request.manifest.image));
+  EMBER_ASSIGN_OR_RETURN(auto cgroup, ClaimCgroup(request.manifest, *cgroups_));
+  EMBER_ASSIGN_OR_RETURN(auto spec, BuildSpec(request, lower_dir));
+  return Prepared{std::move(spec), std::move(cgroup)};
+}
+
 Result<BootedInstance> Launcher::StartInstance(const sandbox::SandboxSpec& spec,
                                                cgroup::Lease cgroup,
                                                const sandbox::BpfProgram* seccomp,
@@ -349,22 +356,19 @@ tl::expected<BootedInstance, BootError> Launcher::Boot(const BootRequest& reques
         std::move(e).Context((request.fork_template ? "boot template " : "boot instance ") +
                              request.instance_id + " of " + m.name));
   };
-  auto lower_dir = ImageLowerDir(m.image);
-  if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
-  auto cgroup = ClaimCgroup(m, *cgroups_);
-  if (!cgroup) return tl::unexpected(context(cgroup.error()));
-  auto spec = BuildSpec(request, *lower_dir);
-  if (!spec) return tl::unexpected(context(spec.error()));
+  auto prepared = Prepare(request);
+  if (!prepared) return tl::unexpected(context(prepared.error()));
+  auto& [spec, cgroup] = *prepared;
 
   auto started =
-      StartInstance(*spec, std::move(*cgroup),
-                    request.fork_template ? &template_seccomp_ : &seccomp_, {-1, -1, -1});
+      StartInstance(spec, std::move(cgroup), request.fork_template ? &template_seccomp_ : &seccomp_,
+                    {-1, -1, -1});
   if (!started) return tl::unexpected(context(started.error()));
   BootedInstance booted = std::move(*started);
   booted.timings.sandbox = Since(start);
 
   auto init_start = Clock::now();
-  agent::InitRequest init = MakeInit(request, *spec);
+  agent::InitRequest init = MakeInit(request, spec);
   if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kInit, 0,
                                     agent::EncodeInit(init));
       !sent) {

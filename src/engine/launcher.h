@@ -136,6 +136,13 @@ class Launcher {
                                            cgroup::PoolOptions options);
   Result<cgroup::Lease> ClaimCgroup(const Manifest& manifest, CgroupPool& from);
   Result<sandbox::SandboxSpec> BuildSpec(const BootRequest& request, const std::string& lower_dir);
+  // What every boot in a new sandbox (plain, cold, warm) takes first: the image mounted, a
+  // cgroup with the function's limits, the spec.
+  struct Prepared {
+    sandbox::SandboxSpec spec;
+    cgroup::Lease cgroup;
+  };
+  Result<Prepared> Prepare(const BootRequest& request);
 
   snapshot::RestoreSettings RestoreSettingsFor(const Manifest& manifest) const;
   // "VERSION+AGENT.PLUGIN" (short build-ids of the agent dir's ember-agent and ember-python.so):

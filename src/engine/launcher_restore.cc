@@ -126,15 +126,12 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
                                        " boot) instance " + request.instance_id + " of " + m.name +
                                        " from " + source.path()));
   };
-  auto lower_dir = ImageLowerDir(m.image);
-  if (!lower_dir) return tl::unexpected(context(lower_dir.error()));
-  auto cgroup = ClaimCgroup(m, *cgroups_);
-  if (!cgroup) return tl::unexpected(context(cgroup.error()));
-  auto spec = BuildSpec(request, *lower_dir);
-  if (!spec) return tl::unexpected(context(spec.error()));
-  spec->restorer = true;
-  spec->argv = {std::string(kAgentMountPoint) + "/ember-restore"};
-  spec->env.clear();  // the restored process's environment is in its memory
+  auto prepared = Prepare(request);
+  if (!prepared) return tl::unexpected(context(prepared.error()));
+  auto& [spec, cgroup] = *prepared;
+  spec.restorer = true;
+  spec.argv = {std::string(kAgentMountPoint) + "/ember-restore"};
+  spec.env.clear();  // the restored process's environment is in its memory
 
   int report_pipe[2];
   if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
@@ -142,7 +139,7 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
   }
   UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
   // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
-  auto started = StartInstance(*spec, std::move(*cgroup), nullptr,
+  auto started = StartInstance(spec, std::move(cgroup), nullptr,
                                {source.plan_fd(cold), source.image_fd(), report_write.get()});
   if (!started) return tl::unexpected(context(started.error()));
   report_write.reset();
