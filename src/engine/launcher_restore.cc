@@ -152,6 +152,13 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
     return tl::unexpected(context(restored.error()));
   }
   booted.timings.sandbox = Since(start);
+  auto us = [&](uint32_t phase) { return report.phase_ns[phase] / 1000; };
+  spdlog::debug(
+      "restore {}: sandbox and report {} us; ember-restore {} us (setup {}, memory {}, files {}, "
+      "signals {}, threads {})",
+      request.instance_id, booted.timings.sandbox.count(), us(snapshot::kPhaseTotal),
+      us(snapshot::kPhaseSetup), us(snapshot::kPhaseMemory), us(snapshot::kPhaseFiles),
+      us(snapshot::kPhaseSignals), us(snapshot::kPhaseThreads));
 
   // The restored agent is where it was checkpointed: reading its next frame. The first one
   // gives it its identity and runs the runtime's after-fork hooks (reseeding).

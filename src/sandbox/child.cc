@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <linux/close_range.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -279,6 +280,11 @@ void RunSandboxChild(const ChildPlan& plan, int sync_fd) noexcept {
       (void)!::send(sync_fd, &report, sizeof report, MSG_NOSIGNAL);
       ::_exit(125);
     }
+    // A parent killed before FinishSandbox armed the parent-death signal would leave this
+    // sandbox running with nobody to stop it. The parent holds its end of the sync socket until
+    // the exec, so a hung-up socket means it is gone.
+    struct pollfd parent = {sync_fd, POLLRDHUP, 0};
+    if (::poll(&parent, 1, 0) > 0 && (parent.revents & (POLLHUP | POLLRDHUP)) != 0) ::_exit(125);
     // The parent blocks the signals it forwards; a blocked mask would survive the exec.
     sigset_t none;
     sigemptyset(&none);
