@@ -97,6 +97,9 @@ Result<ProcessState> Capture(PtraceSession& session, const CheckpointOptions& op
   std::string proc = "/proc/" + std::to_string(pid);
   EMBER_ASSIGN_OR_RETURN(auto root, SandboxRootOf(pid, options.root));
   ProcessState state;
+  // First: every thread is stopped since the seize, so no clock value the process has seen is
+  // above these, and a restore continues from here.
+  EMBER_ASSIGN_OR_RETURN(state.clocks, CaptureClocks(pid));
 
   // Refusals first: they are cheap and tell the caller what to change.
   EMBER_ASSIGN_OR_RETURN(auto ids, CheckThreads(pid, session.tids(), state));

@@ -14,7 +14,7 @@
 //        │ kRelocations: uint64 × n              │ metadata-relative offsets of every RelPtr field,
 //        │                                       │ strictly ascending
 //        ├─────────────── pad to 4096 ──────────┤
-//        │ kMetadata (page aligned, mmap'ed      │ ProcessRecord        (offset 0, 2528 B)
+//        │ kMetadata (page aligned, mmap'ed      │ ProcessRecord        (offset 0, 2544 B)
 //        │   MAP_PRIVATE and relocated in place) │ ThreadRecord  × threads      (320 B each)
 //        │                                       │ AreaRecord    × areas        ( 96 B each)
 //        │                                       │ PageRunRecord × page runs    ( 16 B each)
@@ -58,7 +58,9 @@
 namespace ember::snapshot {
 
 inline constexpr char kImageMagic[8] = {'E', 'M', 'B', 'E', 'R', 'S', 'N', 'P'};
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: ProcessRecord::clocks (the checkpoint's CLOCK_MONOTONIC and CLOCK_BOOTTIME). A reader
+// opens only its own version: an older image has another ProcessRecord layout.
+inline constexpr uint32_t kFormatVersion = 2;
 
 enum class SectionKind : uint32_t {
   kCompat = 0,
@@ -294,6 +296,20 @@ struct PosixTimerRecord {
 };
 static_assert(sizeof(PosixTimerRecord) == 48);
 
+// The process's clocks when it was frozen, as the process itself would have read them (its time
+// namespace's offsets included). A restore never lets them go back: the restored process's time
+// namespace starts them at max(recorded, the restoring host's) (restore_plan_format.h,
+// PlanHeader::checkpoint_clocks). 0 = not recorded.
+struct ClockRecord {
+  uint64_t monotonic_ns;  // CLOCK_MONOTONIC
+  uint64_t boottime_ns;   // CLOCK_BOOTTIME
+};
+static_assert(sizeof(ClockRecord) == 16);
+
+// The kernel refuses a time namespace whose clock would pass KTIME_SEC_MAX / 2 seconds (about
+// 146 years); a recorded clock beyond it is corrupt.
+inline constexpr uint64_t kMaxClockNs = (uint64_t{INT64_MAX} / 1000000000 / 2) * 1000000000;
+
 // At offset 0 of the metadata section.
 struct ProcessRecord {
   int32_t pid;
@@ -313,6 +329,7 @@ struct ProcessRecord {
   MmRecord mm;
   RlimitRecord rlimits[16];
   SignalActionRecord signals[64];  // signal n at index n-1
+  ClockRecord clocks;
 
   std::span<const ThreadRecord> thread_records() const { return {threads.get(), thread_count}; }
   std::span<const AreaRecord> area_records() const { return {areas.get(), area_count}; }
@@ -325,7 +342,7 @@ struct ProcessRecord {
   }
   std::span<const uint64_t> auxv_words_span() const { return {auxv.get(), auxv_words}; }
 };
-static_assert(sizeof(ProcessRecord) == 2528);
+static_assert(sizeof(ProcessRecord) == 2544);
 static_assert(offsetof(ProcessRecord, threads) == 16);
 static_assert(offsetof(ProcessRecord, auxv) == 64);
 static_assert(offsetof(ProcessRecord, thread_count) == 72);
@@ -333,6 +350,7 @@ static_assert(offsetof(ProcessRecord, cwd) == 104);
 static_assert(offsetof(ProcessRecord, mm) == 136);
 static_assert(offsetof(ProcessRecord, rlimits) == 224);
 static_assert(offsetof(ProcessRecord, signals) == 480);
+static_assert(offsetof(ProcessRecord, clocks) == 2528);
 
 inline constexpr uint64_t AlignUp(uint64_t value, uint64_t align) {
   return (value + align - 1) / align * align;

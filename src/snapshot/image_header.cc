@@ -132,6 +132,14 @@ Result<FileHeader> ReadHeader(int fd) {
                               h.format_version, kFormatVersion));
     }
     if (h.format_version == 0) return Corrupt("snapshot format version 0 does not exist");
+    // Records change layout between versions (format.h, kFormatVersion) and the reader maps them
+    // as they are: an older image is refused, not misread.
+    if (h.format_version < kFormatVersion) {
+      return Fail(ErrorCode::kUnsupported,
+                  fmt::format("snapshot format version {} is older than this ember reads "
+                              "(version {}); take the snapshot again with this ember",
+                              h.format_version, kFormatVersion));
+    }
   }
   if (got < sizeof h) {
     return Corrupt(fmt::format("truncated: the file is {} bytes, shorter than the {}-byte header",

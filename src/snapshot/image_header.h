@@ -14,8 +14,8 @@ namespace ember::snapshot {
 
 // Errors are kCorrupt ("not an ember snapshot" for a foreign file, "truncated: ..." naming the
 // expected and actual sizes, a count over a limit naming both, a checksum mismatch naming the
-// header), or kUnsupported for a newer format version (naming both versions). Messages do not
-// name the file; the caller adds it.
+// header), or kUnsupported for another format version, newer or older (naming both versions).
+// Messages do not name the file; the caller adds it.
 Result<FileHeader> ReadHeader(int fd);
 
 // The bytes of a section that is read whole (compat, relocations, working set), verified against

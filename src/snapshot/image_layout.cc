@@ -263,6 +263,7 @@ void FillProcess(MetadataBuilder& b, const ProcessState& s, const Offsets& o, ui
     const SignalAction& a = s.signals[i];
     r.signals[i] = {a.handler, a.flags, a.restorer, a.mask};
   }
+  r.clocks = {s.clocks.monotonic_ns, s.clocks.boottime_ns};
   b.Put(at, r);
 }
 

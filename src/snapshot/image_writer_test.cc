@@ -87,6 +87,8 @@ TEST_F(SnapshotImageTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(p.mm.start_code, s.mm.start_code);
   EXPECT_EQ(p.mm.brk, s.mm.brk);
   EXPECT_EQ(p.mm.env_end, s.mm.env_end);
+  EXPECT_EQ(p.clocks.monotonic_ns, s.clocks.monotonic_ns);
+  EXPECT_EQ(p.clocks.boottime_ns, s.clocks.boottime_ns);
   EXPECT_EQ(std::vector<uint64_t>(image.auxv().begin(), image.auxv().end()), s.mm.auxv);
   for (size_t i = 0; i < 16; ++i) {
     EXPECT_EQ(p.rlimits[i].cur, s.rlimits[i].cur);

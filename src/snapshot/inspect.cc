@@ -149,11 +149,13 @@ json ProcessJson(const ImageReader& image) {
                       {"value_ns", t.value_ns},
                       {"interval_ns", t.interval_ns}});
   }
+  json clocks = {{"monotonic_ns", p.clocks.monotonic_ns}, {"boottime_ns", p.clocks.boottime_ns}};
   return {{"pid", p.pid},         {"umask", fmt::format("{:04o}", p.umask)},
           {"cwd", p.cwd.view()},  {"exe", p.exe.view()},
           {"brk", Hex(p.mm.brk)}, {"threads", threads},
           {"areas", areas},       {"files", files},
-          {"signals", signals},   {"timers", timers}};
+          {"signals", signals},   {"timers", timers},
+          {"clocks", clocks}};
 }
 
 }  // namespace
@@ -250,6 +252,8 @@ std::string RenderImageText(const ImageReader& image, const InspectExtras& extra
   line("process: pid {}, umask {:04o}, cwd {}, exe {}", p.pid, p.umask, p.cwd.view(), p.exe.view());
   line("  brk {}-{}, stack {}, pending signals {}", Hex(p.mm.start_brk), Hex(p.mm.brk),
        Hex(p.mm.start_stack), Hex(p.pending_signals));
+  line("  clocks at checkpoint: monotonic {}, boottime {}", Seconds(p.clocks.monotonic_ns),
+       Seconds(p.clocks.boottime_ns));
   line("threads ({}):", image.threads().size());
   for (const ThreadRecord& t : image.threads()) {
     line("  tid {:<6} rip {:#018x} rsp {:#018x} fs {:#x} rseq {} (len {}, sig {}){}", t.tid,

@@ -34,11 +34,13 @@ TEST(SnapshotInspectTest, TextNamesEverySection) {
                             "runs b");
   extras.pages_verified = true;
   const std::string text = RenderImageText(image, extras);
-  EXPECT_TRUE(Has(text, "snapshot fn.snap: format 1")) << text;
+  EXPECT_TRUE(Has(text, "snapshot fn.snap: format 2")) << text;
   EXPECT_TRUE(Has(text, "section metadata")) << text;
   EXPECT_TRUE(Has(text, "compat: kernel 6.1.0-18-amd64")) << text;
   EXPECT_TRUE(Has(text, "\n  snapshot was taken on kernel a, this host runs b\n")) << text;
   EXPECT_TRUE(Has(text, "process: pid 1, umask 0027, cwd /srv/app, exe /usr/bin/python3.11"));
+  EXPECT_TRUE(Has(text, "clocks at checkpoint: monotonic 54038.123457s, boottime 54100.987654s"))
+      << text;
   EXPECT_TRUE(Has(text, "threads (3):"));
   EXPECT_TRUE(Has(text, "rip 0x0000000000401002")) << text;
   EXPECT_TRUE(Has(text, "rseq 0x7f0000004040 (len 32, sig 0x53053053) restarts its syscall"))
@@ -64,7 +66,7 @@ TEST(SnapshotInspectTest, JsonCarriesTheSameFacts) {
   InspectExtras extras;
   extras.host_compat = Ok();
   auto doc = nlohmann::json::parse(RenderImageJson(image, extras));
-  EXPECT_EQ(doc["format_version"], 1);
+  EXPECT_EQ(doc["format_version"], 2);
   EXPECT_EQ(doc["host_compatible"], true);
   EXPECT_EQ(doc["sections"].size(), 5u);
   EXPECT_EQ(doc["compat"]["glibc"], "2.36");
@@ -75,6 +77,8 @@ TEST(SnapshotInspectTest, JsonCarriesTheSameFacts) {
   EXPECT_EQ(doc["process"]["files"][1]["kind"], "pipe");
   EXPECT_EQ(doc["process"]["signals"].size(), 13u);
   EXPECT_EQ(doc["process"]["timers"].size(), 4u);
+  EXPECT_EQ(doc["process"]["clocks"]["monotonic_ns"], 54038123456789u);
+  EXPECT_EQ(doc["process"]["clocks"]["boottime_ns"], 54100987654321u);
   EXPECT_EQ(doc["working_set_pages"], 3);
   EXPECT_EQ(doc["stored_pages"], 11);
 }

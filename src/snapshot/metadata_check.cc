@@ -216,6 +216,12 @@ Status Checker::Run() {
     return Corrupt(
         fmt::format("auxv of {} words (limit {})", p.auxv_words, kLimits.max_auxv_words));
   }
+  if (p.clocks.monotonic_ns > kMaxClockNs || p.clocks.boottime_ns > kMaxClockNs) {
+    return Corrupt(fmt::format(
+        "recorded clocks monotonic {} ns, boottime {} ns: beyond what a time namespace can show "
+        "({} ns)",
+        p.clocks.monotonic_ns, p.clocks.boottime_ns, kMaxClockNs));
+  }
   holders_[holder_count_++] = Range{0, sizeof(ProcessRecord)};
   auto field = [](size_t offset) { return uint64_t{offset}; };
   EMBER_TRY(Pointer("threads", field(offsetof(ProcessRecord, threads)), p.threads.raw,

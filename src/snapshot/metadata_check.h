@@ -6,7 +6,8 @@
 //   * the records holding pointers (process, threads, areas, files) are disjoint, and nothing a
 //     pointer reaches overlaps them, so relocation changes no byte anyone reads as data;
 //   * counts agree with the header, areas are sorted and disjoint, page runs lie in their area
-//     and in the page data section, enum fields are in range, strings have no inner NUL.
+//     and in the page data section, enum fields are in range, strings have no inner NUL, the
+//     recorded clocks are within what a time namespace can show.
 // After it passes, the restorer may follow every pointer and span without further checks.
 #pragma once
 

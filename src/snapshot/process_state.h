@@ -131,6 +131,11 @@ struct Rlimit {
   uint64_t cur = 0, max = 0;
 };
 
+// CLOCK_MONOTONIC and CLOCK_BOOTTIME as the process saw them when it was frozen (ns).
+struct CheckpointClocks {
+  uint64_t monotonic_ns = 0, boottime_ns = 0;  // 0 = not recorded
+};
+
 struct ProcessState {
   CompatRecord compat;
   pid_t pid = 0;                     // in its own pid namespace (1 for an instance's agent)
@@ -146,6 +151,7 @@ struct ProcessState {
   std::vector<IntervalTimer> itimers;
   std::vector<PosixTimer> posix_timers;
   uint32_t umask = 022;
+  CheckpointClocks clocks;
   // Pages (area start + index * kPageSize) touched by the first invocation after a restore;
   // filled in later by the working-set recorder, empty at checkpoint.
   std::vector<uint64_t> working_set;

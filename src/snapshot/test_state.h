@@ -91,6 +91,7 @@ inline ProcessState SyntheticState(int threads = 3, int areas = 4, int files = 3
   s.itimers = {{0, 1000000, 2000000}, {2, 0, 5000}};
   s.posix_timers = {{0, 1, 14, 0, 0xdead, 100, 200, 0}, {1, 0, 10, 4, 0xbeef, 0, 300, 2}};
   s.umask = 027;
+  s.clocks = {.monotonic_ns = 54038123456789, .boottime_ns = 54100987654321};
   s.working_set = {0x400000, 0x401000, 0x500000};
   return s;
 }
