@@ -12,8 +12,9 @@
 //                  clone3(set_tid = {pid}) the process; the reaper forwards a crash of the
 //                  restore as a report, reaps, and exits with the process's status;
 //                  With lazy files the reconnector is cloned here too, before the process.
-//   4. time ns     unshare(CLONE_NEWTIME) (offsets 0: clocks keep the host's values) — before the
-//                  clone, so the child is born in it; pid 1 itself enters it with setns;
+//   4. time ns     unshare(CLONE_NEWTIME), its clock offsets set so that no clock reads below
+//                  the checkpoint's (time_offsets.h; 0 on the boot the image was taken on) —
+//                  before the clone, so the child is born in it; pid 1 itself enters it with setns;
 //   5. memory      (restore_memory.cc), 6. files, cwd, umask, rlimits (restore_files.cc); the
 //                  lazy files' filter, its listener handed to the reconnector (restore_lazy.cc),
 //   7. signals     sigactions, itimers, memory shim (restore_signals.cc) — the shim before any
@@ -29,6 +30,7 @@
 #include <sys/wait.h>
 
 #include "restorer/restorer.h"
+#include "restorer/time_offsets.h"
 
 namespace {
 constexpr unsigned long kMainStackBytes = 256UL * 1024;
@@ -94,6 +96,9 @@ void MapPlan() {
 void EnterTimeNamespace(bool self) {
   if (!(g_ctx.plan->flags & snapshot::kPlanTimeNamespace)) return;
   Check(RawSyscall(SYS_unshare, CLONE_NEWTIME), snapshot::kStageTimeNamespace, 0);
+  // Offsets can be set only until a first task enters the namespace (setns below, or the clone
+  // of the reconnector or the process): now.
+  SetTimeOffsets(g_ctx.plan->checkpoint_clocks);
   if (!self) return;  // children are born in it
   long fd = Check(
       RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/ns/time_for_children"),

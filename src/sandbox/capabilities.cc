@@ -26,8 +26,11 @@ Result<int> ReadCapLastCap(const std::string& proc_root) {
 }
 
 uint64_t RestorerCapabilities() {
+  // CAP_SYS_TIME: the clock offsets of the restored process's time namespace (written to
+  // /proc/self/timens_offsets); in the sandbox's user namespace it sets no host clock.
   return (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_CHECKPOINT_RESTORE) | (1ULL << CAP_SYS_RESOURCE) |
-         (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) | (1ULL << CAP_SETPCAP);
+         (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) | (1ULL << CAP_SETPCAP) |
+         (1ULL << CAP_SYS_TIME);
 }
 
 uint64_t TemplateCapabilities() {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <string>
 
 #include "base/unique_fd.h"
@@ -311,6 +312,7 @@ Result<std::vector<uint8_t>> BuildRestorePlan(const ImageReader& image,
     std::memcpy(h.rlimits, p.rlimits, sizeof h.rlimits);
     static_assert(sizeof(h.sigactions) == sizeof(p.signals));
     std::memcpy(h.sigactions, p.signals, sizeof h.sigactions);
+    h.checkpoint_clocks = {p.clocks.monotonic_ns, p.clocks.boottime_ns};
     h.xsave_size = image.compat().xsave_size;
   }
   uint32_t cwd = plan.AppendString(p.cwd.length ? p.cwd.view() : "/");
@@ -418,6 +420,11 @@ Status CheckRestoreReport(const RestoreReport& report) {
       break;
     case kStageTaskDied:
       message += " (wait status " + Hex(report.detail) + ")";
+      break;
+    case kStageTimeNamespace:
+      // detail: the clock whose offset was refused; 0 for the namespace itself.
+      if (report.detail == CLOCK_MONOTONIC) message += " (the CLOCK_MONOTONIC offset)";
+      if (report.detail == CLOCK_BOOTTIME) message += " (the CLOCK_BOOTTIME offset)";
       break;
     default:
       message += " " + std::to_string(report.detail);

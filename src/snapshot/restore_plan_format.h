@@ -11,8 +11,9 @@
 //  0     ┌──────────────────────────────────────┐
 //        │ PlanHeader (4096 B, one page)         │ magic "EMBRPLAN", version, total size, flags,
 //        │                                       │ pid, uid/gid, umask, mm bounds, rlimits,
-//        │                                       │ sigactions, the vdso/vvar placement and the
-//        │                                       │ (count, offset) of every table below
+//        │                                       │ sigactions, the checkpoint's clocks, the
+//        │                                       │ vdso/vvar placement and the (count, offset)
+//        │                                       │ of every table below
 //  4096  ├──────────────────────────────────────┤
 //        │ PlanArea   × area_count   (56 B)     │ in the recorded order (ascending start)
 //        │ PlanRun    × run_count    (24 B)     │ stored page runs, area by area
@@ -56,7 +57,7 @@ inline constexpr uint32_t kPlanMaxThreads = 4096;   // stacks: 4096 × 32 KiB = 
 inline constexpr uint32_t kPlanMaxLazyFiles = 128;  // = restorer::kMaxLazyFiles (lazy_files.h)
 
 inline constexpr char kPlanMagic[8] = {'E', 'M', 'B', 'R', 'P', 'L', 'A', 'N'};
-inline constexpr uint32_t kPlanVersion = 1;
+inline constexpr uint32_t kPlanVersion = 2;  // 2: PlanHeader::checkpoint_clocks
 
 // PlanHeader::flags
 inline constexpr uint32_t kPlanCopyMemory = 1u << 0;     // kCopy: anonymous + pread, else overlay
@@ -194,6 +195,15 @@ struct PlanMm {
   uint64_t arg_start, arg_end, env_start, env_end;
 };
 
+// The image's ClockRecord: the clocks the restorer's time namespace must not go below. With
+// kPlanTimeNamespace the restorer sets each clock's offset to max(0, recorded - its now)
+// (src/restorer/time_offsets.h says why); 0 = not recorded, the offset stays 0.
+struct PlanClocks {
+  uint64_t monotonic_ns;
+  uint64_t boottime_ns;
+};
+static_assert(sizeof(PlanClocks) == 16);
+
 struct PlanHeader {
   char magic[8];  // kPlanMagic
   uint32_t version;
@@ -223,11 +233,13 @@ struct PlanHeader {
   PlanMm mm;
   PlanRlimit rlimits[16];
   PlanSigaction sigactions[64];  // signal n at index n-1
-  uint8_t padding[4096 - 2616];
+  PlanClocks checkpoint_clocks;
+  uint8_t padding[4096 - 2632];
 };
 static_assert(sizeof(PlanHeader) == 4096);
 static_assert(offsetof(PlanHeader, mm) == 224);
 static_assert(offsetof(PlanHeader, sigactions) == 568);
+static_assert(offsetof(PlanHeader, checkpoint_clocks) == 2616);
 
 // What ember-restore writes on fd 6: one record, on failure (then exit 125) or on success
 // (then the fd is closed just before the jump). A reaper pid 1 writes kStageTaskDied for a
@@ -236,7 +248,7 @@ enum RestoreStage : uint32_t {
   kStageSuccess = 0,
   kStageReadPlan,
   kStageMoveFds,
-  kStageTimeNamespace,
+  kStageTimeNamespace,  // detail: the clock id whose offset failed, 0 for unshare/setns
   kStageCloneProcess,
   kStagePrefetch,
   kStageMoveVdso,  // detail: the kernel area's address

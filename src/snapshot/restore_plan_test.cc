@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <ctime>
 #include <string>
 
 #include "snapshot/image_writer.h"
@@ -271,6 +272,26 @@ TEST(RestorePlanTest, ReportsNameTheStage) {
   EXPECT_EQ(status.error().sys_errno(), ENOMEM);
   RestoreReport bad{0, kStageSuccess, 0, 0, 0, {}};
   EXPECT_FALSE(CheckRestoreReport(bad));
+  RestoreReport offset{kReportMagic, kStageTimeNamespace, ERANGE, 0, CLOCK_BOOTTIME, {}};
+  status = CheckRestoreReport(offset);
+  ASSERT_FALSE(status);
+  EXPECT_NE(status.error().ToString().find("enter a time namespace (the CLOCK_BOOTTIME offset)"),
+            std::string::npos)
+      << status.error().ToString();
+  EXPECT_EQ(status.error().sys_errno(), ERANGE);
+}
+
+// The restorer continues the clocks from the image's: the plan carries them as recorded (the
+// offsets are the restorer's to compute, against its own now).
+TEST(RestorePlanTest, CarriesTheRecordedClocks) {
+  ProcessState state = SyntheticState(1, 2, 1);
+  state.clocks = {.monotonic_ns = 987654321012345, .boottime_ns = 987700000000001};
+  ImageReader image = Open(state);
+  auto plan = BuildRestorePlan(image, RestoreSettings{});
+  ASSERT_TRUE(plan) << plan.error().ToString();
+  EXPECT_EQ(Header(*plan).checkpoint_clocks.monotonic_ns, 987654321012345u);
+  EXPECT_EQ(Header(*plan).checkpoint_clocks.boottime_ns, 987700000000001u);
+  EXPECT_NE(Header(*plan).flags & kPlanTimeNamespace, 0u);
 }
 
 }  // namespace
