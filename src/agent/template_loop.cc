@@ -221,6 +221,8 @@ void Template::ReapChildren() {
   }
 }
 
+Template* g_template = nullptr;
+
 }  // namespace
 
 std::string TemplateRefusal(Runtime& runtime) {
@@ -251,8 +253,12 @@ TemplateOutcome RunTemplate(int control_fd, Runtime& runtime, const InitRequest&
                   [](const TemplateSpec::Limit& l) { return l.resource == RLIMIT_DATA; });
     spec->rlimits.push_back({RLIMIT_DATA, limit, limit});
   }
-  Template t(control_fd, runtime, std::move(*spec));
-  return t.Run();
+  // Never deleted, in the template or in a child: a child that destroyed it would free the spec,
+  // plan and map the template allocated, and each free writes malloc's bookkeeping into a page
+  // the child shares with the template, making that page the child's own (copy-on-write). The
+  // agent ends with _exit, so nothing runs its destructor.
+  g_template = new Template(control_fd, runtime, std::move(*spec));
+  return g_template->Run();
 }
 
 }  // namespace ember::agent

@@ -218,9 +218,14 @@ PyGILState_STATE g_fork_gil;
 char* Freeze() {
   PyGILState_STATE gil = PyGILState_Ensure();
   std::string names;
+  // threading is asked only if the function imported it: without it no Python thread can have
+  // been started through it (the template counts the OS threads as well), and importing it here
+  // would register its after-fork hook, which every child would then run, writing to (and so
+  // copying) pages of the template's objects.
   PyObject* result = PyRun_String(
-      "__import__('gc').freeze() or ', '.join(t.name for t in __import__('threading').enumerate()"
-      " if t is not __import__('threading').main_thread())",
+      "__import__('gc').freeze() or (', '.join(t.name for t in __import__('sys').modules["
+      "'threading'].enumerate() if t is not __import__('sys').modules['threading'].main_thread())"
+      " if 'threading' in __import__('sys').modules else '')",
       Py_eval_input, PyEval_GetBuiltins(), nullptr);
   if (result == nullptr) {
     PyErr_Clear();
