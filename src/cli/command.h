@@ -49,5 +49,7 @@ void RegisterSnapshotCommands(CLI::App& app, GlobalOptions& global, int* exit_co
 
 // The parent cgroup of the pool: EMBER_CGROUP_NAME, default "ember".
 std::string CgroupName();
+// The directory of the running ember binary (ember-agent and ember-python.so are built beside it).
+std::string ExecutableDir();
 
 }  // namespace ember::cli

@@ -1,6 +1,8 @@
 // `ember daemon`: serve the HTTP API (docs/api.md) on a unix socket and optionally loopback TCP.
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "base/units.h"
 #include "cli/command.h"
 #include "daemon/daemon.h"
@@ -13,18 +15,11 @@ struct DaemonFlags {
   std::string agent_dir;
   size_t boot_threads = 2;
   size_t queue_size = 100;
+  size_t restore_shells = 16;
   std::string shutdown_grace = "30s";
   std::string init_timeout = "60s";
   std::string tmpfs_size = "64M";
 };
-
-std::string ExecutableDir() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  std::string path(buf, n);
-  return path.substr(0, path.rfind('/'));
-}
 
 Status Run(const GlobalOptions& global, const DaemonFlags& flags) {
   daemon::DaemonOptions options;
@@ -36,6 +31,8 @@ Status Run(const GlobalOptions& global, const DaemonFlags& flags) {
   e.launcher.cgroup_name = CgroupName();
   e.boot_threads = std::max<size_t>(1, flags.boot_threads);
   e.queue_limit = flags.queue_size;
+  e.restore_shells.max_ready = flags.restore_shells;
+  e.restore_shells.min_ready = std::min<size_t>(1, flags.restore_shells);
   EMBER_ASSIGN_OR_RETURN(options.shutdown_grace,
                          ParseDuration(flags.shutdown_grace, "--shutdown-grace"));
   EMBER_ASSIGN_OR_RETURN(e.launcher.init_timeout,
@@ -66,6 +63,10 @@ void RegisterDaemonCommand(CLI::App& app, GlobalOptions& global, int* exit_code)
       ->capture_default_str();
   cmd->add_option("--queue-size", flags->queue_size,
                   "invocations that may wait per function when all instances are busy (then 429)")
+      ->capture_default_str();
+  cmd->add_option("--restore-shells", flags->restore_shells,
+                  "most restore sandboxes kept built and parked per function with a snapshot "
+                  "(at least 1 while it has one; grows with bursts of restores; 0: none)")
       ->capture_default_str();
   cmd->add_option("--shutdown-grace", flags->shutdown_grace,
                   "on SIGTERM, how long invocations in flight may take to finish")

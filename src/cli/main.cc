@@ -1,4 +1,6 @@
 // ember: the command-line entry point. Parses global options, then hands off to a subcommand.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -44,6 +46,14 @@ std::chrono::seconds ImageLinger() {
     return kDefault;
   }
   return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
+}
+
+std::string ExecutableDir() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, n);
+  return path.substr(0, path.rfind('/'));
 }
 
 std::string CgroupName() {

@@ -6,6 +6,7 @@
 #include "base/units.h"
 #include "cli/client.h"
 #include "snapshot/compat.h"
+#include "snapshot/compat_capture.h"
 #include "snapshot/image_reader.h"
 #include "snapshot/inspect.h"
 
@@ -34,6 +35,9 @@ int RunInspect(const SnapshotArgs& args) {
   if (auto host =
           snapshot::HostCompat(std::string(snapshot::FixedString(image->compat().glibc_version)));
       host) {
+    // A daemon of this build restores with the agent beside this binary (daemon --agent-dir
+    // aside): that is the ember version a snapshot must name.
+    if (auto mark = snapshot::AgentBuildMark(ExecutableDir()); mark) host->ember_version = *mark;
     extras.host_compat = snapshot::CheckCompat(image->compat(), *host);
   } else {
     std::fprintf(stderr, "ember: warning: %s\n", host.error().ToString().c_str());

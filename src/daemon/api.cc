@@ -62,6 +62,8 @@ json SnapshotJson(const engine::SnapshotView& s) {
     value["resident"] = s.resident;
     value["working_set_pages"] = s.working_set_pages;
     value["taken"] = FormatRfc3339(s.taken);
+    value["shells"] = {
+        {"ready", s.shells.ready}, {"target", s.shells.target}, {"misses", s.shells.misses}};
   }
   return value;
 }

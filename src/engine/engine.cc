@@ -50,6 +50,7 @@ Engine::Engine(asio::io_context& io, EngineOptions options, daemon::MetricsRegis
       options_(std::move(options)),
       metrics_(metrics),
       boot_pool_(options_.boot_threads),
+      restore_shells_(options_.restore_shells),
       logs_dir_(options_.launcher.data_dir + "/logs"),
       tick_(io) {}
 
@@ -187,6 +188,7 @@ void Engine::ScheduleTick() {
     if (ec) return;
     for (auto& [name, scheduler] : schedulers_) scheduler->Tick();
     StopIdleRetiredTemplates();
+    TrimRestoreShells();
     // Keep the cgroup pool topped up off the hot path.
     asio::post(boot_pool_, [this] { (void)launcher_->FreeCgroups(); });
     ScheduleTick();

@@ -27,6 +27,7 @@
 #include "engine/launcher.h"
 #include "engine/log_sink.h"
 #include "engine/scheduler.h"
+#include "engine/shell_pool.h"
 #include "engine/template.h"
 
 namespace ember::engine {
@@ -37,6 +38,7 @@ struct EngineOptions {
   size_t queue_limit = 100;  // per function
   std::chrono::milliseconds queue_timeout{60000};
   uint64_t log_max_bytes = 1 << 20;  // per instance log file, before rotation
+  ShellPoolOptions restore_shells;   // per function with a snapshot
 };
 
 enum class DeployOutcome { kCreated, kUpdated, kInvalid, kInitFailed, kBusy, kFailed };
@@ -62,6 +64,7 @@ struct SnapshotView {
   uint64_t size_bytes = 0;
   bool resident = false;  // in the page cache: the next restore is a warm boot
   size_t working_set_pages = 0;
+  ShellPoolStats shells;  // restore shells parked for it (engine_shells.cc)
   std::chrono::system_clock::time_point taken;
 };
 
@@ -174,6 +177,12 @@ class Engine {
   void RestoreBoot(const BootRequest& request,
                    std::function<void(tl::expected<BootedInstance, BootError>)> done);
   SnapshotView ViewOfSnapshot(const std::string& function, const SnapshotSlot& slot) const;
+  // Restore shells (engine_shells.cc): kept while the function has a ready snapshot.
+  void EnableRestoreShells(const FunctionVersion& function);
+  void DisableRestoreShells(const std::string& function);
+  void RefillRestoreShells(const FunctionVersion& function);
+  void DestroyShells(std::vector<RestoreShell> shells);  // on a boot thread
+  void TrimRestoreShells();
   void BuildTemplate(const FunctionVersion& function);
   void OnTemplateBuilt(const FunctionVersion& function, const std::string& template_id,
                        tl::expected<BootedInstance, BootError> booted,
@@ -207,6 +216,8 @@ class Engine {
   std::map<std::string, SnapshotSlot> snapshots_;  // by function
   // Serializes, on the boot threads, everything that writes or removes snapshot files.
   std::mutex snapshot_files_mutex_;
+  ShellPool<RestoreShell> restore_shells_;
+  size_t shell_tasks_ = 0;  // shell refills and teardowns under way (the shutdown waits)
   // Templates of older versions (or removed functions), kept until their last child is gone.
   std::vector<std::pair<std::string, std::shared_ptr<Template>>> retired_;
   std::set<std::string> deploying_;

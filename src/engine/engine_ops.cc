@@ -104,10 +104,12 @@ void Engine::Shutdown(std::chrono::milliseconds grace, std::function<void()> don
         scheduler->StopAll("the daemon is stopping", InvokeOutcome::kShuttingDown);
       }
       StopAllTemplates();
+      DestroyShells(restore_shells_.DisableAll());
     }
     bool templates_alive = !retired_.empty();
     for (const auto& [name, slot] : templates_) templates_alive |= slot.live != nullptr;
-    if (*stopped && instance_count() == 0 && disposing_ == 0 && !templates_alive) {
+    if (*stopped && instance_count() == 0 && disposing_ == 0 && shell_tasks_ == 0 &&
+        !templates_alive) {
       tick_.cancel();
       launcher_->Shutdown();
       spdlog::info("engine: every instance stopped");
@@ -169,6 +171,21 @@ void Engine::RegisterMetrics() {
     }
     for (const char* state : {"building", "ready", "refused", "failed", "retiring"}) {
       templates.With({{"state", state}}).Set(by_state[state]);
+    }
+  });
+  auto& shells_ready = metrics_->AddGauge("ember_restore_shells_ready",
+                                          "Restore shells parked, per function with a snapshot.");
+  auto& shells_target = metrics_->AddGauge("ember_restore_shells_target",
+                                           "What a function's restore shell pool keeps (adapts).");
+  auto& shells_misses = metrics_->AddGauge("ember_restore_shells_misses",
+                                           "Restores that found no restore shell parked.");
+  metrics_->AddCollector([this, &shells_ready, &shells_target, &shells_misses] {
+    for (const auto& [name, scheduler] : schedulers_) {
+      auto stats = restore_shells_.Stats(name);
+      if (!stats) continue;
+      shells_ready.With({{"function", name}}).Set(static_cast<double>(stats->ready));
+      shells_target.With({{"function", name}}).Set(static_cast<double>(stats->target));
+      shells_misses.With({{"function", name}}).Set(static_cast<double>(stats->misses));
     }
   });
   metrics_->AddCollector([this, &instances, &queued, &functions, &cgroups] {

@@ -71,11 +71,13 @@ void Engine::TakeSnapshot(const std::string& name, std::function<void(Result<Sna
     auto start = std::chrono::steady_clock::now();
     auto source = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
         Fail(ErrorCode::kUnavailable, "not taken"));
-    Status parent = MakeDirs(options_.launcher.data_dir + "/snapshots");
-    Status taken = parent;
-    if (parent) {
+    Status taken = MakeDirs(options_.launcher.data_dir + "/snapshots");
+    if (taken) {
+      // Booting the instance may take seconds (its init): the files' lock covers only the write,
+      // so that removals and working-set rewrites queued meanwhile do not hold up boot threads.
+      auto state = launcher_->CheckpointInstance(request);
       std::lock_guard lock(snapshot_files_mutex_);
-      taken = launcher_->TakeSnapshot(request, path);
+      taken = state ? snapshot::WriteImage(*state, path) : Fail(state.error());
     }
     *source = taken ? launcher_->OpenSnapshot(function.manifest, path) : Fail(taken.error());
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -105,6 +107,7 @@ void Engine::OnSnapshotTaken(const FunctionVersion& function,
     slot.taken = std::chrono::system_clock::now();
     spdlog::info("snapshot of {} version {}: {} in {} ms", name, function.version,
                  slot.source->path(), took.count());
+    EnableRestoreShells(function);
   } else {
     slot.state = "failed";
     slot.reason = source.error().ToString();
@@ -127,12 +130,13 @@ void Engine::ReopenSnapshot(const FunctionVersion& function) {
   asio::post(boot_pool_, [this, function, path] {
     auto source = std::make_shared<Result<std::shared_ptr<SnapshotSource>>>(
         launcher_->OpenSnapshot(function.manifest, path));
-    asio::post(io_, [this, function, source] {
+    asio::post(io_, [this, function, path, source] {
       if (!*source) {
         // Taken by another ember or on another kernel: unusable here, and rebuilt on demand.
-        spdlog::warn("snapshot of {} not reopened: {}", function.manifest.name,
+        spdlog::warn("snapshot of {} not reopened (removed): {}", function.manifest.name,
                      source->error().ToString());
         DropSnapshot(function.manifest.name);
+        RemoveSnapshotFile(path, FileIdentity(path));
         if (function.manifest.snapshot_policy == SnapshotPolicy::kOnDeploy) {
           TakeSnapshot(function.manifest.name, [](const Result<SnapshotView>&) {});
         }
@@ -153,6 +157,7 @@ void Engine::DropSnapshot(const std::string& name) {
     RemoveSnapshotFile(it->second.path, FileIdentity(it->second.source->image_fd()));
   }
   snapshots_.erase(it);
+  DisableRestoreShells(name);
 }
 
 void Engine::RemoveSnapshotFile(const std::string& path,
@@ -191,25 +196,35 @@ void Engine::SnapshotSources(const FunctionVersion& function, BootSources* sourc
 void Engine::RestoreBoot(const BootRequest& request,
                          std::function<void(tl::expected<BootedInstance, BootError>)> done) {
   auto it = snapshots_.find(request.manifest.name);
+  auto scheduler = schedulers_.find(request.manifest.name);
   std::shared_ptr<SnapshotSource> source =
       it == snapshots_.end() || it->second.state != "ready" ? nullptr : it->second.source;
-  if (!source) {
+  if (!source || scheduler == schedulers_.end()) {
     done(tl::unexpected(BootError{
         Error(ErrorCode::kUnavailable, "function " + request.manifest.name + " has no snapshot"),
         std::nullopt, ""}));
     return;
   }
-  asio::post(boot_pool_, [this, source, request, done = std::move(done)]() mutable {
-    // A cold boot reads the image from disk: whatever of it is cached but not mapped goes first.
-    if (request.mode == BootMode::kCold) {
-      if (auto evicted = source->Evict(); !evicted) {
-        spdlog::warn("{}", evicted.error().ToString());
-      }
-    }
-    auto result = std::make_shared<tl::expected<BootedInstance, BootError>>(
-        launcher_->Restore(request, *source));
-    asio::post(io_, [result, done = std::move(done)] { done(std::move(*result)); });
-  });
+  FunctionVersion function = scheduler->second->function();
+  std::string version = it->second.version;
+  asio::post(boot_pool_,
+             [this, source, request, function, version, done = std::move(done)]() mutable {
+               // A cold boot reads the image from disk: whatever of it is cached but not mapped
+               // goes first.
+               if (request.mode == BootMode::kCold) {
+                 if (auto evicted = source->Evict(); !evicted) {
+                   spdlog::warn("{}", evicted.error().ToString());
+                 }
+               }
+               auto shell = restore_shells_.Take(request.manifest.name, version,
+                                                 ShellPool<RestoreShell>::Clock::now());
+               auto result = std::make_shared<tl::expected<BootedInstance, BootError>>(
+                   launcher_->Restore(request, *source, std::move(shell)));
+               asio::post(io_, [this, result, function, done = std::move(done)] {
+                 RefillRestoreShells(function);
+                 done(std::move(*result));
+               });
+             });
 }
 
 void Engine::MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply) {
@@ -280,6 +295,7 @@ SnapshotView Engine::ViewOfSnapshot(const std::string& function, const SnapshotS
     view.resident = slot.source->Resident();
     view.working_set_pages = slot.source->working_set_pages();
   }
+  if (auto shells = restore_shells_.Stats(function)) view.shells = *shells;
   return view;
 }
 

@@ -30,6 +30,7 @@
 #include "sandbox/pool_target.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
+#include "snapshot/process_state.h"
 
 namespace ember::engine {
 
@@ -86,6 +87,15 @@ struct ForkResources {
   // The child's stdout and stderr are its template's shared log socket (engine/template.h).
 };
 
+// A restore sandbox built ahead of its instance (snapshot/shell_handoff.h): cgroup with the
+// function's limits, namespaces, overlay and pivot_root done, ember-restore exec'ed and parked on
+// `go`. Restore hands it the snapshot and the instance's id; it is most of a restore's time
+// taken off the hot path, as RunD pre-creates cgroups and Catalyzer its sandboxes.
+struct RestoreShell {
+  BootedInstance booted;  // the sandbox (named by the shell's id until handed over), its sockets
+  UniqueFd go;
+};
+
 struct BootError {
   Error error;
   // Set when the runtime reported the failure (import error, syntax error, missing handler):
@@ -107,15 +117,19 @@ class Launcher {
   Result<ForkResources> PrepareFork(const Manifest& manifest,
                                     const std::string& shared_memory_cgroup);
 
-  // Cold and warm boot (launcher_restore.cc). TakeSnapshot boots a plain instance for
-  // `request`, checkpoints it at its entry point into an image at `path` (written atomically)
-  // and stops it. OpenSnapshot opens an image for restores of `manifest`'s function; Restore
-  // boots `request` (mode kCold or kWarm) from it into a fresh sandbox.
-  Status TakeSnapshot(const BootRequest& request, const std::string& path);
+  // Cold and warm boot (launcher_restore.cc). CheckpointInstance boots a plain instance for
+  // `request`, checkpoints it at its entry point and stops it (the caller writes the image:
+  // snapshot::WriteImage). OpenSnapshot opens an image for restores of `manifest`'s function;
+  // Restore boots `request` (mode kCold or kWarm) from it into a fresh sandbox.
+  Result<snapshot::ProcessState> CheckpointInstance(const BootRequest& request);
   Result<std::shared_ptr<SnapshotSource>> OpenSnapshot(const Manifest& manifest,
                                                        const std::string& path);
+  // With `shell`, the instance is restored into it (a dead shell is replaced by a new sandbox).
   tl::expected<BootedInstance, BootError> Restore(const BootRequest& request,
-                                                  const SnapshotSource& source);
+                                                  const SnapshotSource& source,
+                                                  std::optional<RestoreShell> shell = std::nullopt);
+  // A restore shell for `request`'s function (its instance_id names the shell until handoff).
+  Result<RestoreShell> BuildRestoreShell(const BootRequest& request);
 
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();
@@ -143,6 +157,8 @@ class Launcher {
     cgroup::Lease cgroup;
   };
   Result<Prepared> Prepare(const BootRequest& request);
+  // Prepare, with ember-restore as the command; `parked` for a restore shell.
+  Result<Prepared> PrepareRestore(const BootRequest& request, bool parked);
 
   snapshot::RestoreSettings RestoreSettingsFor(const Manifest& manifest) const;
   // "VERSION+AGENT.PLUGIN" (short build-ids of the agent dir's ember-agent and ember-python.so):

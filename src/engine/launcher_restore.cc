@@ -4,14 +4,19 @@
 // function's and applies a plan built here (snapshot/restore_plan.h).
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <iterator>
 
 #include "base/fs.h"
 #include "base/log.h"
 #include "engine/launcher.h"
 #include "snapshot/checkpoint.h"
 #include "snapshot/compat_capture.h"
-#include "snapshot/image_writer.h"
+#include "snapshot/shell_handoff.h"
+#include "sys/fd_passing.h"
 
 namespace ember::engine {
 namespace {
@@ -61,16 +66,7 @@ Status AwaitRestoreReport(int report_fd, sandbox::Sandbox& sandbox, Clock::time_
 }  // namespace
 
 Result<std::string> Launcher::AgentBuild() const {
-  // The restored process maps ember-agent and ember-python.so by path from the agent dir (a copy
-  // the daemon installs at start): a snapshot is only good with the very build it was taken
-  // with. Short GNU build-ids, so that the mark fits the compat record's ember_version field.
-  std::string mark = EMBER_VERSION "+";
-  for (const char* file : {"/ember-agent", "/ember-python.so"}) {
-    EMBER_ASSIGN_OR_RETURN(std::string id, snapshot::ReadGnuBuildId(options_.agent_dir + file));
-    if (mark.back() != '+') mark += '.';
-    mark += id.empty() ? "none" : id.substr(0, 12);
-  }
-  return mark;
+  return snapshot::AgentBuildMark(options_.agent_dir);
 }
 
 snapshot::RestoreSettings Launcher::RestoreSettingsFor(const Manifest& manifest) const {
@@ -94,7 +90,7 @@ Result<std::shared_ptr<SnapshotSource>> Launcher::OpenSnapshot(const Manifest& m
   return SnapshotSource::Open(path, lower_dir, build, RestoreSettingsFor(manifest));
 }
 
-Status Launcher::TakeSnapshot(const BootRequest& request, const std::string& path) {
+Result<snapshot::ProcessState> Launcher::CheckpointInstance(const BootRequest& request) {
   auto booted = Boot(request);
   if (!booted) return Fail(std::move(booted).error().error);
   // The agent is at the function's entry point: initialized, warmed up, blocked reading its next
@@ -104,20 +100,71 @@ Status Launcher::TakeSnapshot(const BootRequest& request, const std::string& pat
   options.leave_stopped = true;
   auto state = snapshot::Checkpoint(booted->sandbox.pid(), options);
   auto build = AgentBuild();
-  if (state && build) state->compat.ember_version = *build;
-  Status written = !state   ? Fail(state.error())
-                   : !build ? Fail(build.error())
-                            : snapshot::WriteImage(*state, path);
   if (auto destroyed = booted->sandbox.Destroy(); !destroyed) {
     spdlog::warn("snapshot source {}: {}", request.instance_id, destroyed.error().ToString());
   }
-  EMBER_TRY_CTX(written,
-                "snapshot " + request.manifest.name + " (instance " + request.instance_id + ")");
-  return Ok();
+  std::string context =
+      "snapshot " + request.manifest.name + " (instance " + request.instance_id + ")";
+  if (!state) return tl::unexpected(std::move(state).error().Context(context));
+  if (!build) return tl::unexpected(std::move(build).error().Context(context));
+  state->compat.ember_version = *build;
+  return std::move(*state);
 }
 
+Result<Launcher::Prepared> Launcher::PrepareRestore(const BootRequest& request, bool parked) {
+  EMBER_ASSIGN_OR_RETURN(auto prepared, Prepare(request));
+  prepared.spec.restorer = true;
+  prepared.spec.argv = {std::string(kAgentMountPoint) + "/ember-restore"};
+  if (parked) prepared.spec.argv.emplace_back(snapshot::kParkedFlag);
+  prepared.spec.env.clear();  // the restored process's environment is in its memory
+  return prepared;
+}
+
+Result<RestoreShell> Launcher::BuildRestoreShell(const BootRequest& request) {
+  EMBER_ASSIGN_OR_RETURN(auto prepared, PrepareRestore(request, /*parked=*/true));
+  int socks[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) != 0) {
+    return FailErrno("create the handoff socket of restore shell " + request.instance_id);
+  }
+  UniqueFd ours(socks[0]), theirs(socks[1]);
+  auto started =
+      StartInstance(prepared.spec, std::move(prepared.cgroup), nullptr, {theirs.get(), -1, -1});
+  if (!started) {
+    return tl::unexpected(std::move(started).error().Context(
+        "build restore shell " + request.instance_id + " of " + request.manifest.name));
+  }
+  return RestoreShell{std::move(*started), std::move(ours)};
+}
+
+namespace {
+
+// Hands a parked shell its instance (snapshot/shell_handoff.h); returns the read end of the
+// restorer's report channel.
+Result<UniqueFd> HandOff(const RestoreShell& shell, const std::string& instance_id, int plan_fd,
+                         int image_fd) {
+  snapshot::ShellHandoff handoff{};
+  handoff.magic = snapshot::kShellHandoffMagic;
+  if (instance_id.empty() || instance_id.size() > sizeof handoff.hostname) {
+    return Fail(ErrorCode::kInvalidArgument, "instance id '" + instance_id + "' is no hostname");
+  }
+  handoff.hostname_length = static_cast<uint32_t>(instance_id.size());
+  std::memcpy(handoff.hostname, instance_id.data(), instance_id.size());
+  int report_pipe[2];
+  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return FailErrno("create ember-restore's report pipe");
+  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+  const int fds[snapshot::kShellHandoffFds] = {plan_fd, image_fd, report_write.get()};
+  if (sys::SendWithFds(shell.go.get(), &handoff, sizeof handoff, fds, std::size(fds)) !=
+      static_cast<ssize_t>(sizeof handoff)) {
+    return FailErrno("hand restore shell " + shell.booted.sandbox.id() + " its instance");
+  }
+  return report_read;
+}
+
+}  // namespace
+
 tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& request,
-                                                          const SnapshotSource& source) {
+                                                          const SnapshotSource& source,
+                                                          std::optional<RestoreShell> shell) {
   const Manifest& m = request.manifest;
   bool cold = request.mode == BootMode::kCold;
   auto start = Clock::now();
@@ -126,24 +173,36 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
                                        " boot) instance " + request.instance_id + " of " + m.name +
                                        " from " + source.path()));
   };
-  auto prepared = Prepare(request);
-  if (!prepared) return tl::unexpected(context(prepared.error()));
-  auto& [spec, cgroup] = *prepared;
-  spec.restorer = true;
-  spec.argv = {std::string(kAgentMountPoint) + "/ember-restore"};
-  spec.env.clear();  // the restored process's environment is in its memory
-
-  int report_pipe[2];
-  if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
-    return tl::unexpected(context(Error::Errno("create ember-restore's report pipe")));
+  std::optional<BootedInstance> instance;
+  UniqueFd report_read;
+  if (shell) {
+    auto handed = HandOff(*shell, request.instance_id, source.plan_fd(cold), source.image_fd());
+    if (handed) {
+      report_read = std::move(*handed);
+      instance = std::move(shell->booted);
+      instance->sandbox.Rename(request.instance_id);
+    } else {
+      // A shell that died parked (killed, or its cgroup's OOM) is not the instance's problem.
+      spdlog::warn("{} (restoring {} into a new sandbox)", handed.error().ToString(),
+                   request.instance_id);
+    }
   }
-  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
-  // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
-  auto started = StartInstance(spec, std::move(cgroup), nullptr,
-                               {source.plan_fd(cold), source.image_fd(), report_write.get()});
-  if (!started) return tl::unexpected(context(started.error()));
-  report_write.reset();
-  BootedInstance booted = std::move(*started);
+  if (!instance) {
+    auto prepared = PrepareRestore(request, /*parked=*/false);
+    if (!prepared) return tl::unexpected(context(prepared.error()));
+    int report_pipe[2];
+    if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
+      return tl::unexpected(context(Error::Errno("create ember-restore's report pipe")));
+    }
+    report_read.reset(report_pipe[0]);
+    UniqueFd report_write(report_pipe[1]);
+    // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
+    auto started = StartInstance(prepared->spec, std::move(prepared->cgroup), nullptr,
+                                 {source.plan_fd(cold), source.image_fd(), report_write.get()});
+    if (!started) return tl::unexpected(context(started.error()));
+    instance = std::move(*started);
+  }
+  BootedInstance booted = std::move(*instance);
 
   auto deadline = start + options_.init_timeout;
   snapshot::RestoreReport report{};

@@ -4,6 +4,9 @@
 // 3 its control channel (or closed), 4 the plan (sealed memfd), 5 the image, 6 the report
 // channel (or closed). Nothing is ever printed on 0-2.
 //
+// A restore shell (snapshot/shell_handoff.h) runs it with argv[1] = "--parked" and a socket on
+// fd 4: it first waits there for the plan, image and report fds and the instance's hostname.
+//
 // Order (each step's file says why within it):
 //   1. plan        map fd 4 at kPlanAddress (inside the restorer's range, where nothing of the
 //                  process goes), block every signal;
@@ -175,6 +178,7 @@ void EnterTimeNamespace(bool self) {
 extern "C" [[noreturn]] void EmberRestorerMain(const uint64_t* initial_sp) {
   using namespace ember::restorer;  // NOLINT(google-build-using-namespace)
   namespace snapshot = ember::snapshot;
+  if (IsParked(initial_sp)) AwaitHandoff();  // a restore shell: until it is given an instance
   g_ctx.started_ns = NowNs();
   g_ctx.report_fd = 6;  // until it is moved: early failures still reach the host
   uint64_t all = ~0ULL;

@@ -64,14 +64,38 @@ void ReadFully(uint64_t address, uint64_t length, uint64_t offset) {
   }
 }
 
+// The file of the previous file-backed area: a shared library is four or five adjacent areas of
+// one file, and an open through the overlay costs more than the mmap itself.
+struct OpenedFile {
+  const char* path = nullptr;
+  bool shared = false;
+  long fd = -1;
+};
+OpenedFile g_last_file;
+
+void CloseLastFile() {
+  if (g_last_file.fd >= 0) RawSyscall(SYS_close, g_last_file.fd);
+  g_last_file = OpenedFile{};
+}
+
 long OpenForMapping(const PlanArea& a) {
   const char* path = PlanString(a.path_offset);
-  if (a.map_flags & MAP_SHARED) {
-    // Writable if the file allows it: the process may mprotect the mapping writable later.
-    long fd = RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
-    if (!IsError(fd) || (a.prot & PROT_WRITE)) return fd;
+  bool shared = (a.map_flags & MAP_SHARED) != 0;
+  if (g_last_file.fd >= 0 && g_last_file.shared == shared && SameString(g_last_file.path, path)) {
+    return g_last_file.fd;
   }
-  return RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
+  CloseLastFile();
+  long fd = -1;
+  if (shared) {
+    // Writable if the file allows it: the process may mprotect the mapping writable later.
+    fd = RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
+    if (IsError(fd) && !(a.prot & PROT_WRITE)) fd = -1;
+  }
+  if (fd == -1) {
+    fd = RawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
+  }
+  if (!IsError(fd)) g_last_file = OpenedFile{path, shared, fd};
+  return fd;
 }
 
 void MapArea(const PlanArea& a, bool copy) {
@@ -86,11 +110,10 @@ void MapArea(const PlanArea& a, bool copy) {
   if (copy_runs && a.run_count > 0) prot |= PROT_READ | PROT_WRITE;
   if (file) {
     long fd = Check(OpenForMapping(a), snapshot::kStageMapArea, a.start);
-    long r = RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot,
-                        (a.map_flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED, fd,
-                        static_cast<long>(a.file_offset));
-    RawSyscall(SYS_close, fd);
-    Check(r, snapshot::kStageMapArea, a.start);
+    Check(RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot,
+                     (a.map_flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED, fd,
+                     static_cast<long>(a.file_offset)),
+          snapshot::kStageMapArea, a.start);
   } else {
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
     if (a.kind == snapshot::kPlanStack) flags |= MAP_GROWSDOWN;
@@ -163,6 +186,7 @@ void MapAreas() {
   bool copy = (p.flags & snapshot::kPlanCopyMemory) != 0;
   const PlanArea* areas = PlanTable<PlanArea>(p.areas_offset);
   for (uint32_t i = 0; i < p.area_count; ++i) MapArea(areas[i], copy);
+  CloseLastFile();
 }
 
 void PlaceKernelAreas() {

@@ -1,6 +1,7 @@
 // The executor of a restore plan (snapshot/restore_plan_format.h): the state ember-restore keeps
 // while it rebuilds the process, and its steps, one file per concern:
 //   main.cc             _start, the reaper pid 1, the order of the steps
+//   parked.cc           a restore shell's wait for its instance
 //   restore_memory.cc   prefetch, the vdso, unmapping, mapping areas, mm bounds
 //   restore_files.cc    fds, cwd, umask, rlimits
 //   restore_signals.cc  sigactions, interval and POSIX timers, the memory shim
@@ -55,6 +56,13 @@ const T* PlanTable(uint64_t offset) {
 }
 inline const char* PlanString(uint64_t offset) { return PlanTable<char>(offset); }
 
+// strcmp() == 0, which the restorer does not have.
+inline bool SameString(const char* a, const char* b) {
+  for (; *a != '\0' && *a == *b; ++a, ++b) {
+  }
+  return *a == *b;
+}
+
 // restore_memory.cc
 void PrefetchWorkingSet();
 void MoveKernelAreasAside();
@@ -66,6 +74,10 @@ void SetMmBounds();
 // restore_exe.cc: with kPlanSetExe, makes ember-restore's own file mappings anonymous and opens
 // exe_path for PR_SET_MM_MAP; -1 without.
 int OpenExeForMm();
+
+// parked.cc: a restore shell (snapshot/shell_handoff.h) waits for its instance first.
+bool IsParked(const uint64_t* initial_sp);
+void AwaitHandoff();  // then fds 4, 5, 6 are the plan, the image and the report channel
 
 // restore_files.cc
 void MoveSandboxFds();  // before anything else: 0..6 above every recorded fd

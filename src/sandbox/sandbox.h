@@ -11,6 +11,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "base/child_process.h"
 #include "base/error.h"
@@ -62,6 +63,8 @@ class Sandbox {
   ~Sandbox();
 
   const std::string& id() const { return id_; }
+  // A sandbox built ahead of its use (a restore shell) takes the id of what it becomes.
+  void Rename(std::string id) { id_ = std::move(id); }
   pid_t pid() const { return adopted_pid_ > 0 ? adopted_pid_ : init_.pid(); }
   bool adopted() const { return adopted_pid_ > 0; }
   int pidfd() const { return init_.pidfd(); }

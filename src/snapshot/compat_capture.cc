@@ -69,6 +69,16 @@ Result<std::string> ReadGnuBuildId(const std::string& path) {
   return std::string();
 }
 
+Result<std::string> AgentBuildMark(const std::string& agent_dir) {
+  std::string mark = EMBER_VERSION "+";
+  for (const char* file : {"/ember-agent", "/ember-python.so"}) {
+    EMBER_ASSIGN_OR_RETURN(std::string id, ReadGnuBuildId(agent_dir + file));
+    if (mark.back() != '+') mark += '.';
+    mark += id.empty() ? "none" : id.substr(0, 12);
+  }
+  return mark;
+}
+
 Result<std::string> LibcIdentity(const std::string& host_path, const std::string& shown_path) {
   EMBER_ASSIGN_OR_RETURN(std::string build_id, ReadGnuBuildId(host_path));
   if (!build_id.empty()) return build_id;

@@ -400,6 +400,7 @@ std::string_view RestoreStageName(uint32_t stage) {
       "rt_sigreturn",
       "restored task died before its report",
       "hand lazy files to the reconnector",
+      "take over the restore shell (set the hostname)",
   };
   static_assert(std::size(kNames) == kStageCount);
   return stage < kStageCount ? kNames[stage] : "unknown stage";

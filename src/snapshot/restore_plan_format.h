@@ -273,7 +273,8 @@ enum RestoreStage : uint32_t {
   kStageSeccomp,
   kStageSigreturn,
   kStageTaskDied,
-  kStageLazyFiles,  // detail: the reconnector's pid
+  kStageLazyFiles,     // detail: the reconnector's pid
+  kStageShellHandoff,  // a restore shell's hostname (shell_handoff.h)
   kStageCount,
 };
 

@@ -10,8 +10,11 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -23,6 +26,8 @@
 #include "snapshot/image_reader.h"
 #include "snapshot/image_writer.h"
 #include "snapshot/restore_plan.h"
+#include "snapshot/shell_handoff.h"
+#include "sys/fd_passing.h"
 
 namespace ember::snapshot::zdtm {
 
@@ -113,7 +118,9 @@ inline void CheckpointPid1ToImage(Pid1Program& program, const std::vector<std::s
 // recorded pid is not 1), its control channel, its stdout, the restorer's report.
 class RestoredInstance {
  public:
-  void Start(const std::string& image_path, const RestoreSettings& settings) {
+  // `parked`: as a restore shell (snapshot/shell_handoff.h): ember-restore gets "--parked" and a
+  // socket on fd 4, and waits there until HandOff sends it the plan, the image and the report.
+  void Start(const std::string& image_path, const RestoreSettings& settings, bool parked = false) {
     auto image = ImageReader::Open(image_path);
     ASSERT_TRUE(image) << image.error().ToString();
     auto plan = BuildRestorePlan(*image, settings);
@@ -131,22 +138,32 @@ class RestoredInstance {
     out_.reset(out[0]);
     report_.reset(report[0]);
     UniqueFd control_child(sv[1]), out_child(out[1]), report_child(report[1]);
+    UniqueFd handoff_child;
+    if (parked) {
+      int handoff[2];
+      ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, handoff), 0);
+      handoff_.reset(handoff[0]);
+      handoff_child.reset(handoff[1]);
+    }
     std::string binary = RestorerBinary();
     // clone3 instead of unshare + fork: the child is pid 1 of the new namespace at once, and
-    // killing it (ChildProcess) ends the whole namespace.
+    // killing it (ChildProcess) ends the whole namespace. Its own uts namespace: a parked
+    // restorer sets the instance's hostname.
     clone_args args{};
-    args.flags = CLONE_NEWPID | CLONE_NEWNS;
+    args.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS;
     args.exit_signal = SIGCHLD;
     long pid = ::syscall(SYS_clone3, &args, sizeof args);
     ASSERT_GE(pid, 0) << "clone3: " << std::strerror(errno);
     if (pid == 0) {
       int from[7] = {null.get(),     out_child.get(), out_child.get(),   control_child.get(),
                      plan_fd->get(), image_fd.get(),  report_child.get()};
+      if (parked) from[4] = handoff_child.get();
       int high[7];
       for (int i = 0; i < 7; ++i) high[i] = ::fcntl(from[i], F_DUPFD, 100);
-      for (int i = 0; i < 7; ++i) ::dup2(high[i], i);
-      ::syscall(SYS_close_range, 7, ~0U, 0);
-      char* argv[] = {const_cast<char*>("ember-restore"), nullptr};
+      for (int i = 0; i < (parked ? 5 : 7); ++i) ::dup2(high[i], i);
+      ::syscall(SYS_close_range, parked ? 5 : 7, ~0U, 0);
+      char* argv[] = {const_cast<char*>("ember-restore"),
+                      parked ? const_cast<char*>(kParkedFlag) : nullptr, nullptr};
       char* envp[] = {nullptr};
       ::execve(binary.c_str(), argv, envp);
       ::_exit(127);
@@ -154,6 +171,50 @@ class RestoredInstance {
     auto child = ChildProcess::Adopt(static_cast<pid_t>(pid));
     ASSERT_TRUE(child) << child.error().ToString();
     pid1_ = std::move(*child);
+    if (parked) {
+      parked_plan_ = std::move(*plan_fd);
+      parked_image_ = std::move(image_fd);
+      parked_report_ = std::move(report_child);
+    }
+  }
+
+  // A parked restorer's handoff: `handoff` as given (tests also send malformed ones) with the
+  // plan, image and report fds (`fd_count` of them).
+  ssize_t HandOff(const ShellHandoff& handoff, size_t fd_count = kShellHandoffFds) {
+    int fds[3] = {parked_plan_.get(), parked_image_.get(), parked_report_.get()};
+    ssize_t sent = sys::SendWithFds(handoff_.get(), &handoff, sizeof handoff, fds, fd_count);
+    parked_report_.reset();  // the restorer's copy is the only writer left
+    return sent;
+  }
+  void CloseHandoff() { handoff_.reset(); }
+
+  // The hostname the restored program sees: uname() in a child that joined its uts namespace.
+  std::string Hostname() const {
+    UniqueFd uts(
+        ::open(("/proc/" + std::to_string(pid1_.pid()) + "/ns/uts").c_str(), O_RDONLY | O_CLOEXEC));
+    int pipe_fds[2];
+    if (!uts || ::pipe2(pipe_fds, O_CLOEXEC) != 0) return "cannot open the uts namespace";
+    UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+    pid_t child = ::fork();
+    if (child == 0) {
+      struct utsname name {};
+      if (::setns(uts.get(), CLONE_NEWUTS) != 0 || ::uname(&name) != 0) ::_exit(1);
+      (void)!::write(write_end.get(), name.nodename, std::strlen(name.nodename));
+      ::_exit(0);
+    }
+    write_end.reset();
+    std::string name;
+    char buf[128];
+    ssize_t n;
+    while ((n = ::read(read_end.get(), buf, sizeof buf)) > 0) name.append(buf, n);
+    ::waitpid(child, nullptr, 0);
+    return name;
+  }
+
+  // poll() on the report channel for `timeout`: 1 when something (a report or EOF) is there.
+  int WaitForReport(std::chrono::milliseconds timeout) {
+    pollfd p{report_.get(), POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count()));
   }
 
   // The restorer's one record (success or the failing stage); fails the test on a timeout.
@@ -219,6 +280,7 @@ class RestoredInstance {
  private:
   ChildProcess pid1_;
   UniqueFd control_, out_, report_;
+  UniqueFd handoff_, parked_plan_, parked_image_, parked_report_;
 };
 
 // Restores `image_path` and checks the program says "ok" and exits 0.
