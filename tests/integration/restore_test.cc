@@ -7,6 +7,8 @@
 #include <linux/seccomp.h>
 
 #include <cstring>
+#include <ctime>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,7 +84,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"timers", MemoryMode::kCopy}, Case{"threads", MemoryMode::kCopy},
                       Case{"threads", MemoryMode::kOverlay}, Case{"fpu", MemoryMode::kCopy},
                       Case{"fpu", MemoryMode::kOverlay}, Case{"dontneed", MemoryMode::kCopy},
-                      Case{"dontneed", MemoryMode::kOverlay}),
+                      Case{"dontneed", MemoryMode::kOverlay}, Case{"clocks", MemoryMode::kCopy},
+                      Case{"clocks", MemoryMode::kOverlay}),
     CaseName);
 
 // The restored process has its recorded pid inside the new namespace (a child of the reaper
@@ -363,8 +366,152 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"memory", MemoryMode::kOverlay}, Case{"files", MemoryMode::kOverlay},
                       Case{"signals", MemoryMode::kCopy}, Case{"threads", MemoryMode::kOverlay},
                       Case{"timers", MemoryMode::kCopy}, Case{"fpu", MemoryMode::kCopy},
-                      Case{"dontneed", MemoryMode::kOverlay}),
+                      Case{"dontneed", MemoryMode::kOverlay}, Case{"clocks", MemoryMode::kCopy}),
     CaseName);
+
+uint64_t HostClockNs(clockid_t clock) {
+  timespec ts{};
+  ::clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+constexpr uint64_t kSecondNs = 1000000000ULL;
+
+// "ok monotonic=<ns> boottime=<ns>" (zdtm_clocks --print) -> the two values; 0 if absent.
+uint64_t VerdictValue(const std::string& verdict, const std::string& key) {
+  size_t at = verdict.find(key + "=");
+  return at == std::string::npos ? 0 : std::stoull(verdict.substr(at + key.size() + 1));
+}
+
+// The clock offsets (ns) /proc shows for a restored process, "monotonic" or "boottime".
+int64_t TimensOffsetNs(const std::string& host_pid, const std::string& clock) {
+  auto text = ReadFile("/proc/" + host_pid + "/timens_offsets");
+  if (!text) return -1;
+  std::istringstream lines(*text);
+  std::string name;
+  int64_t sec = 0, nsec = 0;
+  while (lines >> name >> sec >> nsec) {
+    if (name == clock) return sec * static_cast<int64_t>(kSecondNs) + nsec;
+  }
+  return -1;
+}
+
+// A restore after a reboot, faked: the image's recorded clocks are put 1000 s ahead of the
+// host's. The restored process's clocks continue from the recorded values (its time namespace
+// has ~1000 s offsets) instead of reading below what it saw; both as a reaper's child and as
+// pid 1 (which enters the namespace with setns).
+class ClocksRestoreTest : public ::testing::TestWithParam<bool /* pid 1 */> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (ptrace, pid and time namespaces)";
+  }
+  TempDir dir_;
+};
+
+TEST_P(ClocksRestoreTest, ContinueFromTheRecordedClocksAfterAReboot) {
+  const bool pid1 = GetParam();
+  const std::string image = dir_.path() + "/clocks.snapshot";
+  const std::vector<std::string> argv = {Zdtm("clocks"), "--print"};
+  Program original;
+  Pid1Program original_pid1;
+  pid_t host_pid = 0;
+  if (pid1) {
+    ASSERT_NO_FATAL_FAILURE(original_pid1.Start(argv));
+    host_pid = original_pid1.host_pid();
+  } else {
+    ASSERT_NO_FATAL_FAILURE(original.Start(argv));
+    host_pid = original.pid();
+  }
+  CheckpointOptions options;
+  options.control_fd = 0;
+  options.leave_stopped = true;
+  auto state = Checkpoint(host_pid, options);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ::kill(host_pid, SIGKILL);
+  // Recorded at the freeze: no earlier than what the process read, no later than now.
+  if (!pid1) {
+    EXPECT_GE(state->clocks.monotonic_ns, original.Num("monotonic"));
+    EXPECT_GE(state->clocks.boottime_ns, original.Num("boottime"));
+  }
+  EXPECT_LE(state->clocks.monotonic_ns, HostClockNs(CLOCK_MONOTONIC));
+  EXPECT_LE(state->clocks.boottime_ns, HostClockNs(CLOCK_BOOTTIME));
+  state->clocks.monotonic_ns = HostClockNs(CLOCK_MONOTONIC) + 1000 * kSecondNs;
+  state->clocks.boottime_ns = HostClockNs(CLOCK_BOOTTIME) + 1000 * kSecondNs;
+  auto written = WriteImage(*state, image);
+  ASSERT_TRUE(written) << written.error().ToString();
+
+  RestoredInstance instance;
+  ASSERT_NO_FATAL_FAILURE(instance.Start(image, RestoreSettings{}));
+  auto report = CheckRestoreReport(instance.ReadReport());
+  ASSERT_TRUE(report) << report.error().ToString();
+  const std::string restored =
+      pid1 ? std::to_string(instance.pid1()) : instance.HostPidOf(state->pid);
+  ASSERT_FALSE(restored.empty());
+  for (const char* clock : {"monotonic", "boottime"}) {
+    const int64_t offset = TimensOffsetNs(restored, clock);
+    EXPECT_GT(offset, 900 * static_cast<int64_t>(kSecondNs)) << clock;
+    EXPECT_LE(offset, 1000 * static_cast<int64_t>(kSecondNs)) << clock;
+  }
+  const std::string verdict = instance.Finish();
+  ASSERT_TRUE(verdict.starts_with("ok ")) << verdict;
+  EXPECT_GE(VerdictValue(verdict, "monotonic"), state->clocks.monotonic_ns) << verdict;
+  EXPECT_GE(VerdictValue(verdict, "boottime"), state->clocks.boottime_ns) << verdict;
+  // Continued from the recorded values, not pushed further than the restore took.
+  EXPECT_LT(VerdictValue(verdict, "monotonic"), state->clocks.monotonic_ns + 100 * kSecondNs);
+  EXPECT_EQ(instance.ExitCode(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Clocks, ClocksRestoreTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "Pid1" : "ReaperChild");
+                         });
+
+// On the boot it was taken on, the restored process's clocks are the host's: offsets 0.
+TEST_F(RestoreTest, ClocksAreTheHostsOnTheSameBoot) {
+  const std::string image = dir_.path() + "/clocks.snapshot";
+  Program original;
+  ASSERT_NO_FATAL_FAILURE(CheckpointToImage(original, {Zdtm("clocks"), "--print"}, image));
+  RestoredInstance instance;
+  ASSERT_NO_FATAL_FAILURE(instance.Start(image, RestoreSettings{}));
+  auto report = CheckRestoreReport(instance.ReadReport());
+  ASSERT_TRUE(report) << report.error().ToString();
+  const std::string restored = instance.HostPidOf(original.pid());
+  ASSERT_FALSE(restored.empty());
+  EXPECT_EQ(TimensOffsetNs(restored, "monotonic"), 0);
+  EXPECT_EQ(TimensOffsetNs(restored, "boottime"), 0);
+  const uint64_t before = HostClockNs(CLOCK_MONOTONIC);
+  const std::string verdict = instance.Finish();
+  ASSERT_TRUE(verdict.starts_with("ok ")) << verdict;
+  EXPECT_GE(VerdictValue(verdict, "monotonic"), before);
+  EXPECT_LE(VerdictValue(verdict, "monotonic"), HostClockNs(CLOCK_MONOTONIC));
+  EXPECT_EQ(instance.ExitCode(), 0);
+}
+
+// A process that runs in a time namespace with offsets (a restored instance, here one made by
+// unshare(1) with +1000 s) is recorded with its own clocks, and its restore keeps them.
+TEST_F(RestoreTest, ClocksOfAProcessInATimeNamespaceAreKept) {
+  if (!PathExists("/usr/bin/unshare")) GTEST_SKIP() << "no /usr/bin/unshare (util-linux)";
+  const std::string image = dir_.path() + "/clocks.snapshot";
+  Program original;
+  // unshare(1) enters the new time namespace itself, then execs the program in it.
+  ASSERT_NO_FATAL_FAILURE(original.Start(
+      {"/usr/bin/unshare", "--time", "--monotonic", "1000", "--boottime", "1000", Zdtm("clocks")}));
+  const uint64_t seen = original.Num("monotonic");
+  ASSERT_GT(seen, HostClockNs(CLOCK_MONOTONIC) + 900 * kSecondNs) << "not in the time namespace";
+  CheckpointOptions options;
+  options.control_fd = 0;
+  options.leave_stopped = true;
+  auto state = Checkpoint(original.pid(), options);
+  ASSERT_TRUE(state) << state.error().ToString();
+  ::kill(original.pid(), SIGKILL);
+  EXPECT_GE(state->clocks.monotonic_ns, seen);
+  EXPECT_GE(state->clocks.boottime_ns, original.Num("boottime"));
+  EXPECT_LT(state->clocks.monotonic_ns, HostClockNs(CLOCK_MONOTONIC) + 1000 * kSecondNs);
+  auto written = WriteImage(*state, image);
+  ASSERT_TRUE(written) << written.error().ToString();
+  // The program itself checks that its clocks did not go back.
+  RestoreAndExpectOk(image, RestoreSettings{});
+}
 
 // The fan-out: 20 instances restored at once from one immutable image, each a complete,
 // independent process (its own pid namespace, same recorded pid) that says "ok".
