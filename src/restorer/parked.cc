@@ -18,10 +18,10 @@ constexpr int kFirstRestoreFd = 4;  // plan, image, report: 4, 5, 6 (main.cc)
 }  // namespace
 
 bool IsParked(const uint64_t* initial_sp) {
-  uint64_t argc = initial_sp[0];
+  if (initial_sp[0] < 2) return false;  // argc
   // NOLINTNEXTLINE(performance-no-int-to-ptr): argv pointers on the kernel's initial stack
-  return argc >= 2 &&
-         SameString(reinterpret_cast<const char*>(initial_sp[2]), snapshot::kParkedFlag);
+  const auto* first_argument = reinterpret_cast<const char*>(initial_sp[2]);
+  return SameString(first_argument, snapshot::kParkedFlag);
 }
 
 void AwaitHandoff() {
