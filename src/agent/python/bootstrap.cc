@@ -13,6 +13,8 @@ import time
 import traceback
 
 _handler = None
+# json.dumps with these arguments builds this very encoder on every call.
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class Context:
@@ -84,24 +86,40 @@ def load(code_dir, module_name, function_name):
     return None
 
 
-def invoke(event_bytes, request_id, function_name, memory_limit_bytes, timeout_ms):
+def invoke(event_bytes, request_id, function_name, memory_limit_bytes, timeout_ms,
+           handler=None):
+    if handler is None:
+        handler = _handler
     context = Context(request_id, function_name, memory_limit_bytes, timeout_ms)
     try:
         event = json.loads(event_bytes) if event_bytes else None
     except (ValueError, RecursionError) as exc:
         return (False, "InvalidEvent", f"the event is not valid JSON: {_text(exc)}", "")
     try:
-        result = _handler(event, context)
+        result = handler(event, context)
     except BaseException as exc:
         # The traceback starts at the handler, not at this frame.
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
         return (False,) + _describe(exc, tb)
     try:
-        return (True, json.dumps(result, separators=(",", ":"), allow_nan=False))
+        return (True, _encoder.encode(result))
     except (TypeError, ValueError, RecursionError) as exc:
         return (False, "ResultNotSerializable", _text(exc), "")
     except BaseException as exc:
         return (False,) + _describe(exc, exc.__traceback__)
+
+
+def _echo(event, context):
+    return event
+
+
+def warm_up():
+    """Runs the invocation path (event decoding, context, result encoding; not the function's
+    handler) until CPython has specialized its bytecode. A template does this before it forks:
+    CPython 3.11 quickens and specializes code in place, and a forked child doing it would write
+    into, and so copy, the template's pages holding these code objects."""
+    for _ in range(100):
+        invoke(b'{"a": [1, 2.5, "x", true, null, {"b": {}}]}', "warm-up", "", 0, 1000, _echo)
 )PY";
 
 }  // namespace ember::agent::python

@@ -8,7 +8,9 @@ namespace ember::agent::python {
 //   load(code_dir, module, function) -> None, or (type, message, traceback) on failure
 //   invoke(event_bytes, request_id, function_name, memory_limit_bytes, timeout_ms)
 //       -> (True, result_json) or (False, type, message, traceback)
-// Neither raises for anything the handler does.
+//   warm_up() -> None: runs invoke's own path (not the handler) until CPython has specialized it;
+//       a template calls it before it forks
+// None raises for anything the handler does.
 extern const char kBootstrapSource[];
 
 }  // namespace ember::agent::python

@@ -217,6 +217,14 @@ PyGILState_STATE g_fork_gil;
 
 char* Freeze() {
   PyGILState_STATE gil = PyGILState_Ensure();
+  // Before the freeze, so that what the warm-up leaves behind is frozen too. A failure only costs
+  // the children memory.
+  if (PyObject* warm = PyRun_String("__import__('_ember_bootstrap').warm_up()", Py_eval_input,
+                                    PyEval_GetBuiltins(), nullptr)) {
+    Py_DECREF(warm);
+  } else {
+    PyErr_Clear();
+  }
   std::string names;
   // threading is asked only if the function imported it: without it no Python thread can have
   // been started through it (the template counts the OS threads as well), and importing it here
