@@ -11,7 +11,9 @@
 //     since its checkpoint, and its clocks would lag the host's (logs, /proc/uptime, any reading
 //     compared with one taken outside the sandbox);
 //   * restored after a reboot, or on a host up for less time (recorded > now): the clocks
-//     continue from the recorded value, as CRIU's rule makes them;
+//     continue from the recorded value, as CRIU's rule makes them (each restore from its own
+//     now: instances of one snapshot restored a second apart read a second apart, and never
+//     below the recorded value);
 //   * a restored instance checkpointed again is recorded with its offset included, so the rule
 //     holds across generations.
 // The kernel does not nest time namespaces: offsets are from the host's clocks, which are
