@@ -23,7 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers.suite import RESULTS_DIR, load, summary  # noqa: E402
+from peers.engine_report import suite_rows as engine_rows  # noqa: E402
+from peers.suite import RESULTS_DIR, load, newest, summary, timestamp  # noqa: E402
 
 BEGIN_MARK = "<!-- suite:begin -->"
 END_MARK = "<!-- suite:end -->"
@@ -54,7 +55,7 @@ def markdown(suite: dict, img_dir: Path | None = None, img_prefix: str = "img/")
     for kind in suite.get("missing", []):
         lines.append(f"| {kind} | not run (no result file) | — | — |")
     lines += ["", "| figure | value | target | met |", "| --- | --- | --- | --- |"]
-    for kind in ("fork-boot", "restore", "run-vs-peers", "invoke-latency"):
+    for kind in ("fork-boot", "restore", "run-vs-peers", "invoke-latency", ENGINE_KIND):
         for row in suite["benchmarks"].get(kind, {}).get("rows", []):
             lines.append(f"| {row['figure']} | {row['value']} | {row['target'] or '—'} | "
                          f"{_met(row['met'])} |")
@@ -69,6 +70,23 @@ def markdown(suite: dict, img_dir: Path | None = None, img_prefix: str = "img/")
     return "\n".join(lines) + "\n"
 
 
+ENGINE_KIND = "engine-latency"  # bench/engine_latency.py: read here, not by peers/suite.py
+
+
+def load_engine(files: list[Path] | None, results_dir: Path) -> tuple[Path, dict] | None:
+    """The engine-latency result among `files`, else the newest in results_dir; None if none."""
+    if files:
+        paths = [p for p in files if Path(p).name.startswith(ENGINE_KIND + "-")]
+    else:
+        paths = [p for p in [newest(results_dir, ENGINE_KIND)] if p is not None]
+    for p in reversed(paths):
+        try:
+            return Path(p), json.loads(Path(p).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def write_section(body: str, path: Path) -> None:
     """Replace what lies between the suite markers; the rest of the page is left byte for byte."""
     text = path.read_text()
@@ -80,10 +98,15 @@ def write_section(body: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build(loaded: dict, results_dir: Path, stamp: str | None = None) -> tuple[dict, Path]:
+def build(loaded: dict, results_dir: Path, stamp: str | None = None,
+          engine: tuple[Path, dict] | None = None) -> tuple[dict, Path]:
     """The suite record, written to results_dir/suite-<stamp>.json; (record, its path)."""
     stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
     suite = summary(loaded)
+    if engine is not None:
+        path, data = engine
+        suite["benchmarks"][ENGINE_KIND] = {"path": str(path), "timestamp": timestamp(data),
+                                            "mode": data.get("mode"), "rows": engine_rows(data)}
     suite["benchmark"] = "suite"
     suite["written"] = time.strftime("%Y-%m-%d %H:%M:%S")
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -100,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args(argv)
     loaded = load(a.files or None, a.results)
-    if not loaded:
+    engine = load_engine(a.files or None, a.results)
+    if not loaded and engine is None:
         print(f"report.py: no benchmark results in {a.results} (run bench/run.sh first)",
               file=sys.stderr)
         return 1
-    suite, out = build(loaded, a.results)
+    suite, out = build(loaded, a.results, engine=engine)
     for kind in suite["missing"]:
         print(f"report.py: no {kind} result; the summary says it was not run", file=sys.stderr)
     body = markdown(suite, a.docs.parent / "img")

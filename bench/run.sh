@@ -4,7 +4,7 @@
 #
 #   bench/run.sh EMBER_BIN [--quick] [--write-docs] [--rootfs-image FILE] [--only BENCH] [-- SCRIPT_ARGS...]
 #
-# --only run-vs-peers|invoke-latency|fork-boot|restore|micro runs one of the benchmarks; SCRIPT_ARGS
+# --only run-vs-peers|invoke-latency|fork-boot|restore|engine|micro runs one of the benchmarks; SCRIPT_ARGS
 # go to that one (without --only, to run_vs_peers.py).
 #
 # 1. installs the peers from Debian when missing (crun, runc, runsc, criu, python3,
@@ -20,6 +20,9 @@
 # 6b. runs bench/restore_boot.py: cold and warm boot (restore → answer) against fork and plain
 #    boot, runsc restore, runc + CRIU and bare CRIU; PSS of idle restored instances;
 #    bench/results/restore-<timestamp>.json;
+# 6c. runs bench/engine_latency.py: the same boot modes through the engine directly
+#    (ember-engine-bench, built beside EMBER_BIN: no HTTP, no client) against the daemon path;
+#    bench/results/engine-latency-<timestamp>.json;
 # 7. runs ember-micro-bench (bench/micro, Google Benchmark), built beside EMBER_BIN: the costs
 #    inside ember; bench/results/micro-<timestamp>.json.
 # 8. draws the plots (bench/plots.py -> bench/results/plots/, docs/img with --write-docs) and
@@ -53,9 +56,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $ember == */* ]] && ember=$(realpath -m "$ember")
 case $only in
-  ""|run-vs-peers|invoke-latency|fork-boot|restore|micro) ;;
-  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency, fork-boot, restore or micro," \
-          "not '$only'" >&2
+  ""|run-vs-peers|invoke-latency|fork-boot|restore|engine|micro) ;;
+  *) echo "bench/run.sh: --only takes run-vs-peers, invoke-latency, fork-boot, restore, engine or" \
+          "micro, not '$only'" >&2
      exit 2 ;;
 esac
 
@@ -244,6 +247,17 @@ if [[ -z $only || $only == restore ]]; then
     "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
   script_pid=$!
   wait "$script_pid"
+fi
+
+# The same boot modes through the engine directly (ember-engine-bench beside EMBER_BIN, its own
+# data/run dirs and cgroup pool ember-bench-engine), set against the newest restore result (the
+# daemon path), which the full run has just written.
+if [[ -z $only || $only == engine ]]; then
+  "$python" "$here/engine_latency.py" --ember "$ember" --image python3.11 --verbose \
+    "${quick[@]}" "${write_docs[@]}" "${extra[@]}" &
+  script_pid=$!
+  wait "$script_pid"
+  extra=()
 fi
 
 # The micro costs inside ember: no peers, no image; JSON for the record, the table on stdout.
