@@ -7,7 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <functional>
-#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -323,7 +323,13 @@ Status RunSession(const SessionPlan& plan) {
   asio::io_context io(1);
   auto work = asio::make_work_guard(io);
   daemon::MetricsRegistry metrics;
-  EMBER_ASSIGN_OR_RETURN(auto engine, engine::Engine::Create(io, plan.engine, &metrics));
+  auto created = engine::Engine::Create(io, plan.engine, &metrics);
+  if (!created) {
+    // It may have made its cgroup pool before failing.
+    (void)RemoveCgroupPools(plan.engine.launcher);
+    return Fail(std::move(created).error().Context("start the engine"));
+  }
+  std::unique_ptr<engine::Engine> engine = std::move(*created);
   Status measured = Measure(plan, io, *engine, functions);
   // Apply's undo, whatever Measure did: instances and templates stopped, then the pools.
   bool down = false;
