@@ -6,16 +6,17 @@ through the daemon, so the difference is what the API path costs.
 Deploys the light and heavy Python handlers of bench/peers/scenarios.py (with fork-boot
 templates) into a private data dir (the python3.11 image linked from the main store, as the other
 scenarios do), takes their snapshots, and times forced warm, cold, fork and plain boots, each a
-fresh instance, interleaved round by round, from Engine::Invoke to its done callback. The
-through-the-daemon medians come from the newest restore result (bench/restore_boot.py, the same
-handlers and forced boots), named in the output: running a daemon too would double the run.
+fresh instance, interleaved round by round, from Engine::Invoke to its done callback. Right
+before, the same boots through a private `ember daemon` (peers/engine_daemon.py), so both paths
+see the same load; `--daemon-path newest` takes the daemon figures from the newest restore result
+instead (bench/restore_boot.py, the same handlers and forced boots), named in the output.
 
     engine_latency.py --ember BIN [--quick] [--rounds N] [--modes warm,cold,fork,plain]
                       [--functions light,heavy] [--daemon-results FILE] [--write-docs]
 
 Prints a markdown table per handler, writes bench/results/engine-latency-<timestamp>.json.
 Everything made is removed at the end, also on error (the private dirs, the cgroup pool
-ember-bench-engine). No assertion is made on any figure.
+ember-bench-engine and the daemon's ember-bench-engine-daemon). No assertion is made on any figure.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 from peers.daemon import EmberDaemon, mounts_under
+from peers.engine_daemon import DAEMON_CGROUP_NAME, measure_daemon_path
 from peers.engine_report import (BEGIN_MARK, END_MARK, daemon_reference, markdown, ratios,
                                  summarize_engine)
 from peers.fork_setup import write_bundle
@@ -61,8 +63,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--warmups", type=int, default=2)
     ap.add_argument("--modes", default="warm,cold,fork,plain")
     ap.add_argument("--functions", default="light,heavy", help="subset of light,heavy")
+    ap.add_argument("--daemon-path", choices=("same-run", "newest"), default="same-run",
+                    help="the daemon-path figures: measured in this run, or the newest restore "
+                         "result's")
     ap.add_argument("--daemon-results", type=Path,
-                    help="the restore result with the daemon-path figures (default: newest)")
+                    help="the restore result with the daemon-path figures (implies newest)")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--write-docs", action="store_true",
                     help=f"rewrite {BEGIN_MARK} … {END_MARK} in {DOCS.relative_to(REPO)}")
@@ -122,6 +127,7 @@ def main() -> int:
     started = dt.datetime.now()
     warnings: list[str] = []
     errors: dict[str, str] = {}
+    reference: dict | None = None
     results: dict = {
         "benchmark": "engine-latency", "timestamp": started.strftime("%Y-%m-%d %H:%M:%S"),
         "mode": "quick" if a.quick else "full", "rounds": a.rounds, "warmups": a.warmups,
@@ -132,7 +138,11 @@ def main() -> int:
         try:
             daemon.provide_image(a.image)
             bundles = [write_bundle(root, f"engine-{f['kind']}", f["module"]) for f in fns]
-            log(f"{a.rounds} rounds × {len(a.modes.split(','))} modes × {len(fns)} handlers")
+            if a.daemon_path == "same-run" and a.daemon_results is None:
+                reference = measure_daemon_path(ember_bin, a.image, root / "daemon", fns,
+                                                a.rounds, a.warmups, log, a.verbose, warnings)
+            log(f"{a.rounds} rounds × {len(a.modes.split(','))} modes × {len(fns)} handlers "
+                "through the engine")
             raw = run_engine_bench(a, binary, daemon, bundles, root / "engine.json")
             results["raw"] = raw
             results["engine"] = summarize_engine(raw, {f"engine-{f['kind']}": f["kind"]
@@ -143,11 +153,13 @@ def main() -> int:
     finally:
         warnings += daemon.stop()  # `ember cleanup`: the pool, should the binary have died
         left = [f"mount {m}" for m in mounts_under(root)] + \
-            [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_NAME}")]
+            [f"cgroup {p}" for n in (CGROUP_NAME, DAEMON_CGROUP_NAME)
+             for p in Path("/sys/fs/cgroup").glob(f"*/{n}")]
         remove_scratch(root, left, root, False, warnings)
         for w in warnings:
             log(f"warning: {w}")
-    reference = daemon_reference(Path(a.results_dir), a.daemon_results)
+    if reference is None:
+        reference = daemon_reference(Path(a.results_dir), a.daemon_results)
     results["daemon_reference"] = reference
     results["ratios"] = ratios(results.get("engine") or {}, reference)
     out_file = save_results(results, "engine-latency", started, warnings, a.results_dir)

@@ -1,10 +1,11 @@
 """bench/engine_latency.py's figures: ember-engine-bench's samples summarized per handler and boot
 mode, set beside the same boot modes through the daemon, the markdown tables and the suite rows.
 
-The daemon-path figures are the medians of the newest restore result
-(bench/results/restore-*.json, bench/restore_boot.py): the same light and heavy handlers, each
-invocation a forced boot of a fresh instance in that mode, as ember-engine-bench does. The
-ratio engine / daemon is what HTTP, the unix socket and the client cost per invocation.
+The daemon-path figures come from the same run (peers/engine_daemon.py) or, with
+--daemon-path newest, from the newest restore result (bench/results/restore-*.json,
+bench/restore_boot.py): the same light and heavy handlers, each invocation a forced boot of a
+fresh instance in that mode, as ember-engine-bench does. The ratio engine / daemon shows what
+HTTP, the unix socket and the client cost per invocation.
 """
 
 from __future__ import annotations
@@ -64,17 +65,19 @@ def daemon_reference(results_dir: Path, path: Path | None = None) -> dict:
 
 
 def ratios(engine: dict, reference: dict) -> dict:
-    """{kind: {mode: {"engine", "daemon", "ratio", "api_ms"}}}: engine p50 / daemon p50, and
-    the difference (what the API path adds, ms); None where either figure is missing."""
+    """{kind: {mode: {"engine", "daemon", "ratio", "api_ms", "in_request_api_ms"}}}: engine p50 /
+    daemon p50, their difference (ms), and, measured in this run, the client's time minus the
+    daemon's Server-Timing total in the same requests; None where a figure is missing."""
     out: dict = {}
     for kind, e in engine.items():
         ref = (reference.get("kinds") or {}).get(kind, {})
         for mode in MODES:
             ep, dp = stat(e["modes"].get(mode)), ref.get(mode)
             ok = ep is not None and dp is not None and dp > 0
+            inreq = ((reference.get("in_request") or {}).get(kind) or {}).get(mode)
             out.setdefault(kind, {})[mode] = {
                 "engine": ep, "daemon": dp, "ratio": ep / dp if ok else None,
-                "api_ms": dp - ep if ok else None}
+                "api_ms": dp - ep if ok else None, "in_request_api_ms": inreq}
     return out
 
 
@@ -94,14 +97,18 @@ def markdown(results: dict) -> str:
              f"{m.get('cpus', '?')} CPUs, kernel {m.get('kernel', '?')}.", ""]
     if "error" in ref:
         lines += [f"Through the daemon: no figures ({ref['error']}).", ""]
+    elif ref.get("source") == "this run":
+        lines += ["Through the daemon: measured in this run, right before the engine path (a "
+                  "private `ember daemon` with the same handlers, the same forced boots, one "
+                  "per mode per round).", ""]
     else:
         lines += [f"Through the daemon: the medians of `{ref.get('file')}` "
                   f"({ref.get('timestamp')}, bench/restore_boot.py), not of this run.", ""]
     for kind, e in (results.get("engine") or {}).items():
         lines += [f"**{kind} handler** (`{e.get('function')}`)", "",
                   "| boot mode | n | min ms | p50 ms | p99 ms | daemon p50 ms | "
-                  "engine / daemon | API path ms |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "engine / daemon | daemon − engine ms | HTTP + client ms |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         r = (results.get("ratios") or {}).get(kind, {})
         for mode in MODES:
             s = e["modes"].get(mode)
@@ -111,12 +118,15 @@ def markdown(results: dict) -> str:
             ratio = "—" if x.get("ratio") is None else f"{x['ratio']:.2f}"
             if "error" in s:
                 lines.append(f"| {mode} | 0 | failed: {_one_line(s['error'])} | | | "
-                             f"{_ms(x.get('daemon'))} | — | — |")
+                             f"{_ms(x.get('daemon'))} | — | — | "
+                             f"{_ms(x.get('in_request_api_ms'))} |")
                 continue
             lines.append(f"| {mode} | {s['n']} | {_ms(s['min_ms'])} | {_ms(s['median_ms'])} | "
                          f"{_ms(s['p99_ms'])} | {_ms(x.get('daemon'))} | {ratio} | "
-                         f"{_ms(x.get('api_ms'))} |")
-        lines += ["", "Engine phases (medians, ms, InvokeReply timings): " + "; ".join(
+                         f"{_ms(x.get('api_ms'))} | {_ms(x.get('in_request_api_ms'))} |")
+        lines += ["", "HTTP + client: in the daemon-path requests themselves, the client's "
+                  "time minus the daemon's Server-Timing total (means).", "",
+                  "Engine phases (medians, ms, InvokeReply timings): " + "; ".join(
             f"{mode} " + ", ".join(f"{p} {_ms(ph.get(p))}" for p in PHASES)
             for mode in MODES if (ph := e.get("phases", {}).get(mode))) + ".", ""]
     for what, err in (results.get("errors") or {}).items():

@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
-from peers import engine_report  # noqa: E402
+from peers import engine_daemon, engine_report  # noqa: E402
 from peers.report import write_docs  # noqa: E402
 
 MACHINE = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.18.0", "cpus": 2,
@@ -96,6 +96,23 @@ class EngineReportTest(unittest.TestCase):
         self.assertIsNone(light["plain"]["ratio"])  # the daemon's plain boot failed
         self.assertIsNone(r["ratios"]["heavy"]["fork"]["ratio"])  # the engine's did not run
 
+    def test_daemon_path_in_this_run(self):
+        ref = {"source": "this run", "kinds": {"light": {"warm": 4.0, "fork": 2.5}},
+               "in_request": {"light": {"warm": 0.4, "fork": 0.3}}}
+        r = dict(results(self.dir), daemon_reference=ref)
+        r["ratios"] = engine_report.ratios(r["engine"], ref)
+        self.assertAlmostEqual(r["ratios"]["light"]["fork"]["ratio"], 0.6)
+        self.assertEqual(r["ratios"]["light"]["fork"]["in_request_api_ms"], 0.3)
+        md = engine_report.markdown(r)
+        self.assertIn("measured in this run", md)
+        self.assertIn("| fork | 3 | 1.00 | 1.50 | 2.00 | 2.50 | 0.60 | 1.00 | 0.30 |", md)
+
+    def test_in_request_api_ms(self):
+        self.assertAlmostEqual(engine_daemon.in_request_api_ms(
+            {"mean": {"client": 5.5, "total": 5.0}}), 0.5)
+        self.assertIsNone(engine_daemon.in_request_api_ms({"mean": {"total": 5.0}}))
+        self.assertIsNone(engine_daemon.in_request_api_ms(None))
+
     def test_no_daemon_reference(self):
         ref = engine_report.daemon_reference(self.dir / "none")
         self.assertIn("error", ref)
@@ -105,7 +122,7 @@ class EngineReportTest(unittest.TestCase):
     def test_markdown_tables(self):
         md = engine_report.markdown(results(self.dir))
         self.assertIn("**light handler** (`engine-light`)", md)
-        self.assertIn("| warm | 3 | 2.00 | 3.00 | 4.00 | 4.00 | 0.75 | 1.00 |", md)
+        self.assertIn("| warm | 3 | 2.00 | 3.00 | 4.00 | 4.00 | 0.75 | 1.00 | — |", md)
         self.assertIn("| fork | 0 | failed: no fork template for engine-heavy |", md)
         self.assertIn("restore-20261122-013000.json", md)
         self.assertIn("load average 0.5 → 0.7", md)
