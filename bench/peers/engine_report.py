@@ -93,7 +93,8 @@ def markdown(results: dict) -> str:
     lines = [f"Run {results.get('timestamp', '?')} ({results.get('mode', '?')}: "
              f"{results.get('rounds', '?')} rounds after {results.get('warmups', '?')} warm-ups,"
              " modes interleaved), "
-             f"load average {m.get('loadavg_at_start', '?')} → {m.get('loadavg_at_end', '?')}, "
+             f"load average {_load(m.get('loadavg_at_start'))} → "
+             f"{_load(m.get('loadavg_at_end'))}, "
              f"{m.get('cpus', '?')} CPUs, kernel {m.get('kernel', '?')}.", ""]
     if "error" in ref:
         lines += [f"Through the daemon: no figures ({ref['error']}).", ""]
@@ -132,6 +133,10 @@ def markdown(results: dict) -> str:
     for what, err in (results.get("errors") or {}).items():
         lines.append(f"- {what}: {_one_line(err)}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _load(v) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "?"
 
 
 def _one_line(s: str, limit: int = 200) -> str:

@@ -125,7 +125,7 @@ class EngineReportTest(unittest.TestCase):
         self.assertIn("| warm | 3 | 2.00 | 3.00 | 4.00 | 4.00 | 0.75 | 1.00 | — |", md)
         self.assertIn("| fork | 0 | failed: no fork template for engine-heavy |", md)
         self.assertIn("restore-20261122-013000.json", md)
-        self.assertIn("load average 0.5 → 0.7", md)
+        self.assertIn("load average 0.50 → 0.70", md)
         self.assertLess(md.index("| warm |"), md.index("| plain |"))
 
     def test_docs_section(self):
