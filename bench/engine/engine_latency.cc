@@ -67,7 +67,7 @@ Result<std::vector<engine::BootMode>> ParseModes(const std::string& text) {
 Status Run(const Flags& flags) {
   if (::geteuid() != 0) {
     return Fail(ErrorCode::kPermissionDenied,
-                "ember-engine-bench needs root: the engine builds sandboxes (namespaces, "
+                "needs root: the engine builds sandboxes (namespaces, "
                 "cgroups, mounts)");
   }
   if (flags.functions.empty()) {
