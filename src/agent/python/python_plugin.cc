@@ -212,6 +212,60 @@ int Invoke(const char* event, size_t event_size, const ember_context* context, c
   return rc;
 }
 
+// The dict behind os.environ (os._Environ._data in CPython 3.11: encoded names to encoded values)
+// and the encoded name EMBER_INSTANCE, looked up by a template before it forks (Freeze). A forked
+// child then records its id with one dict store (the agent has already called setenv) instead of
+// importing os and running os.environ.__setitem__: that import's Python code and the setter
+// wrote into about 30 pages of the template's objects, each then copied (≈115 KiB per child).
+PyObject* g_environ_data = nullptr;
+PyObject* g_instance_key = nullptr;
+
+// With the GIL held. Leaves the two unset (the child takes the slow path) if os.environ is not
+// what CPython 3.11 makes it.
+void FindEnvironData() {
+  PyObject* os = PyImport_ImportModule("os");
+  PyObject* environ = os ? PyObject_GetAttrString(os, "environ") : nullptr;
+  PyObject* data = environ ? PyObject_GetAttrString(environ, "_data") : nullptr;
+  PyObject* key = PyBytes_FromString("EMBER_INSTANCE");
+  if (data != nullptr && PyDict_CheckExact(data) && key != nullptr) {
+    g_environ_data = data;
+    g_instance_key = key;
+  } else {
+    Py_XDECREF(data);
+    Py_XDECREF(key);
+  }
+  PyErr_Clear();
+  Py_XDECREF(environ);
+  Py_XDECREF(os);
+}
+
+// With the GIL held.
+int SetInstanceInEnviron(const char* instance_id, ember_plugin_error* error) {
+  if (g_environ_data != nullptr) {
+    // What os.environ's setter stores on POSIX: the value encoded with the file system encoding
+    // (UTF-8 here); the id is ASCII.
+    PyObject* value = PyBytes_FromString(instance_id);
+    int rc = value != nullptr ? PyDict_SetItem(g_environ_data, g_instance_key, value) : -1;
+    Py_XDECREF(value);
+    if (rc == 0) return 0;
+    SetErrorFromPython(error, "set EMBER_INSTANCE after fork");
+    return 1;
+  }
+  int rc = 0;
+  PyObject* os = PyImport_ImportModule("os");
+  PyObject* mapping = os ? PyObject_GetAttrString(os, "environ") : nullptr;
+  PyObject* value = PyUnicode_FromString(instance_id);
+  if (mapping == nullptr || value == nullptr ||
+      PyMapping_SetItemString(mapping, "EMBER_INSTANCE", value) != 0) {
+    SetErrorFromPython(error, "set EMBER_INSTANCE after fork");
+    rc = 1;
+  }
+  Py_XDECREF(value);
+  Py_XDECREF(mapping);
+  Py_XDECREF(os);
+  return rc;
+}
+
 // The GIL state taken by BeforeFork, released by AfterForkParent or AfterForkChild.
 PyGILState_STATE g_fork_gil;
 
@@ -225,6 +279,7 @@ char* Freeze() {
   } else {
     PyErr_Clear();
   }
+  FindEnvironData();
   std::string names;
   // threading is asked only if the function imported it: without it no Python thread can have
   // been started through it (the template counts the OS threads as well), and importing it here
@@ -257,18 +312,7 @@ void AfterForkParent() {
 
 int AfterForkChild(const char* instance_id, ember_plugin_error* error) {
   PyOS_AfterFork_Child();
-  int rc = 0;
-  PyObject* os = PyImport_ImportModule("os");
-  PyObject* mapping = os ? PyObject_GetAttrString(os, "environ") : nullptr;
-  PyObject* value = PyUnicode_FromString(instance_id);
-  if (mapping == nullptr || value == nullptr ||
-      PyMapping_SetItemString(mapping, "EMBER_INSTANCE", value) != 0) {
-    SetErrorFromPython(error, "set EMBER_INSTANCE after fork");
-    rc = 1;
-  }
-  Py_XDECREF(value);
-  Py_XDECREF(mapping);
-  Py_XDECREF(os);
+  int rc = SetInstanceInEnviron(instance_id, error);
   PyGILState_Release(g_fork_gil);
   return rc;
 }
