@@ -26,9 +26,11 @@ demo: build
 	@bash scripts/demo.sh $(EMBER)
 
 bench: build
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target ember-engine-bench
 	@bash bench/run.sh $(EMBER)
 
 bench-quick: build
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target ember-engine-bench
 	@bash bench/run.sh $(EMBER) --quick
 
 format:

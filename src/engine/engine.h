@@ -158,7 +158,8 @@ class Engine {
     std::shared_ptr<SnapshotSource> source;
     std::chrono::system_clock::time_point taken;
     std::vector<std::function<void(Result<SnapshotView>)>> waiters;
-    bool recording_working_set = false;
+    bool recording_working_set = false;  // under way, or given up
+    int working_set_failures = 0;
   };
   std::string SnapshotPath(const FunctionVersion& function) const;
   void OnSnapshotTaken(const FunctionVersion& function,

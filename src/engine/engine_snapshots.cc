@@ -23,6 +23,9 @@ namespace {
 
 namespace asio = boost::asio;
 
+// Failed recordings of a snapshot's working set before it is left without one.
+constexpr int kWorkingSetAttempts = 3;
+
 std::string NewSnapshotSourceId() { return "s-" + NewInstanceId().substr(2); }
 
 // Which file a path names now: snapshot files are replaced by rename (a new snapshot, a
@@ -274,9 +277,13 @@ void Engine::MaybeRecordWorkingSet(const std::string& function, const InvokeRepl
                      (**reopened)->working_set_pages());
         it->second.source = std::move(**reopened);
       } else {
-        // Left without one (cold boots then fault pages in as they come); not retried.
-        spdlog::warn("snapshot of {}: working set not recorded: {}", version.manifest.name,
-                     reopened->error().ToString());
+        // Another restored instance tries again (this one may just have been stopped before it
+        // was read); after a few failures the snapshot stays without one, and cold boots fault
+        // pages in as they come.
+        bool retry = ++it->second.working_set_failures < kWorkingSetAttempts;
+        it->second.recording_working_set = !retry;
+        spdlog::warn("snapshot of {}: working set not recorded{}: {}", version.manifest.name,
+                     retry ? " (a later restore tries again)" : "", reopened->error().ToString());
       }
     });
   });
