@@ -105,6 +105,7 @@ Engine::~Engine() {
     tick_.cancel();
     schedulers_.clear();
     boot_pool_.join();
+    shell_builder_.join();
     logs_.clear();
   } catch (const std::exception& e) {
     spdlog::error("engine teardown: {}", e.what());

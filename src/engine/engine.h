@@ -177,6 +177,9 @@ class Engine {
   void MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply);
   void RestoreBoot(const BootRequest& request,
                    std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  tl::expected<BootedInstance, BootError> RestoreOnBootThread(const BootRequest& request,
+                                                              const SnapshotSource& source,
+                                                              const std::string& version);
   SnapshotView ViewOfSnapshot(const std::string& function, const SnapshotSlot& slot) const;
   // Restore shells (engine_shells.cc): kept while the function has a ready snapshot.
   void EnableRestoreShells(const FunctionVersion& function);
@@ -209,6 +212,9 @@ class Engine {
   EngineOptions options_;
   daemon::MetricsRegistry* metrics_;
   boost::asio::thread_pool boot_pool_;
+  // Builds and destroys restore shells: a refill must not hold up a boot thread a restore needs
+  // next (a shell is the parent-death anchor of its sandbox: the thread lives as long as this).
+  boost::asio::thread_pool shell_builder_{1};
   std::unique_ptr<Launcher> launcher_;
   std::optional<FunctionStore> store_;
   SchedulerHost host_;

@@ -1,8 +1,9 @@
 // Engine: restore shells (launcher.h RestoreShell, shell_pool.h). While a function has a ready
 // snapshot, a few restore sandboxes of it are kept built and parked, so that a cold or warm boot
 // only hands one its instance: the namespaces, the cgroup, the overlay and the exec of
-// ember-restore are off the hot path. Shells are built and destroyed on the boot threads; the
-// pool's size follows demand (a restore that found none doubles it, idle periods halve it).
+// ember-restore are off the hot path. Shells are built and destroyed on a thread of their own
+// (not the boot threads, which restores need meanwhile); the pool's size follows demand (a restore
+// that found none doubles it, idle periods halve it).
 #include <boost/asio/post.hpp>
 
 #include "base/log.h"
@@ -28,7 +29,7 @@ void Engine::RefillRestoreShells(const FunctionVersion& function) {
     return;
   }
   ++shell_tasks_;
-  asio::post(boot_pool_, [this, function] {
+  asio::post(shell_builder_, [this, function] {
     const std::string& name = function.manifest.name;
     while (restore_shells_.NeedsAnother(name, function.version)) {
       BootRequest request{NewInstanceId(), function.manifest, function.code_dir, BootMode::kWarm,
@@ -52,7 +53,7 @@ void Engine::DestroyShells(std::vector<RestoreShell> shells) {
   if (shells.empty()) return;
   ++shell_tasks_;
   auto doomed = std::make_shared<std::vector<RestoreShell>>(std::move(shells));
-  asio::post(boot_pool_, [this, doomed] {
+  asio::post(shell_builder_, [this, doomed] {
     doomed->clear();  // each sandbox is killed, reaped and its cgroup returned
     asio::post(io_, [this] { --shell_tasks_; });
   });

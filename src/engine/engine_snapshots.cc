@@ -212,22 +212,28 @@ void Engine::RestoreBoot(const BootRequest& request,
   std::string version = it->second.version;
   asio::post(boot_pool_,
              [this, source, request, function, version, done = std::move(done)]() mutable {
-               // A cold boot reads the image from disk: whatever of it is cached but not mapped
-               // goes first.
-               if (request.mode == BootMode::kCold) {
-                 if (auto evicted = source->Evict(); !evicted) {
-                   spdlog::warn("{}", evicted.error().ToString());
-                 }
-               }
-               auto shell = restore_shells_.Take(request.manifest.name, version,
-                                                 ShellPool<RestoreShell>::Clock::now());
                auto result = std::make_shared<tl::expected<BootedInstance, BootError>>(
-                   launcher_->Restore(request, *source, std::move(shell)));
+                   RestoreOnBootThread(request, *source, version));
                asio::post(io_, [this, result, function, done = std::move(done)] {
-                 RefillRestoreShells(function);
                  done(std::move(*result));
+                 // After the instance got its invocation: building a shell clones the daemon, which
+                 // holds its memory map's lock while it copies it, and would stall this thread's
+                 // dispatch.
+                 RefillRestoreShells(function);
                });
              });
+}
+
+tl::expected<BootedInstance, BootError> Engine::RestoreOnBootThread(const BootRequest& request,
+                                                                    const SnapshotSource& source,
+                                                                    const std::string& version) {
+  // A cold boot reads the image from disk: whatever of it is cached but not mapped goes first.
+  if (request.mode == BootMode::kCold) {
+    if (auto evicted = source.Evict(); !evicted) spdlog::warn("{}", evicted.error().ToString());
+  }
+  auto shell =
+      restore_shells_.Take(request.manifest.name, version, ShellPool<RestoreShell>::Clock::now());
+  return launcher_->Restore(request, source, std::move(shell));
 }
 
 void Engine::MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply) {
