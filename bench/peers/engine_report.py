@@ -95,7 +95,8 @@ def markdown(results: dict) -> str:
              " modes interleaved), "
              f"load average {_load(m.get('loadavg_at_start'))} → "
              f"{_load(m.get('loadavg_at_end'))}, "
-             f"{m.get('cpus', '?')} CPUs, kernel {m.get('kernel', '?')}.", ""]
+             f"{m.get('cpus', '?')} CPUs, kernel {m.get('kernel', '?')}, "
+             f"cgroups {m.get('cgroups', '?')}.", ""]
     if "error" in ref:
         lines += [f"Through the daemon: no figures ({ref['error']}).", ""]
     elif ref.get("source") == "this run":

@@ -237,7 +237,8 @@ def markdown(results: dict) -> str:
         f"Run {results['timestamp']} ({results['mode']}: latency {results['warmups']} warm-up + "
         f"{results['rounds']} interleaved rounds, {results['per_round']} fork boots and floor "
         f"requests per round). Machine: {m['os']}, kernel {m['kernel']}, {m['cpus']} × "
-        f"{m['cpu_model']}, {m['memory_gib']} GiB; load average {m['loadavg_at_start']:.2f} at "
+        f"{m['cpu_model']}, {m['memory_gib']} GiB, cgroups {m.get('cgroups', '?')}; load average "
+        f"{m['loadavg_at_start']:.2f} at "
         f"start, {m.get('loadavg_at_end', float('nan')):.2f} at end.", ""]
     versions = "; ".join(f"{k}: {v}" for k, v in m.get("versions", {}).items())
     if versions:

@@ -182,7 +182,8 @@ def markdown(results: dict) -> str:
         f"Run {results['timestamp']} ({results['mode']}: {results['warmups']} warm-up + "
         f"{results['rounds']} interleaved rounds, {results['per_round']} warm, cold and fork "
         f"boots per round). Machine: {m.get('os', '?')}, kernel {m.get('kernel', '?')}, "
-        f"{m.get('cpus', '?')} × {m.get('cpu_model', '?')}, {m.get('memory_gib', '?')} GiB; load "
+        f"{m.get('cpus', '?')} × {m.get('cpu_model', '?')}, {m.get('memory_gib', '?')} GiB, "
+        f"cgroups {m.get('cgroups', '?')}; load "
         f"average {_nan(m.get('loadavg_at_start')):.2f} at start, "
         f"{_nan(m.get('loadavg_at_end')):.2f} at end.", ""]
     versions = "; ".join(f"{k}: {v}" for k, v in m.get("versions", {}).items())

@@ -75,7 +75,8 @@ def machine_line(m: dict | None) -> str:
         return "machine unknown"
     parts = [m.get("cpu_model"), f"{m['cpus']} CPUs" if "cpus" in m else None,
              f"{m['memory_gib']} GiB" if "memory_gib" in m else None,
-             f"kernel {m['kernel']}" if "kernel" in m else None, m.get("os")]
+             f"kernel {m['kernel']}" if "kernel" in m else None, m.get("os"),
+             f"cgroups {m['cgroups']}" if "cgroups" in m else None]
     return ", ".join(str(p) for p in parts if p)
 
 
