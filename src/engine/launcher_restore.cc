@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <iterator>
+#include <utility>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -138,6 +139,13 @@ Result<RestoreShell> Launcher::BuildRestoreShell(const BootRequest& request) {
 
 namespace {
 
+// ember-restore's report channel: {read end, write end}.
+Result<std::pair<UniqueFd, UniqueFd>> ReportPipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return FailErrno("create ember-restore's report pipe");
+  return std::pair{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
 // Hands a parked shell its instance (snapshot/shell_handoff.h); returns the read end of the
 // restorer's report channel.
 Result<UniqueFd> HandOff(const RestoreShell& shell, const std::string& instance_id, int plan_fd,
@@ -149,15 +157,14 @@ Result<UniqueFd> HandOff(const RestoreShell& shell, const std::string& instance_
   }
   handoff.hostname_length = static_cast<uint32_t>(instance_id.size());
   std::memcpy(handoff.hostname, instance_id.data(), instance_id.size());
-  int report_pipe[2];
-  if (::pipe2(report_pipe, O_CLOEXEC) != 0) return FailErrno("create ember-restore's report pipe");
-  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+  EMBER_ASSIGN_OR_RETURN(auto report, ReportPipe());
+  auto& [report_read, report_write] = report;
   const int fds[snapshot::kShellHandoffFds] = {plan_fd, image_fd, report_write.get()};
   if (sys::SendWithFds(shell.go.get(), &handoff, sizeof handoff, fds, std::size(fds)) !=
       static_cast<ssize_t>(sizeof handoff)) {
     return FailErrno("hand restore shell " + shell.booted.sandbox.id() + " its instance");
   }
-  return report_read;
+  return std::move(report_read);
 }
 
 }  // namespace
@@ -190,12 +197,10 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
   if (!instance) {
     auto prepared = PrepareRestore(request, /*parked=*/false);
     if (!prepared) return tl::unexpected(context(prepared.error()));
-    int report_pipe[2];
-    if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
-      return tl::unexpected(context(Error::Errno("create ember-restore's report pipe")));
-    }
-    report_read.reset(report_pipe[0]);
-    UniqueFd report_write(report_pipe[1]);
+    auto report = ReportPipe();
+    if (!report) return tl::unexpected(context(report.error()));
+    report_read = std::move(report->first);
+    UniqueFd report_write = std::move(report->second);
     // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
     auto started = StartInstance(prepared->spec, std::move(prepared->cgroup), nullptr,
                                  {source.plan_fd(cold), source.image_fd(), report_write.get()});
