@@ -67,7 +67,38 @@ sock_filter g_filter[kMaxShimFilterLength];
 
 uint64_t PageRoundUp(uint64_t n) { return (n + kPageSize - 1) & ~(kPageSize - 1); }
 
-// Calls fn(piece) for each image-backed piece of [begin, end); stops at the first error.
+// The FileOrigin that contains `address`, or null (the memory was anonymous).
+const FileOrigin* OriginOf(uint64_t address) {
+  int low = 0, high = g_shim.origin_count;
+  while (low < high) {
+    const int mid = (low + high) / 2;
+    const FileOrigin& o = g_shim.origins[mid];
+    if (address < o.start) {
+      high = mid;
+    } else if (address >= o.end) {
+      low = mid + 1;
+    } else {
+      return &o;
+    }
+  }
+  return nullptr;
+}
+
+// The end of the part of `piece` from `start` on that lies wholly in `origin` (null: wholly
+// outside every origin).
+uint64_t PartEnd(const ImagePiece& piece, uint64_t start, const FileOrigin* origin) {
+  if (origin != nullptr) return origin->end < piece.end ? origin->end : piece.end;
+  uint64_t end = piece.end;
+  for (int i = 0; i < g_shim.origin_count; ++i) {
+    const FileOrigin& o = g_shim.origins[i];
+    if (o.start > start && o.start < end) end = o.start;
+  }
+  return end;
+}
+
+// Calls fn(part, origin) for each image-backed part of [begin, end): a piece of one image
+// mapping, cut where FileOrigin areas begin and end (origin: the one it lies in, or null).
+// Stops at the first error.
 template <typename Fn>
 long ForEachImagePiece(uint64_t begin, uint64_t end, Fn fn) {
   constexpr long kBatch = 16;
@@ -78,35 +109,59 @@ long ForEachImagePiece(uint64_t begin, uint64_t end, Fn fn) {
                                    cursor, end, pieces, kBatch);
     if (n < 0) return n;
     for (long i = 0; i < n; ++i) {
-      const long result = fn(pieces[i]);
-      if (result < 0) return result;
+      for (uint64_t at = pieces[i].start; at < pieces[i].end;) {
+        const FileOrigin* origin = OriginOf(at);
+        const uint64_t part_end = PartEnd(pieces[i], at, origin);
+        const long result = fn(ImagePiece{at, part_end, pieces[i].prot}, origin);
+        if (result < 0) return result;
+        at = part_end;
+      }
     }
     if (n < kBatch) return 0;
     cursor = pieces[kBatch - 1].end;
   }
 }
 
-// Copies the non-zero pages of src[0, size) to dst (fresh zero pages): untouched all-zero pages
-// stay unallocated. Word loops: no libc, and no call to the restorer's byte-wise memcpy.
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void CopyNonZeroPages(
+// Copies the pages of src[0, size) that differ from dst's to dst: into fresh zero pages only
+// the non-zero ones (untouched all-zero pages stay unallocated), into a file mapping only those
+// the process changed (the others stay the file's shared pages). Word loops: no libc, and no
+// call to the restorer's byte-wise memcpy.
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void CopyDifferingPages(
     uint64_t* dst, const uint64_t* src, uint64_t size) {
   constexpr uint64_t kWords = kPageSize / sizeof(uint64_t);
   for (uint64_t page = 0; page < size / kPageSize; ++page) {
     const uint64_t* from = src + page * kWords;
-    uint64_t any = 0;
-    for (uint64_t i = 0; i < kWords; ++i) any |= from[i];
-    if (any == 0) continue;
     uint64_t* to = dst + page * kWords;
+    uint64_t differ = 0;
+    for (uint64_t i = 0; i < kWords; ++i) differ |= from[i] ^ to[i];
+    if (differ == 0) continue;
     for (uint64_t i = 0; i < kWords; ++i) to[i] = from[i];
   }
 }
 
-// Turns an image-backed piece into anonymous memory with the same contents and protection:
-// copy into a fresh anonymous mapping, then move that over the piece.
-long CopyToAnonymous(const ImagePiece& piece) {
+// A private mapping of the origin's file for `piece` (at `address`, or anywhere with 0), or
+// -errno.
+long MapOriginFile(const ImagePiece& piece, const FileOrigin& origin, uint64_t address, int prot) {
+  const long fd =
+      RawSyscall(__NR_openat, AT_FDCWD, reinterpret_cast<long>(origin.path), O_RDONLY | O_CLOEXEC);
+  if (IsError(fd)) return fd;
+  const long flags = MAP_PRIVATE | (address != 0 ? MAP_FIXED : 0);
+  const long mapped = RawSyscall(
+      __NR_mmap, static_cast<long>(address), static_cast<long>(piece.end - piece.start), prot,
+      flags, fd, static_cast<long>(origin.file_offset + (piece.start - origin.start)));
+  RawSyscall(__NR_close, fd);
+  return mapped;
+}
+
+// Turns an image-backed piece into what it was at checkpoint, with the same contents and
+// protection: anonymous memory (origin null) or a private mapping of the origin's file. Copy
+// into a fresh such mapping, then move that over the piece.
+long CopyToOriginal(const ImagePiece& piece, const FileOrigin* origin) {
   const uint64_t size = piece.end - piece.start;
-  const long copy = RawSyscall(__NR_mmap, 0, static_cast<long>(size), PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const long copy = origin != nullptr
+                        ? MapOriginFile(piece, *origin, 0, PROT_READ | PROT_WRITE)
+                        : RawSyscall(__NR_mmap, 0, static_cast<long>(size), PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (IsError(copy)) return copy;
   const bool unreadable = (piece.prot & PROT_READ) == 0;
   if (unreadable) {
@@ -122,7 +177,7 @@ long CopyToAnonymous(const ImagePiece& piece) {
   auto* to = reinterpret_cast<uint64_t*>(copy);
   // NOLINTNEXTLINE(performance-no-int-to-ptr)
   const auto* from = reinterpret_cast<const uint64_t*>(piece.start);
-  CopyNonZeroPages(to, from, size);
+  CopyDifferingPages(to, from, size);
   long r = 0;
   if (piece.prot != (PROT_READ | PROT_WRITE)) {
     r = RawSyscall(__NR_mprotect, copy, static_cast<long>(size), piece.prot);
@@ -142,12 +197,23 @@ long CopyToAnonymous(const ImagePiece& piece) {
   return 0;
 }
 
-// Fresh zero pages over an image-backed piece: what DONTNEED leaves in anonymous memory.
-long ZeroToAnonymous(const ImagePiece& piece) {
-  const long r = RawSyscall(__NR_mmap, static_cast<long>(piece.start),
-                            static_cast<long>(piece.end - piece.start), piece.prot,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+// What DONTNEED leaves behind in the memory the piece was at checkpoint: fresh zero pages, or
+// the file's own pages.
+long DropToOriginal(const ImagePiece& piece, const FileOrigin* origin) {
+  const long r = origin != nullptr
+                     ? MapOriginFile(piece, *origin, piece.start, piece.prot)
+                     : RawSyscall(__NR_mmap, static_cast<long>(piece.start),
+                                  static_cast<long>(piece.end - piece.start), piece.prot,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   return IsError(r) ? r : 0;
+}
+
+// Whether [begin, end) overlaps a FileOrigin area.
+bool OverlapsOrigin(uint64_t begin, uint64_t end) {
+  for (int i = 0; i < g_shim.origin_count; ++i) {
+    if (g_shim.origins[i].start < end && begin < g_shim.origins[i].end) return true;
+  }
+  return false;
 }
 
 long EmulateMadvise(uint64_t start, uint64_t length, int advice) {
@@ -158,17 +224,24 @@ long EmulateMadvise(uint64_t start, uint64_t length, int advice) {
   }
   long result;
   if (advice == kMadvRemove) {
-    // Anonymous private memory refuses MADV_REMOVE before anything is removed.
+    // Anonymous private memory refuses MADV_REMOVE before anything is removed (a private file
+    // mapping refuses it too, with EACCES: the kernel answers that).
     bool any = false;
-    result = ForEachImagePiece(start, end, [&any](const ImagePiece&) -> long {
+    result = ForEachImagePiece(start, end, [&any](const ImagePiece&, const FileOrigin* o) -> long {
+      if (o != nullptr) return 0;
       any = true;
       return -EINVAL;
     });
     if (any) return -EINVAL;
-  } else if (advice == kMadvWipeOnFork) {
-    result = ForEachImagePiece(start, end, CopyToAnonymous);
+  } else if (advice == kMadvWipeOnFork || advice == kMadvFree) {
+    // Formerly file-backed memory is a private file mapping now as then: the kernel refuses
+    // these there as it did.
+    result = ForEachImagePiece(start, end, [advice](const ImagePiece& p, const FileOrigin* o) {
+      if (o != nullptr) return 0L;
+      return advice == kMadvFree ? DropToOriginal(p, nullptr) : CopyToOriginal(p, nullptr);
+    });
   } else {
-    result = ForEachImagePiece(start, end, ZeroToAnonymous);
+    result = ForEachImagePiece(start, end, DropToOriginal);
   }
   if (result == -EMFILE || result == -ENFILE || result == -ENOENT || result == -EACCES) {
     return -EAGAIN;  // maps unreadable: see the header
@@ -193,9 +266,9 @@ long EmulateMremap(uint64_t old_address, uint64_t old_size, uint64_t new_size, l
       // mremap wants the range in one mapping, as it was at checkpoint: earlier conversions
       // (a DONTNEED in the middle) may have cut it into several. One copy makes it whole again.
       // Anything else (mixed protections, other files) fails in the kernel as it would have.
-      result = summary.one_anonymous_run
-                   ? CopyToAnonymous(ImagePiece{old_address, old_end, summary.prot})
-                   : ForEachImagePiece(old_address, old_end, CopyToAnonymous);
+      result = summary.one_anonymous_run && !OverlapsOrigin(old_address, old_end)
+                   ? CopyToOriginal(ImagePiece{old_address, old_end, summary.prot}, nullptr)
+                   : ForEachImagePiece(old_address, old_end, CopyToOriginal);
     }
     if (result == -EMFILE || result == -ENFILE || result == -ENOENT || result == -EACCES) {
       return -ENOMEM;
@@ -293,16 +366,27 @@ int InstallMemoryShim(const MemoryShimConfig& config) {
   g_shim.dev_major = DevMajor(config.image_dev);
   g_shim.dev_minor = DevMinor(config.image_dev);
   g_shim.inode = config.image_ino;
+  g_shim.origins = config.file_origins;
+  g_shim.origin_count = config.file_origin_count;
 
   AddressRange ranges[kMaxShimRanges];
   AddressRange code[kMaxShimCodeRanges];
   int count = 0, code_count = 0;
-  const long collected = CollectRanges(ranges, &count, code, &code_count);
-  if (collected < 0) return static_cast<int>(collected);
+  const AddressRange* image_ranges = config.image_ranges;
+  const AddressRange* code_ranges = config.code_ranges;
+  if (image_ranges != nullptr) {
+    count = config.image_range_count;
+    code_count = config.code_range_count;
+  } else {
+    const long collected = CollectRanges(ranges, &count, code, &code_count);
+    if (collected < 0) return static_cast<int>(collected);
+    image_ranges = ranges;
+    code_ranges = code;
+  }
   if (count == 0) return -ENOENT;
   const int length =
-      BuildMemoryShimFilter(reinterpret_cast<uint64_t>(ember_shim_syscall_return), ranges, count,
-                            code, code_count, g_filter, kMaxShimFilterLength);
+      BuildMemoryShimFilter(reinterpret_cast<uint64_t>(ember_shim_syscall_return), image_ranges,
+                            count, code_ranges, code_count, g_filter, kMaxShimFilterLength);
   if (length < 0) return length;
 
   KernelSigaction action{};

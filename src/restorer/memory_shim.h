@@ -47,9 +47,9 @@
 // handler, its rt_sigreturn trampoline and the shim's state live there).
 //
 // Assumptions and limits:
-//   * Every private mapping of the image is memory that was anonymous at checkpoint. A mapping
-//     that was file-backed at checkpoint must not be restored from the image: DONTNEED there
-//     has to bring back its own file's bytes, not zeros.
+//   * Every private mapping of the image is memory that was anonymous at checkpoint, except
+//     inside the FileOrigin areas the installer names: there it was a private mapping of that
+//     file (DONTNEED brings the file's bytes back, see FileOrigin).
 //   * SIGSYS must not be blocked in a thread that makes a trapped call: the kernel then resets
 //     SIGSYS to its default action and kills the process (as for any seccomp trap). glibc 2.36
 //     does not block it around its own madvise calls (heap trim, thread stack release). A vfork
@@ -100,20 +100,50 @@
 
 #include <stdint.h>
 
+#include "restorer/memory_shim_filter.h"
+
 namespace ember::restorer {
+
+// An area that was a private file mapping at checkpoint and whose stored pages (the process's
+// copies of file pages) the restorer mapped from the image on top of the file: there DONTNEED
+// (and DONTNEED_LOCKED, GUARD_INSTALL) must bring back the file's bytes, not zeros, and the
+// advices a private file mapping refuses (FREE, WIPEONFORK, REMOVE) are refused by the kernel
+// as they were at checkpoint. An mremap that must convert such memory makes it a private
+// mapping of that file again, with the image's bytes copied where they differ.
+inline constexpr int kMaxFileOrigins = 256;  // what the restorer records; past it, it copies
+struct FileOrigin {
+  uint64_t start;  // the area, page aligned, end exclusive
+  uint64_t end;
+  uint64_t file_offset;  // of `start` in the file
+  const char* path;      // absolute; must stay readable for the life of the process (the plan)
+};
 
 struct MemoryShimConfig {
   // stat(2) of the image file: st_dev as stat returns it (new_encode_dev layout; the shim
   // compares its major and minor with /proc/self/maps) and st_ino.
   uint64_t image_dev;
   uint64_t image_ino;
+  // Where the caller mapped the image privately and where the process's code is, each sorted
+  // and disjoint (at most kMaxShimRanges and kMaxShimCodeRanges, memory_shim_filter.h): the
+  // restorer knows both from its plan. Null: both are read from /proc/self/maps (one
+  // PROCMAP_QUERY per mapping, ~0.2 ms for a Python process).
+  const AddressRange* image_ranges = nullptr;
+  int image_range_count = 0;
+  const AddressRange* code_ranges = nullptr;
+  int code_range_count = 0;
+  // The image mappings that were file-backed, sorted by start, disjoint; the shim keeps the
+  // pointer (the table must live as long as the process). Memory outside them is taken to have
+  // been anonymous.
+  const FileOrigin* file_origins = nullptr;
+  int file_origin_count = 0;
 };
 
 // Installs the shim for the calling thread (and the threads it creates later). Returns 0 or
-// -errno: -EBUSY (already installed), -ENOENT (no private mapping of the image in
-// /proc/self/maps: the dev/ino are wrong or nothing is mapped yet), -EAGAIN-style errors of
-// reading maps, or the errors of rt_sigaction and seccomp (-EACCES: no no_new_privs and no
-// CAP_SYS_ADMIN). On failure nothing is installed and SIGSYS keeps its action.
+// -errno: -EBUSY (already installed), -ENOENT (no private mapping of the image: the dev/ino
+// are wrong, nothing is mapped yet, or no image range was given), -EINVAL (too many or unsorted
+// ranges given), -EAGAIN-style errors of reading maps, or the errors of rt_sigaction and
+// seccomp (-EACCES: no no_new_privs and no CAP_SYS_ADMIN). On failure nothing is installed and
+// SIGSYS keeps its action.
 int InstallMemoryShim(const MemoryShimConfig& config);
 
 // How many calls the shim has handled since it was installed (all threads; a fork inherits the

@@ -66,6 +66,8 @@ struct ShimState {
   uint32_t dev_major;
   uint32_t dev_minor;
   uint64_t inode;
+  const FileOrigin* origins;  // MemoryShimConfig::file_origins
+  int origin_count;
   bool installed;
   uint64_t traps;
   KernelSigaction process_action;  // the process's SIGSYS action at install (see the header)

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include "restorer/memory_shim.h"
 #include "restorer/restorer.h"
 
 namespace ember::restorer {
@@ -98,14 +99,54 @@ long OpenForMapping(const PlanArea& a) {
   return fd;
 }
 
+// What the memory shim must know of the mapped image (InstallShim): where it is mapped, where
+// the process's code is, and which image mappings were file-backed. Filled by MapAreas in
+// address order; the origins stay for the life of the process (the shim reads them on a trap).
+struct ShimTables {
+  AddressRange image[kMaxShimRanges];
+  AddressRange code[kMaxShimCodeRanges];
+  FileOrigin origins[kMaxFileOrigins];
+  int image_count;
+  int code_count;
+  int origin_count;
+  bool vdso_added;
+};
+ShimTables g_shim_tables;
+
+void AddCodeRange(uint64_t start, uint64_t end) {
+  AddMergedRange(g_shim_tables.code, &g_shim_tables.code_count, kMaxShimCodeRanges, start, end);
+}
+
+// The recorded vdso is code of the process too (placed after the areas, at its recorded
+// address); added in address order among the areas.
+void AddVdsoBelow(uint64_t address) {
+  const PlanHeader& p = *g_ctx.plan;
+  if (g_shim_tables.vdso_added || p.vdso_start == 0 || p.vdso_start >= address) return;
+  AddCodeRange(p.vdso_start, p.vdso_end);
+  g_shim_tables.vdso_added = true;
+}
+
 void MapArea(const PlanArea& a, bool copy) {
   const PlanRun* runs = PlanTable<PlanRun>(g_ctx.plan->runs_offset) + a.first_run;
   uint64_t length = a.end - a.start;
   bool file = a.kind == snapshot::kPlanFilePrivate || a.kind == snapshot::kPlanFileShared;
-  // The stack is always copied: a file mapping cannot grow down (host-facts 7). File-private
-  // areas too: their stored pages were copied-on-write file pages, and the memory shim treats
-  // every image mapping as formerly anonymous memory (DONTNEED there must bring back the file).
-  bool copy_runs = copy || a.kind != snapshot::kPlanAnonymous;
+  // Stored pages of a private file mapping (the process's copies of file pages) are mapped
+  // from the image over the file, like anonymous memory's: copying them (a fault and two
+  // copies per page: libpython's data alone is 1.2 MiB) was most of the memory phase. The
+  // memory shim learns that they were file-backed (FileOrigin: DONTNEED brings the file back);
+  // past its table's capacity they are copied. The stack is always copied: a file mapping
+  // cannot grow down (host-facts 7).
+  bool overlay_file = !copy && a.kind == snapshot::kPlanFilePrivate && a.run_count > 0 &&
+                      g_shim_tables.origin_count < kMaxFileOrigins;
+  bool copy_runs = copy || (a.kind != snapshot::kPlanAnonymous && !overlay_file);
+  if (overlay_file) {
+    g_shim_tables.origins[g_shim_tables.origin_count++] =
+        FileOrigin{a.start, a.end, a.file_offset, PlanString(a.path_offset)};
+  }
+  if (!copy) {
+    AddVdsoBelow(a.start);
+    if (a.prot & PROT_EXEC) AddCodeRange(a.start, a.end);
+  }
   int prot = a.prot;
   if (copy_runs && a.run_count > 0) prot |= PROT_READ | PROT_WRITE;
   if (file) {
@@ -132,6 +173,8 @@ void MapArea(const PlanArea& a, bool copy) {
                        a.prot, MAP_PRIVATE | MAP_FIXED, g_ctx.image_fd,
                        static_cast<long>(run.image_offset)),
             snapshot::kStageFillArea, run.address);
+      AddMergedRange(g_shim_tables.image, &g_shim_tables.image_count, run.address,
+                     run.address + run.length);
     }
   }
   if (prot != a.prot) {
@@ -186,7 +229,17 @@ void MapAreas() {
   bool copy = (p.flags & snapshot::kPlanCopyMemory) != 0;
   const PlanArea* areas = PlanTable<PlanArea>(p.areas_offset);
   for (uint32_t i = 0; i < p.area_count; ++i) MapArea(areas[i], copy);
+  if (!copy) AddVdsoBelow(~0ULL);
   CloseLastFile();
+}
+
+void FillShimConfig(MemoryShimConfig* config) {
+  config->image_ranges = g_shim_tables.image;
+  config->image_range_count = g_shim_tables.image_count;
+  config->code_ranges = g_shim_tables.code;
+  config->code_range_count = g_shim_tables.code_count;
+  config->file_origins = g_shim_tables.origins;
+  config->file_origin_count = g_shim_tables.origin_count;
 }
 
 void PlaceKernelAreas() {

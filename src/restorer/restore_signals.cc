@@ -114,8 +114,10 @@ void InstallShim() {
   Check(RawSyscall(SYS_fstat, g_ctx.image_fd, reinterpret_cast<long>(&st)),
         snapshot::kStageMemoryShim, 0);
   MemoryShimConfig config{st.st_dev, st.st_ino};
+  FillShimConfig(&config);
   long r = InstallMemoryShim(config);
-  // -ENOENT: no anonymous area had stored pages, so nothing is image-backed: nothing to shim.
+  // -ENOENT: no area had pages mapped from the image, so nothing is image-backed: nothing to
+  // shim.
   if (r == -2) return;
   Check(r, snapshot::kStageMemoryShim, 0);
 #endif

@@ -70,6 +70,10 @@ void UnmapAllButRestorer();
 void MapAreas();
 void PlaceKernelAreas();
 void SetMmBounds();
+// After MapAreas: where the image is mapped, the process's code and the formerly file-backed
+// image mappings, as MapAreas mapped them (no /proc/self/maps walk at install).
+struct MemoryShimConfig;
+void FillShimConfig(MemoryShimConfig* config);
 
 // restore_exe.cc: with kPlanSetExe, makes ember-restore's own file mappings anonymous and opens
 // exe_path for PR_SET_MM_MAP; -1 without.
