@@ -155,7 +155,10 @@ void MapArea(const PlanArea& a, bool copy) {
                      (a.map_flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED, fd,
                      static_cast<long>(a.file_offset)),
           snapshot::kStageMapArea, a.start);
-  } else {
+  } else if (copy_runs || a.run_count != 1 || runs[0].address != a.start ||
+             runs[0].length != length) {
+    // (An anonymous area that is one stored run, small gaps stored as zeros by the
+    // checkpoint, is that run's mapping alone.)
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
     if (a.kind == snapshot::kPlanStack) flags |= MAP_GROWSDOWN;
     Check(RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot, flags,

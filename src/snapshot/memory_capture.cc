@@ -126,6 +126,31 @@ Status ResolveAreaFiles(const SandboxRoot& root, const std::vector<proc::MapsEnt
   return Ok();
 }
 
+void FillSmallGaps(MemoryArea& area) {
+  if (area.kind != AreaKind::kAnonymous || area.pages.empty()) return;
+  const auto area_pages = static_cast<uint32_t>((area.end - area.start) / kPageSize);
+  std::vector<uint32_t> pages;
+  std::vector<uint8_t> data;
+  pages.reserve(area.pages.size());
+  data.reserve(area.page_data.size());
+  auto add_zeros = [&](uint32_t from, uint32_t to) {
+    for (uint32_t page = from; page < to; ++page) pages.push_back(page);
+    data.insert(data.end(), uint64_t{to - from} * kPageSize, 0);
+  };
+  uint32_t next = 0;  // the page after the last one kept
+  for (size_t i = 0; i < area.pages.size(); ++i) {
+    const uint32_t page = area.pages[i];
+    if (page > next && page - next <= kMaxFilledGapPages) add_zeros(next, page);
+    pages.push_back(page);
+    const uint8_t* bytes = area.page_data.data() + i * kPageSize;
+    data.insert(data.end(), bytes, bytes + kPageSize);
+    next = page + 1;
+  }
+  if (next < area_pages && area_pages - next <= kMaxFilledGapPages) add_zeros(next, area_pages);
+  area.pages = std::move(pages);
+  area.page_data = std::move(data);
+}
+
 Result<std::vector<uint8_t>> ReadMemory(int mem_fd, uint64_t start, uint64_t end) {
   std::vector<uint8_t> out(end - start);
   size_t done = 0;
@@ -187,6 +212,7 @@ Status CaptureContents(pid_t pid, int mem_fd, std::vector<MemoryArea>& areas) {
         i = run_end;
       }
     }
+    FillSmallGaps(area);
   }
   return Ok();
 }

@@ -76,5 +76,55 @@ TEST(PlanAreasTest, NamedAnonymousAreasStayAnonymous) {
   EXPECT_EQ((*areas)[0].path, "[anon:python arena]");
 }
 
+// An anonymous area of `pages` pages with the given stored pages, each page filled with its
+// index + 1.
+MemoryArea AnonymousArea(uint32_t pages, std::vector<uint32_t> stored,
+                         AreaKind kind = AreaKind::kAnonymous) {
+  MemoryArea area;
+  area.start = 0x7f0000000000;
+  area.end = area.start + uint64_t{pages} * kPageSize;
+  area.kind = kind;
+  for (uint32_t page : stored) {
+    area.pages.push_back(page);
+    area.page_data.insert(area.page_data.end(), kPageSize, static_cast<uint8_t>(page + 1));
+  }
+  return area;
+}
+
+TEST(FillSmallGapsTest, JoinsRunsAcrossSmallGapsWithZeroPages) {
+  // Gaps: 1 page before the first, 3 between, 20 between, then 2 at the end.
+  MemoryArea area = AnonymousArea(40, {1, 2, 6, 7, 28, 37});
+  FillSmallGaps(area);
+  std::vector<uint32_t> want;
+  for (uint32_t p = 0; p <= 7; ++p) want.push_back(p);
+  for (uint32_t p = 28; p < 40; ++p) want.push_back(p);
+  EXPECT_EQ(area.pages, want);
+  ASSERT_EQ(area.page_data.size(), want.size() * kPageSize);
+  for (size_t i = 0; i < want.size(); ++i) {
+    const uint32_t p = want[i];
+    const bool stored = p == 1 || p == 2 || p == 6 || p == 7 || p == 28 || p == 37;
+    EXPECT_EQ(area.page_data[i * kPageSize], stored ? p + 1 : 0) << "page " << p;
+    EXPECT_EQ(area.page_data[i * kPageSize + kPageSize - 1], stored ? p + 1 : 0) << "page " << p;
+  }
+}
+
+TEST(FillSmallGapsTest, LeavesLargeGapsEmptyAreasAndOtherKindsAlone) {
+  MemoryArea sparse = AnonymousArea(100, {50});
+  FillSmallGaps(sparse);
+  EXPECT_EQ(sparse.pages, std::vector<uint32_t>{50});
+  MemoryArea empty = AnonymousArea(4, {});
+  FillSmallGaps(empty);
+  EXPECT_TRUE(empty.pages.empty());
+  // A gap in a file mapping shows the file, in a stack it is copied: no zeros there.
+  for (AreaKind kind : {AreaKind::kFilePrivate, AreaKind::kStack}) {
+    MemoryArea area = AnonymousArea(8, {1, 3}, kind);
+    FillSmallGaps(area);
+    EXPECT_EQ(area.pages, (std::vector<uint32_t>{1, 3}));
+  }
+  MemoryArea gap_of_nine = AnonymousArea(11, {0, 10});
+  FillSmallGaps(gap_of_nine);
+  EXPECT_EQ(gap_of_nine.pages, (std::vector<uint32_t>{0, 10}));
+}
+
 }  // namespace
 }  // namespace ember::snapshot
