@@ -3,15 +3,18 @@
 // Order and why:
 //   1. prefetch   (cold boot) the working set's image ranges, one sequential pass, before any
 //                 page is touched, so the first faults find the page cache warm;
-//   2. vdso aside the kernel's [vvar]/[vvar_vclock]/[vdso] of ember-restore move into the
-//                 scratch slot of the restorer's range: their current place may be needed by an
-//                 area, and they cannot be recreated, only moved (same kernel build: the image's
-//                 vDSO is byte-identical, CheckCompat);
-//   3. unmap      everything outside [kRestorerBase, +kRestorerSpan): the old stack (argv, auxv:
-//                 read before), nothing else of ember-restore lives outside its range;
+//   2. vdso aside the kernel's [vvar]/[vvar_vclock]/[vdso] of ember-restore move to their
+//                 recorded places when those are clear of where they are now (usually: ASLR
+//                 puts them elsewhere each exec), else into the scratch slot of the restorer's
+//                 range: their current place may be needed by an area, and they cannot be
+//                 recreated, only moved (same kernel build: the image's vDSO is
+//                 byte-identical, CheckCompat);
+//   3. unmap      everything outside [kRestorerBase, +kRestorerSpan) but kernel areas already
+//                 placed: the old stack (argv, auxv: read before), nothing else of ember-restore
+//                 lives outside its range;
 //   4. map        every area at its recorded place (below), then its recorded protection;
-//   5. vdso place the kernel areas to their recorded addresses (AT_SYSINFO_EHDR in the
-//                 restored auxv points there; signal delivery uses mm->context.vdso, which
+//   5. vdso place the kernel areas still aside to their recorded addresses (AT_SYSINFO_EHDR in
+//                 the restored auxv points there; signal delivery uses mm->context.vdso, which
 //                 mremap of [vdso] updates);
 //   6. mm bounds  PR_SET_MM_MAP last: the kernel checks the bounds against the current limits
 //                 and /proc/PID/{cmdline,environ,stat} read through them.
@@ -50,6 +53,27 @@ int KernelAreas(KernelArea out[3], uint64_t* low) {
   *low = ~0ULL;
   for (int i = 0; i < n; ++i) *low = out[i].start < *low ? out[i].start : *low;
   return n;
+}
+
+// Set by MoveKernelAreasAside when it moved the kernel areas straight to their recorded places
+// (the block they form now and the recorded one are disjoint): UnmapAllButRestorer keeps
+// [g_placed_low, g_placed_high) and PlaceKernelAreas has nothing left to do. Half the mremaps.
+bool g_kernel_areas_placed = false;
+uint64_t g_placed_low = 0, g_placed_high = 0;
+
+// munmap [begin, end) except the placed kernel areas' block.
+void UnmapAround(uint64_t begin, uint64_t end) {
+  uint64_t keep_low = g_kernel_areas_placed ? g_placed_low : end;
+  uint64_t keep_high = g_kernel_areas_placed ? g_placed_high : end;
+  if (keep_high <= begin || keep_low >= end) keep_low = keep_high = end;
+  if (keep_low > begin) {
+    Check(RawSyscall(SYS_munmap, static_cast<long>(begin), static_cast<long>(keep_low - begin)),
+          snapshot::kStageUnmap, begin);
+  }
+  if (keep_high < end) {
+    Check(RawSyscall(SYS_munmap, static_cast<long>(keep_high), static_cast<long>(end - keep_high)),
+          snapshot::kStageUnmap, keep_high);
+  }
 }
 
 void ReadFully(uint64_t address, uint64_t length, uint64_t offset) {
@@ -209,22 +233,33 @@ void MoveKernelAreasAside() {
   int n = KernelAreas(areas, &low);
   if (n == 0) return;
   if (g_ctx.vdso_now == 0) Die(snapshot::kStageMoveVdso, -2 /* ENOENT: no AT_SYSINFO_EHDR */, 0);
+  uint64_t high = 0;
+  for (int i = 0; i < n; ++i) high = areas[i].end > high ? areas[i].end : high;
+  // Same kernel build: the current areas sit at the recorded distances from the vdso.
+  const uint64_t now_low = g_ctx.vdso_now + (low - p.vdso_start);
+  const uint64_t span = high - low;
+  // Straight to the recorded places when no move can land on an area not yet moved: the two
+  // blocks are disjoint, or the same (nothing to move). Whatever sits at the recorded place
+  // now (ember-restore's old stack) goes anyway.
+  const bool direct = now_low == low || now_low + span <= low || low + span <= now_low;
   for (int i = 0; i < n; ++i) {
-    // Same kernel build: the current areas sit at the recorded distances from the vdso.
-    uint64_t now = g_ctx.vdso_now + (areas[i].start - p.vdso_start);
+    uint64_t now = now_low + (areas[i].start - low);
+    uint64_t target = direct ? areas[i].start : kVdsoScratchAddress + (areas[i].start - low);
+    if (now == target) continue;
     uint64_t size = areas[i].end - areas[i].start;
     Check(RawSyscall(SYS_mremap, static_cast<long>(now), static_cast<long>(size),
                      static_cast<long>(size), MREMAP_MAYMOVE | MREMAP_FIXED,
-                     static_cast<long>(kVdsoScratchAddress + (areas[i].start - low))),
+                     static_cast<long>(target)),
           snapshot::kStageMoveVdso, now);
   }
+  g_kernel_areas_placed = direct;
+  g_placed_low = low;
+  g_placed_high = high;
 }
 
 void UnmapAllButRestorer() {
-  Check(RawSyscall(SYS_munmap, 0, static_cast<long>(kRestorerBase)), snapshot::kStageUnmap, 0);
-  uint64_t high = kRestorerBase + kRestorerSpan;
-  Check(RawSyscall(SYS_munmap, static_cast<long>(high), static_cast<long>(kTaskSize - high)),
-        snapshot::kStageUnmap, high);
+  UnmapAround(0, kRestorerBase);
+  UnmapAround(kRestorerBase + kRestorerSpan, kTaskSize);
 }
 
 void MapAreas() {
@@ -246,6 +281,7 @@ void FillShimConfig(MemoryShimConfig* config) {
 }
 
 void PlaceKernelAreas() {
+  if (g_kernel_areas_placed) return;
   KernelArea areas[3];
   uint64_t low;
   int n = KernelAreas(areas, &low);
