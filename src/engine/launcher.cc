@@ -91,6 +91,7 @@ Result<std::unique_ptr<Launcher>> Launcher::Create(LauncherOptions options) {
   cgroup::PoolOptions pool_options;
   pool_options.name = o.cgroup_name;
   pool_options.lock_dir = o.run_dir + "/cgroups";
+  pool_options.exclusive = true;
   EMBER_ASSIGN_OR_RETURN(auto general, OpenCgroupPool(hierarchy, pool_options));
   launcher->cgroups_.emplace(std::move(general));
   if (hierarchy.version == cgroup::Version::kV1) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,6 +65,18 @@ Result<Pool> Pool::Open(const Hierarchy& hierarchy, PoolOptions options) {
     }
     if (hierarchy.version == Version::kV2) {
       EMBER_TRY_CTX(EnableV2Controllers(parent), "open cgroup pool " + name);
+    }
+  }
+  if (pool.options_.exclusive) {
+    std::string parent = pool.Roots().front() + "/" + name;
+    EMBER_ASSIGN_OR_RETURN(pool.owner_, OpenFile(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (::flock(pool.owner_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return Fail(ErrorCode::kBusy, "cgroup pool " + name + " (" + parent +
+                                          ") is in use by another ember daemon: give each "
+                                          "daemon its own pool name (EMBER_CGROUP_NAME)");
+      }
+      return FailErrno("open cgroup pool " + name + ": flock " + parent);
     }
   }
   // The parent has the same optional files as its slots; one probe serves every Apply.

@@ -44,6 +44,11 @@ struct PoolOptions {
   // How long Release waits for killed processes to leave the cgroup.
   std::chrono::milliseconds release_timeout{2000};
   MkdirHook after_mkdir;  // tests only: emulates cgroupfs in a fixture tree
+  // The daemon's pools: held exclusively (flock on the pool's parent cgroup) for the Pool's
+  // life. Slot locks live in lock_dir, which is per run dir: two daemons with different run
+  // dirs but the same pool name would each take the other's claimed slots for stale ones and
+  // kill their sandboxes. `ember run` shares the pool with a daemon of the same run dir.
+  bool exclusive = false;
 };
 
 // A claimed slot. Move-only; the destructor releases it (errors are logged).
@@ -154,6 +159,7 @@ class Pool {
   PoolOptions options_;
   LimitFeatures features_;
   std::shared_ptr<SlotLocks> locks_;
+  UniqueFd owner_;  // the parent cgroup, flocked, when options_.exclusive
   // Slots Fill last saw free, tried first by Claim: with thousands of slots held, scanning them
   // all (a lock attempt each) on every claim would make the hot path grow with the pool. A hint
   // may be stale (another process claimed it); Claim then falls back to the scan.

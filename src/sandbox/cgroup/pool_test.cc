@@ -211,6 +211,23 @@ TEST_P(CgroupFixture, TwoPoolsCompeteThroughLocks) {
   EXPECT_EQ(d->slot(), "pool-0");
 }
 
+TEST_P(CgroupFixture, AnExclusivePoolRefusesASecondExclusiveOwner) {
+  PoolOptions exclusive = Options(2);
+  exclusive.exclusive = true;
+  auto daemon = Pool::Open(hierarchy_, exclusive);
+  ASSERT_TRUE(daemon) << daemon.error().ToString();
+  auto second = Pool::Open(hierarchy_, exclusive);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code(), ErrorCode::kBusy);
+  EXPECT_NE(second.error().message().find("another ember daemon"), std::string::npos)
+      << second.error().message();
+  // A CLI user of the same pool (ember run) shares it.
+  EXPECT_TRUE(Pool::Open(hierarchy_, Options(2)));
+  // The owner gone, the next daemon may take it.
+  { Pool gone = std::move(*daemon); }
+  EXPECT_TRUE(Pool::Open(hierarchy_, exclusive));
+}
+
 TEST_P(CgroupFixture, ApplyWritesLimitsAndResetsUnsetOnes) {
   Pool pool = OpenPool(1);
   auto lease = pool.Claim();
