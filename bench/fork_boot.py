@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
+import json
 import math
 import os
 import signal
@@ -38,7 +39,7 @@ from peers.daemon import Client, EmberDaemon, mounts_under
 from peers.fork_burst import run_burst
 from peers.results import remove_scratch, save_results
 from peers.fork_density import PidMax, live_pids, measure_instances
-from peers.fork_floor import FloorError, FloorServer
+from peers.fork_floor import FloorError, FloorServer, floor_burst
 from peers.fork_latency import (FLOOR, FORK, PLAIN, ForcedBootVariant, FloorVariant,
                                 measure_handler)
 from peers.fork_peer_idle import crun_idle, quoted
@@ -47,7 +48,8 @@ from peers.fork_setup import (MAX_INSTANCES_CAP, delete_function_instances,
                               delete_instances, deploy_with_template, wait_template)
 from peers.host import machine_info, remove_cgroups
 from peers.invoke_variants import PeerVariant, Variant
-from peers.scenarios import FUNCTIONS, MEMORY_FLAG, PYTHON_IN_IMAGE, SCENARIOS
+from peers.scenarios import (EVENT, EXPECTED_ANSWER, FUNCTIONS, MEMORY_FLAG, PYTHON_IN_IMAGE,
+                             SCENARIOS)
 from peers.tools import Crun, HostPython, Runc, Runsc, Tool, ToolError
 
 HERE = Path(__file__).resolve().parent
@@ -57,6 +59,7 @@ DAEMON_CGROUP_NAME = "ember-bench-fork"
 DENSITY_WORKERS = 8
 PARTS = ("latency", "burst", "density")  # the burst first: before density's teardown churn
 BURST_SETTLE_S = 2.0
+WARMUPS_FLOOR_BURST = 20
 
 
 def log(msg: str) -> None:
@@ -198,6 +201,25 @@ def burst_part(ctx: Run, results: dict) -> None:
     burst["target"] = check_burst_target(burst) if "error" not in burst else None
     results["burst"] = burst
     delete_instances(ctx.client, made, timeout_s=max(120.0, len(made) * 0.05))
+    burst["floor"] = floor_burst_part(ctx, a.burst)
+
+
+def floor_burst_part(ctx: Run, n: int) -> dict:
+    """The same burst against the raw floor (an unsandboxed fork server), in the same run."""
+    if ctx.host_python.error:
+        return {"error": f"no host python: {ctx.host_python.error}", "requested": n}
+    light = {f["kind"]: f for f in FUNCTIONS}["light"]
+    server = FloorServer(ctx.host_python.python, light["module"], ctx.workdir, "burst")
+    try:
+        server.start()
+        for _ in range(WARMUPS_FLOOR_BURST):
+            server.request(EVENT.encode())
+        ctx.log(f"burst: {n} requests at once to the raw fork floor")
+        return floor_burst(server, EVENT.encode(), n, json.loads(EXPECTED_ANSWER))
+    except (FloorError, OSError) as e:
+        return {"error": str(e), "requested": n}
+    finally:
+        server.stop()
 
 
 def density_part(ctx: Run, results: dict) -> None:

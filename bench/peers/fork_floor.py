@@ -147,6 +147,30 @@ class FloorServer:
                     stream.close()
 
 
+def floor_burst(server: FloorServer, event: bytes, n: int, expected: dict) -> dict:
+    """The raw floor of a burst: n request lines written at once on the server's connection; the
+    server forks one child per line and each child answers. forks/s is the answers over the time
+    from the write to the last answer read: the most fork boots per second this machine can do
+    with no sandbox at all (one forking process, as one template is), the ceiling for ember's
+    burst in the same run."""
+    if server.sock is None or server.reader is None:
+        return {"error": "the fork server is not running", "requested": n}
+    t0 = time.perf_counter_ns()
+    server.sock.sendall((event + b"\n") * n)
+    ok = wrong = 0
+    for _ in range(n):
+        line = server.reader.readline()
+        if not line:
+            break
+        if check_floor_answer(line, expected) is None:
+            ok += 1
+        else:
+            wrong += 1
+    wall_ms = (time.perf_counter_ns() - t0) / 1e6
+    return {"requested": n, "ok": ok, "wrong": wrong, "wall_ms": wall_ms,
+            "forks_per_s": ok / (wall_ms / 1e3) if wall_ms > 0 else None}
+
+
 def check_floor_answer(answer: bytes, expected: dict) -> str | None:
     try:
         got = json.loads(answer)

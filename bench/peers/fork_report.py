@@ -225,6 +225,15 @@ def burst_lines(b: dict) -> list[str]:
              f"{pair('server_total_ms')} | {pair('client_ms')} |", ""]
     for why, n in b.get("failures", {}).items():
         lines.append(f"* {n} failed: {_one_line(why, 200)}")
+    floor = b.get("floor") or {}
+    if floor.get("error"):
+        lines.append(f"* raw floor burst: failed: {_one_line(floor['error'], 200)}")
+    elif floor.get("forks_per_s"):
+        ratio = (b.get("boots_per_s") or 0) / floor["forks_per_s"]
+        lines.append(f"* raw floor, the same burst to an unsandboxed fork server (one forking "
+                     f"process, as one template): {floor['ok']} of {floor['requested']} answered "
+                     f"in {floor['wall_ms']:.0f} ms = {floor['forks_per_s']:.0f} forks/s; ember "
+                     f"reaches {ratio:.2f}× of it")
     if b.get("target"):
         lines.append(f"* target (≥ 1,000 boots/s, p99 boot ≤ 10 ms): {b['target']}")
     lines.append("")

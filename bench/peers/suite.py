@@ -136,6 +136,10 @@ def fork_rows(data: dict) -> list[dict]:
                          None if rate is None else rate >= 1000))
         rows.append(_row(f"burst of {n}: p99 boot", _fmt(p99, " ms"), "≤ 10 ms",
                          None if p99 is None else p99 <= 10))
+        floor = (b.get("floor") or {}).get("forks_per_s")
+        if floor:
+            rows.append(_row(f"burst of {n}: raw fork floor forks/s (ember / floor)",
+                             f"{floor:.0f} ({(rate or 0) / floor:.2f}×)", "—", None))
     return rows
 
 

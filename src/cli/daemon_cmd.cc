@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "base/units.h"
 #include "cli/command.h"
@@ -14,6 +15,7 @@ struct DaemonFlags {
   std::string listen;
   std::string agent_dir;
   size_t boot_threads = 2;
+  std::optional<size_t> boot_concurrency;  // default: 2 per CPU
   size_t queue_size = 100;
   size_t restore_shells = 16;
   std::string shutdown_grace = "30s";
@@ -30,6 +32,10 @@ Status Run(const GlobalOptions& global, const DaemonFlags& flags) {
   e.launcher.run_dir = global.run_dir;
   e.launcher.cgroup_name = CgroupName();
   e.boot_threads = std::max<size_t>(1, flags.boot_threads);
+  // Two per CPU keep both the daemon's and the sandboxes' side of a boot busy without letting a
+  // burst's boots slow each other down (engine/boot_gate.h).
+  e.boot_concurrency = flags.boot_concurrency.value_or(
+      2 * std::max<size_t>(1, static_cast<size_t>(sysconf(_SC_NPROCESSORS_ONLN))));
   e.queue_limit = flags.queue_size;
   e.restore_shells.max_ready = flags.restore_shells;
   e.restore_shells.min_ready = std::min<size_t>(1, flags.restore_shells);
@@ -61,6 +67,9 @@ void RegisterDaemonCommand(CLI::App& app, GlobalOptions& global, int* exit_code)
   cmd->add_option("--boot-threads", flags->boot_threads,
                   "threads that boot and tear down instances")
       ->capture_default_str();
+  cmd->add_option("--boot-concurrency", flags->boot_concurrency,
+                  "boots in progress at once; the others wait their turn, reported as queueing "
+                  "(default: 2 per CPU; 0: no limit)");
   cmd->add_option("--queue-size", flags->queue_size,
                   "invocations that may wait per function when all instances are busy (then 429)")
       ->capture_default_str();

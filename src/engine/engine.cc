@@ -12,6 +12,9 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::seconds kTickInterval(1);
+// A boot holding its gate slot longer than this stops counting against the limit: a fork boot
+// takes milliseconds and a plain boot of a heavy handler a few hundred.
+constexpr std::chrono::seconds kBootHoldLimit(1);
 
 }  // namespace
 
@@ -50,6 +53,7 @@ Engine::Engine(asio::io_context& io, EngineOptions options, daemon::MetricsRegis
       options_(std::move(options)),
       metrics_(metrics),
       boot_pool_(options_.boot_threads),
+      boot_gate_(BootGate::Create(io, options_.boot_concurrency, kBootHoldLimit)),
       restore_shells_(options_.restore_shells),
       logs_dir_(options_.launcher.data_dir + "/logs"),
       tick_(io) {}
@@ -112,8 +116,22 @@ Engine::~Engine() {
   }
 }
 
-void Engine::Boot(const BootRequest& request,
-                  std::function<void(tl::expected<BootedInstance, BootError>)> done) {
+void Engine::Boot(const BootRequest& request, BootDone done) {
+  boot_gate_->Enter([this, request, done = std::move(done)](BootSlot slot) mutable {
+    // A fork boot's instance keeps the slot until its child is ready (Instance::OnReady); the
+    // other modes' instances are ready when they are booted.
+    auto held = std::make_shared<BootSlot>(std::move(slot));
+    BootMode mode = request.mode;
+    StartBoot(request, [held, mode, done = std::move(done)](
+                           tl::expected<BootedInstance, BootError> result) mutable {
+      if (result && mode == BootMode::kFork) result->boot_slot = std::move(*held);
+      held->Release();
+      done(std::move(result));
+    });
+  });
+}
+
+void Engine::StartBoot(const BootRequest& request, BootDone done) {
   if (request.mode == BootMode::kFork) return ForkBoot(request, std::move(done));
   if (request.mode == BootMode::kCold || request.mode == BootMode::kWarm) {
     return RestoreBoot(request, std::move(done));

@@ -35,6 +35,8 @@ namespace ember::engine {
 struct EngineOptions {
   LauncherOptions launcher;
   size_t boot_threads = 2;
+  // Boots in progress at once (engine/boot_gate.h); 0: no limit.
+  size_t boot_concurrency = 4;
   size_t queue_limit = 100;  // per function
   std::chrono::milliseconds queue_timeout{60000};
   uint64_t log_max_bytes = 1 << 20;  // per instance log file, before rotation
@@ -138,8 +140,10 @@ class Engine {
 
  private:
   Engine(boost::asio::io_context& io, EngineOptions options, daemon::MetricsRegistry* metrics);
-  void Boot(const BootRequest& request,
-            std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  using BootDone = std::function<void(tl::expected<BootedInstance, BootError>)>;
+  // Waits for a slot of the boot gate, then StartBoot: the boot in the request's mode.
+  void Boot(const BootRequest& request, BootDone done);
+  void StartBoot(const BootRequest& request, BootDone done);
   void Dispose(const std::shared_ptr<Instance>& instance);
   // Fork boot (engine_templates.cc).
   struct TemplateSlot {
@@ -175,8 +179,7 @@ class Engine {
   // After the first invocation of a restored instance, once per snapshot: records the image pages
   // it touched as the snapshot's working set (cold boots prefetch them), then reopens it.
   void MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply);
-  void RestoreBoot(const BootRequest& request,
-                   std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  void RestoreBoot(const BootRequest& request, BootDone done);
   tl::expected<BootedInstance, BootError> RestoreOnBootThread(const BootRequest& request,
                                                               const SnapshotSource& source,
                                                               const std::string& version);
@@ -191,8 +194,7 @@ class Engine {
   void OnTemplateBuilt(const FunctionVersion& function, const std::string& template_id,
                        tl::expected<BootedInstance, BootError> booted,
                        Result<std::shared_ptr<sandbox::NetnsPool>> netns);
-  void ForkBoot(const BootRequest& request,
-                std::function<void(tl::expected<BootedInstance, BootError>)> done);
+  void ForkBoot(const BootRequest& request, BootDone done);
   void RetireTemplate(const std::string& function);
   void OnTemplateDead(const std::string& function, Template& dead);
   void StopIdleRetiredTemplates();
@@ -212,6 +214,7 @@ class Engine {
   EngineOptions options_;
   daemon::MetricsRegistry* metrics_;
   boost::asio::thread_pool boot_pool_;
+  std::shared_ptr<BootGate> boot_gate_;
   // Builds and destroys restore shells: a refill must not hold up a boot thread a restore needs
   // next (a shell is the parent-death anchor of its sandbox: the thread lives as long as this).
   boost::asio::thread_pool shell_builder_{1};

@@ -188,6 +188,15 @@ void Engine::RegisterMetrics() {
       shells_misses.With({{"function", name}}).Set(static_cast<double>(stats->misses));
     }
   });
+  auto& gate = metrics_->AddGauge(
+      "ember_boots", "Boots in progress and waiting for a slot (--boot-concurrency), by state.");
+  auto& overstayed = metrics_->AddGauge(
+      "ember_boots_overstayed", "Boots that held their slot past the limit and were let go.");
+  metrics_->AddCollector([this, &gate, &overstayed] {
+    gate.With({{"state", "in_progress"}}).Set(static_cast<double>(boot_gate_->in_progress()));
+    gate.With({{"state", "waiting"}}).Set(static_cast<double>(boot_gate_->waiting()));
+    overstayed.With().Set(static_cast<double>(boot_gate_->overstayed()));
+  });
   metrics_->AddCollector([this, &instances, &queued, &functions, &cgroups] {
     functions.With().Set(static_cast<double>(schedulers_.size()));
     for (const auto& [name, scheduler] : schedulers_) {

@@ -196,8 +196,7 @@ void Engine::SnapshotSources(const FunctionVersion& function, BootSources* sourc
   }
 }
 
-void Engine::RestoreBoot(const BootRequest& request,
-                         std::function<void(tl::expected<BootedInstance, BootError>)> done) {
+void Engine::RestoreBoot(const BootRequest& request, BootDone done) {
   auto it = snapshots_.find(request.manifest.name);
   auto scheduler = schedulers_.find(request.manifest.name);
   std::shared_ptr<SnapshotSource> source =

@@ -160,8 +160,7 @@ void Engine::OnTemplateBuilt(const FunctionVersion& function, const std::string&
   spdlog::info("template {} of {} is ready", template_id, name);
 }
 
-void Engine::ForkBoot(const BootRequest& request,
-                      std::function<void(tl::expected<BootedInstance, BootError>)> done) {
+void Engine::ForkBoot(const BootRequest& request, BootDone done) {
   auto start = Clock::now();
   auto it = templates_.find(request.manifest.name);
   std::shared_ptr<Template> t = it == templates_.end() ? nullptr : it->second.live;

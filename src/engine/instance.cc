@@ -26,6 +26,7 @@ Instance::Instance(asio::io_context& io, std::string id, std::string version, Ma
       mode_(mode),
       boot_timings_(booted.timings),
       sandbox_(std::move(booted.sandbox)),
+      boot_slot_(std::move(booted.boot_slot)),
       hooks_(std::move(hooks)),
       control_(io, booted.control.release()),
       log_(io),
@@ -150,6 +151,7 @@ void Instance::WriteNext() {
 void Instance::OnReady(const agent::Frame& frame) {
   if (frame.type == agent::FrameType::kReady) {
     awaiting_ready_ = false;
+    boot_slot_.Release();  // the boot is over: the next one may start
     boot_timings_.init =
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - created_);
     // Invocations sent before the child was ready start their handler time now.
@@ -236,6 +238,7 @@ void Instance::NotifyExit(ExitStatus status) { OnExit(status); }
 void Instance::OnExit(Result<ExitStatus> status) {
   if (dead_) return;
   dead_ = true;
+  boot_slot_.Release();
   auto oom = sandbox_.cgroup().OomKills();
   InvokeResult result;
   if (stopping_) {

@@ -117,6 +117,7 @@ class Instance : public std::enable_shared_from_this<Instance> {
   BootMode mode_;
   BootTimings boot_timings_;
   sandbox::Sandbox sandbox_;
+  BootSlot boot_slot_;  // a fork boot's, until its child is ready or dead
   Hooks hooks_;
   boost::asio::posix::stream_descriptor control_;
   boost::asio::posix::stream_descriptor log_;

@@ -21,6 +21,7 @@
 #include "agent/protocol.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "engine/boot_gate.h"
 #include "engine/boot_mode.h"
 #include "engine/manifest.h"
 #include "engine/snapshot_source.h"
@@ -77,6 +78,8 @@ struct BootedInstance {
   std::string early_log;  // what the instance printed during init
   BootTimings timings;
   std::string ready;  // the agent's kReady payload (a template's says whether it can fork)
+  // A fork boot's place in the engine's boot gate, held until the child reports ready.
+  BootSlot boot_slot;
 };
 
 // What a fork boot takes from the pools before it asks the template (sandbox/fork_child.h).
