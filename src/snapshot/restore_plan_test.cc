@@ -205,6 +205,23 @@ TEST(RestorePlanTest, WorkingSetBecomesCoalescedImageRanges) {
   EXPECT_EQ(r.image_offset, image.areas()[0].runs()[0].file_offset);
 }
 
+TEST(RestorePlanTest, PrefetchReadsEveryStoredPageOfPrivateFileMappings) {
+  // Area 0 (file-private) stores pages 0, 1, 3; area 1 (anonymous) stores 5 pages. No working
+  // set: only the file-private area's pages are read, restored from the image as they are.
+  ProcessState state = SyntheticState(1, 3, 0);
+  state.working_set.clear();
+  ImageReader image = Open(state);
+  RestoreSettings settings;
+  settings.prefetch_working_set = true;
+  auto plan = BuildRestorePlan(image, settings);
+  ASSERT_TRUE(plan) << plan.error().ToString();
+  const PlanHeader& h = Header(*plan);
+  ASSERT_EQ(h.prefetch_count, 1u);
+  const PlanRange& r = *Table<PlanRange>(*plan, h.prefetch_offset);
+  EXPECT_EQ(r.image_offset, image.areas()[0].runs()[0].file_offset);
+  EXPECT_EQ(r.length, 3 * kPageSize);
+}
+
 TEST(RestorePlanTest, AreaInTheRestorersRangeIsRefusedByName) {
   ProcessState state = SyntheticState(1, 2, 0);
   state.areas[1].start = kRestorerBase + 0x10000;
