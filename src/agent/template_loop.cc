@@ -21,9 +21,16 @@
 #include "agent/log_relay.h"
 #include "agent/protocol_template.h"
 #include "sandbox/fork_child.h"
+#include "sandbox/fork_rootfs.h"
 
 namespace ember::agent {
 namespace {
+
+// How long the template waits, after a spawn, for the next request before it prepares the next
+// child's rootfs (fork_rootfs.h); a request that comes first gets one prepared on the spot.
+// Not at once: right after a spawn the new child is booting, and on a small machine building
+// the next rootfs would take a CPU the child and the daemon need.
+constexpr int kPrepareAfterIdleMs = 1;
 
 void Complain(const std::string& message) {
   std::fprintf(stderr, "ember-agent (template): %s\n", message.c_str());
@@ -73,6 +80,7 @@ class Template {
     seccomp_.instructions.resize(spec_.seccomp.size() / sizeof(sock_filter));
     std::memcpy(seccomp_.instructions.data(), spec_.seccomp.data(), spec_.seccomp.size());
     plan_ = sandbox::BuildForkChildPlan(ChildSpec(spec_), &seccomp_, spec_.cap_last_cap);
+    rootfs_plan_ = sandbox::BuildForkRootfsPlan(ChildSpec(spec_));
   }
   TemplateOutcome Run();
 
@@ -80,6 +88,9 @@ class Template {
   // Returns true in the child (sandboxed), false in the template.
   bool Spawn(FrameWithFds request, TemplateOutcome* child);
   void ReapChildren();
+  // Builds the next child's rootfs unless one is ready; false (and *why) if that failed.
+  bool PrepareRootfs(std::string* why);
+  std::string DescribeFailure(const sandbox::ChildReport& report) const;
   void Send(FrameType type, uint64_t id, const std::string& payload, int fd = -1);
   [[noreturn]] void ChildFails(int control, const std::string& type, const std::string& message);
 
@@ -88,6 +99,9 @@ class Template {
   TemplateSpec spec_;
   sandbox::BpfProgram seccomp_;
   sandbox::ChildPlan plan_;
+  sandbox::ForkRootfsPlan rootfs_plan_;
+  sandbox::PreparedRootfs rootfs_;  // the next child's
+  bool prepare_failed_ = false;     // when idle: then it is retried (and reported) at a spawn
   int signal_fd_ = -1;
   std::map<pid_t, std::string> children_;
 };
@@ -110,10 +124,20 @@ TemplateOutcome Template::Run() {
   }
   for (;;) {
     struct pollfd fds[2] = {{fd_, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    int timeout = rootfs_.ready() || prepare_failed_ ? -1 : kPrepareAfterIdleMs;
+    int ready = ::poll(fds, 2, timeout);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       Complain(std::string("poll: ") + std::strerror(errno));
       return {kExitProtocolError, ""};
+    }
+    if (ready == 0) {
+      std::string why;
+      if (!PrepareRootfs(&why)) {
+        Complain(why);
+        prepare_failed_ = true;
+      }
+      continue;
     }
     if (fds[1].revents != 0) ReapChildren();
     if (fds[0].revents == 0) continue;
@@ -151,6 +175,13 @@ bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
   if (spawn->netns) fds.netns = request.fds[next++].get();
   for (uint32_t i = 0; i < spawn->cgroup_fds; ++i) fds.cgroup_procs[i] = request.fds[next++].get();
   fds.cgroup_count = spawn->cgroup_fds;
+  if (std::string why; !PrepareRootfs(&why)) {
+    Send(FrameType::kSpawnFailed, id, EncodeError(MakeError("SpawnFailed", why)));
+    return false;
+  }
+  prepare_failed_ = false;
+  fds.rootfs_layer = rootfs_.layer.get();
+  fds.rootfs_root = rootfs_.root.get();
 
   runtime_.BeforeFork();
   int pidfd = -1;
@@ -164,13 +195,12 @@ bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
     ::close(signal_fd_);
     sandbox::ChildReport report{};
     if (!sandbox::EnterForkedSandbox(plan_, spawn->instance_id, fds, &report)) {
-      std::string what = sandbox::ChildStageName(report.stage);
-      if (report.stage == sandbox::ChildStage::kMount && report.step < plan_.mounts.steps.size()) {
-        const sandbox::MountStep& step = plan_.mounts.steps[report.step];
-        what += " " + (step.fstype.empty() ? step.source : step.fstype) + " on " + step.target;
-      }
-      ChildFails(fds.control, "SpawnFailed", what + ": " + std::strerror(report.error));
+      ChildFails(fds.control, "SpawnFailed",
+                 DescribeFailure(report) + ": " + std::strerror(report.error));
     }
+    // Attached: the child's own mounts now. No fd to its layer (upper and work dirs included)
+    // stays open for the function.
+    rootfs_ = {};
     if (auto relay = StartLogRelay(); !relay) {
       // Output still reaches the daemon; only a subprocess's may not be placed in its log.
       Complain(relay.error().ToString());
@@ -184,6 +214,7 @@ bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
   }
   int clone_errno = errno;
   runtime_.AfterForkParent();
+  rootfs_ = {};  // the child's copies are the ones that count; a failed clone's tree is dropped
   if (pid < 0) {
     Send(FrameType::kSpawnFailed, id,
          EncodeError(MakeError("SpawnFailed",
@@ -194,6 +225,31 @@ bool Template::Spawn(FrameWithFds request, TemplateOutcome* child) {
   Send(FrameType::kSpawned, id, EncodeSpawnReply({spawn->instance_id, pid}), pidfd);
   ::close(pidfd);
   return false;
+}
+
+bool Template::PrepareRootfs(std::string* why) {
+  if (rootfs_.ready()) return true;
+  auto prepared = sandbox::PrepareForkRootfs(rootfs_plan_);
+  if (!prepared) {
+    *why = std::move(prepared).error().Context("prepare a child's rootfs").ToString();
+    return false;
+  }
+  rootfs_ = std::move(*prepared);
+  return true;
+}
+
+std::string Template::DescribeFailure(const sandbox::ChildReport& report) const {
+  std::string what = sandbox::ChildStageName(report.stage);
+  if (report.stage != sandbox::ChildStage::kMount) return what;
+  const sandbox::MountPlan& mounts = plan_.mounts;
+  if (report.step == sandbox::kAttachLayerStep)
+    return what + " the prepared layer on " + mounts.staging;
+  if (report.step == sandbox::kAttachRootStep) return what + " the prepared root on " + mounts.root;
+  if (report.step < mounts.steps.size()) {
+    const sandbox::MountStep& step = mounts.steps[report.step];
+    what += " " + (step.fstype.empty() ? step.source : step.fstype) + " on " + step.target;
+  }
+  return what;
 }
 
 void Template::ChildFails(int control, const std::string& type, const std::string& message) {

@@ -1,11 +1,22 @@
 #include "sandbox/fork_child.h"
 
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 
+#include "sandbox/fork_rootfs.h"
+
 namespace ember::sandbox {
+namespace {
+
+bool PathExists(const char* path) {
+  struct stat st {};
+  return ::stat(path, &st) == 0;
+}
+
+}  // namespace
 
 ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp, int cap_last_cap) {
   SandboxSpec child = spec;
@@ -15,7 +26,7 @@ ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp,
   if (child.argv.empty()) child.argv = {"/.ember/ember-agent"};
   const std::array<int, kInheritedFds> unused_fds = {0, 1, 2, -1, -1, -1, -1};
   ChildPlan plan = BuildChildPlan(child, "", seccomp, cap_last_cap, unused_fds);
-  plan.mounts = BuildForkMountPlan(child);
+  plan.mounts = BuildForkChildMounts(&PathExists);
   return plan;
 }
 
@@ -36,6 +47,11 @@ bool EnterForkedSandbox(ChildPlan& plan, const std::string& hostname, const Spaw
   // Only now, inside its cgroup, so that the cgroup namespace is rooted there.
   if (::unshare(CLONE_NEWCGROUP) != 0) {
     return ChildFailed(report, ChildStage::kUnshareCgroup, errno);
+  }
+  uint32_t failed = 0;
+  if (int err = AttachForkRootfs(fds.rootfs_layer, fds.rootfs_root, plan.mounts, &failed);
+      err != 0) {
+    return ChildFailed(report, ChildStage::kMount, err, failed);
   }
   plan.hostname = hostname;
   plan.inherited[0] = 0;  // the template's stdin, /dev/null

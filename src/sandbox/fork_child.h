@@ -9,10 +9,11 @@
 //      kernel checks the opener's credentials, so the child needs no access to the host's
 //      cgroupfs), then unshares its cgroup namespace rooted there;
 //   2. joins a pre-made network namespace from the pool (owned by the template's user namespace);
-//   3. builds its rootfs (BuildForkMountPlan: the template's files as the lower layer, a fresh
-//      tmpfs above, fresh /proc, /dev/pts, /dev/shm), pivots into it, sets its hostname, rlimits,
-//      drops every capability, switches to the function's user, installs its fds (0: the
-//      template's /dev/null, 1-2: its log, 3: its control socket) and the strict seccomp filter.
+//   3. attaches the rootfs its template prepared for it (fork_rootfs.h: the template's files as
+//      the lower layer of an overlay on a fresh tmpfs, /dev with fresh /dev/pts and /dev/shm,
+//      the binds), mounts a fresh /proc, pivots into it, sets its hostname, rlimits, drops every
+//      capability, switches to the function's user, installs its fds (0: the template's
+//      /dev/null, 1-2: its log, 3: its control socket) and the strict seccomp filter.
 // Everything comes from a ChildPlan computed in the template before it froze. The child is a
 // fork of a single-threaded process, so unlike the plain-boot child it may allocate.
 #pragma once
@@ -34,11 +35,15 @@ struct SpawnFds {
   static constexpr size_t kMaxCgroupFds = 4;
   int cgroup_procs[kMaxCgroupFds] = {-1, -1, -1, -1};  // cgroup.procs of each hierarchy
   size_t cgroup_count = 0;
+  // Not the daemon's: the detached trees the template prepared for this child (fork_rootfs.h).
+  int rootfs_layer = -1;
+  int rootfs_root = -1;
 };
 
 // The plan every child of a template follows. `spec` is the template's own spec: its limits,
 // rlimits, user, workdir and binds are the children's too; `seccomp` (the strict policy) must
-// outlive the plan.
+// outlive the plan. Its mounts are BuildForkChildMounts' (the /proc paths are checked against
+// the caller's /proc, so it runs in the template).
 ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp, int cap_last_cap);
 
 // Clone flags of the template's spawn: the namespaces each child gets of its own (the network
@@ -46,8 +51,10 @@ ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp,
 unsigned long ForkCloneFlags();
 
 // Runs in the child, right after clone. `plan` is the child's own copy (the hostname is set to
-// the instance id here). The fds in `fds` stay open; the caller owns them. Returns true with the
-// child fully sandboxed, or false with *report naming the step that failed.
+// the instance id here). The fds in `fds` stay open; the caller owns them (and closes the rootfs
+// ones, attached by then, before any function code runs). Returns true with the child fully
+// sandboxed, or false with *report naming the step that failed (a failed attach of the prepared
+// rootfs: kMount with step kAttachLayerStep or kAttachRootStep).
 bool EnterForkedSandbox(ChildPlan& plan, const std::string& hostname, const SpawnFds& fds,
                         ChildReport* report) noexcept;
 

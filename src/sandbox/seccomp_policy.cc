@@ -178,9 +178,12 @@ PolicyTable MakeStrict() {
   return t;
 }
 
-// The syscalls kTemplate adds to kStrict, and the namespace flags its clone may carry.
-constexpr std::array<const char*, 5> kTemplateExtras = {"mount", "umount2", "pivot_root",
-                                                        "sethostname", "mount_setattr"};
+// The syscalls kTemplate adds to kStrict, and the namespace flags its clone may carry. The new
+// mount API (fsopen … move_mount) builds each child's rootfs ahead as detached trees, which the
+// child attaches (sandbox/fork_rootfs.h): the same mounts `mount` already allows, made by fd.
+constexpr std::array<const char*, 10> kTemplateExtras = {
+    "mount",  "umount2",  "pivot_root", "sethostname", "mount_setattr",
+    "fsopen", "fsconfig", "fsmount",    "open_tree",   "move_mount"};
 constexpr uint64_t kTemplateForbiddenCloneFlags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWCGROUP;
 
 PolicyTable MakeTemplate() {

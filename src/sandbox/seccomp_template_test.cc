@@ -29,9 +29,12 @@ uint32_t EvalTemplate(int nr, std::initializer_list<uint64_t> args = {}) {
 }
 
 TEST(SeccompTemplateTest, AddsTheSandboxingSyscallsToStrict) {
-  for (int nr : {SYS_mount, SYS_umount2, SYS_pivot_root, SYS_sethostname, SYS_mount_setattr}) {
+  for (int nr : {SYS_mount, SYS_umount2, SYS_pivot_root, SYS_sethostname, SYS_mount_setattr,
+                 SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_open_tree, SYS_move_mount}) {
     EXPECT_EQ(EvalTemplate(nr), kAllow) << nr;
   }
+  // fspick reconfigures an existing superblock: nothing a spawn needs.
+  EXPECT_EQ(EvalTemplate(SYS_fspick), kEperm);
   EXPECT_EQ(EvalTemplate(SYS_getpid), kAllow);
   EXPECT_EQ(EvalTemplate(SYS_keyctl), kEperm);
   EXPECT_EQ(EvalTemplate(SYS_bpf), kEperm);
