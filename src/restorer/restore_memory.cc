@@ -173,16 +173,20 @@ void MapArea(const PlanArea& a, bool copy) {
   }
   int prot = a.prot;
   if (copy_runs && a.run_count > 0) prot |= PROT_READ | PROT_WRITE;
-  if (file) {
+  // An area mapped from the image, whose one run covers all of it, is that run's mapping alone:
+  // an anonymous area whose small gaps the checkpoint stored as zeros, a file area every page
+  // of which the process had written (data, relro).
+  bool whole_run =
+      !copy_runs && a.run_count == 1 && runs[0].address == a.start && runs[0].length == length;
+  if (whole_run) {
+    // Nothing under the run.
+  } else if (file) {
     long fd = Check(OpenForMapping(a), snapshot::kStageMapArea, a.start);
     Check(RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot,
                      (a.map_flags & (MAP_SHARED | MAP_PRIVATE)) | MAP_FIXED, fd,
                      static_cast<long>(a.file_offset)),
           snapshot::kStageMapArea, a.start);
-  } else if (copy_runs || a.run_count != 1 || runs[0].address != a.start ||
-             runs[0].length != length) {
-    // (An anonymous area that is one stored run, small gaps stored as zeros by the
-    // checkpoint, is that run's mapping alone.)
+  } else {
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
     if (a.kind == snapshot::kPlanStack) flags |= MAP_GROWSDOWN;
     Check(RawSyscall(SYS_mmap, static_cast<long>(a.start), static_cast<long>(length), prot, flags,
