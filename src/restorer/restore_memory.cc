@@ -150,6 +150,38 @@ void AddVdsoBelow(uint64_t address) {
   g_shim_tables.vdso_added = true;
 }
 
+// The image mapping not made yet: runs that continue each other in memory and in the image
+// with the same protection are one mmap (the last run of an area and the first of the next
+// one often do: a library's data, then its bss, both stored whole). The kernel would merge
+// the two mappings anyway; one call instead of two. Flushed before anything maps over it.
+struct PendingImageMapping {
+  uint64_t address, length, image_offset;
+  int prot;
+};
+PendingImageMapping g_pending;
+
+void FlushImageMapping() {
+  if (g_pending.length == 0) return;
+  Check(RawSyscall(SYS_mmap, static_cast<long>(g_pending.address),
+                   static_cast<long>(g_pending.length), g_pending.prot, MAP_PRIVATE | MAP_FIXED,
+                   g_ctx.image_fd, static_cast<long>(g_pending.image_offset)),
+        snapshot::kStageFillArea, g_pending.address);
+  AddMergedRange(g_shim_tables.image, &g_shim_tables.image_count, g_pending.address,
+                 g_pending.address + g_pending.length);
+  g_pending.length = 0;
+}
+
+void MapFromImage(const PlanRun& run, int prot) {
+  PendingImageMapping& p = g_pending;
+  if (p.length != 0 && p.prot == prot && p.address + p.length == run.address &&
+      p.image_offset + p.length == run.image_offset) {
+    p.length += run.length;
+    return;
+  }
+  FlushImageMapping();
+  p = PendingImageMapping{run.address, run.length, run.image_offset, prot};
+}
+
 void MapArea(const PlanArea& a, bool copy) {
   const PlanRun* runs = PlanTable<PlanRun>(g_ctx.plan->runs_offset) + a.first_run;
   uint64_t length = a.end - a.start;
@@ -200,12 +232,7 @@ void MapArea(const PlanArea& a, bool copy) {
     } else {
       // Overlay memory: the page cache of the image is the shared base, written pages become
       // private copies.
-      Check(RawSyscall(SYS_mmap, static_cast<long>(run.address), static_cast<long>(run.length),
-                       a.prot, MAP_PRIVATE | MAP_FIXED, g_ctx.image_fd,
-                       static_cast<long>(run.image_offset)),
-            snapshot::kStageFillArea, run.address);
-      AddMergedRange(g_shim_tables.image, &g_shim_tables.image_count, run.address,
-                     run.address + run.length);
+      MapFromImage(run, a.prot);
     }
   }
   if (prot != a.prot) {
@@ -213,6 +240,7 @@ void MapArea(const PlanArea& a, bool copy) {
           snapshot::kStageProtectArea, a.start);
   }
   if (a.dontdump) {
+    FlushImageMapping();
     RawSyscall(SYS_madvise, static_cast<long>(a.start), static_cast<long>(length), MADV_DONTDUMP);
   }
 }
@@ -271,6 +299,7 @@ void MapAreas() {
   bool copy = (p.flags & snapshot::kPlanCopyMemory) != 0;
   const PlanArea* areas = PlanTable<PlanArea>(p.areas_offset);
   for (uint32_t i = 0; i < p.area_count; ++i) MapArea(areas[i], copy);
+  FlushImageMapping();
   if (!copy) AddVdsoBelow(~0ULL);
   CloseLastFile();
 }
