@@ -1,6 +1,8 @@
 // The memory shim: makes memory that the restorer mapped MAP_PRIVATE from the snapshot image
 // ("overlay memory": the page cache is the shared base, only written pages are private) behave
-// like the anonymous memory it was at checkpoint, where the two differ:
+// like the anonymous memory it was at checkpoint, where the two differ (and the process's
+// copies of a private file mapping's pages, restored the same way, like that file mapping:
+// FileOrigin below):
 //
 //   * madvise(MADV_DONTNEED / MADV_DONTNEED_LOCKED / MADV_FREE / MADV_GUARD_INSTALL) must leave
 //     zero pages behind; on a private file mapping the image's bytes come back instead (and
@@ -13,10 +15,13 @@
 //
 // How: a seccomp filter (memory_shim_filter.h) traps those calls (SIGSYS) when their range
 // overlaps a place that held image-backed memory at install time and they come from the
-// process's code (executable mappings at install time), and the shim's SIGSYS handler first
-// makes every image-backed part of the range anonymous — fresh zero pages with the same
-// protection where the advice throws the contents away anyway, a copy where they must survive
-// (mremap, WIPEONFORK) — then issues the real call from its own syscall instruction (which the
+// process's code (executable mappings at install time; the places come from the restorer,
+// which knows what it mapped, or from /proc/self/maps), and the shim's SIGSYS handler first
+// makes every image-backed part of the range what it was at checkpoint: anonymous — fresh zero
+// pages with the same protection where the advice throws the contents away anyway, a copy
+// where they must survive (mremap, WIPEONFORK) — or, in a FileOrigin area, a private mapping of
+// that file (its pages for DONTNEED, with the image's bytes copied in for mremap) — then
+// issues the real call from its own syscall instruction (which the
 // filter lets through) and returns the kernel's answer to the trapped code. MADV_REMOVE over
 // image-backed memory returns EINVAL without touching anything. An mremap range that was one
 // anonymous mapping at checkpoint (the restorer maps it as anonymous memory with image runs on
