@@ -40,7 +40,9 @@ struct TemplateSpec {
   };
   std::vector<Limit> rlimits;
   int cap_last_cap = 40;
-  std::string seccomp;  // the strict filter: struct sock_filter[] as raw bytes
+  // The strict filter, struct sock_filter[] as raw bytes. Checked, but no longer installed in the
+  // children: they stack sandbox::TemplateToStrictFilter() on the template's (fork_seccomp.h).
+  std::string seccomp;
 };
 std::string EncodeTemplateSpec(const TemplateSpec& spec);
 Result<TemplateSpec> DecodeTemplateSpec(std::string_view payload);

@@ -13,7 +13,8 @@
 //      the lower layer of an overlay on a fresh tmpfs, /dev with fresh /dev/pts and /dev/shm,
 //      the binds), mounts a fresh /proc, pivots into it, sets its hostname, rlimits, drops every
 //      capability, switches to the function's user, installs its fds (0: the template's
-//      /dev/null, 1-2: its log, 3: its control socket) and the strict seccomp filter.
+//      /dev/null, 1-2: its log, 3: its control socket) and a seccomp filter that, on
+//      top of the template's, leaves exactly strict (fork_seccomp.h).
 // Everything comes from a ChildPlan computed in the template before it froze. The child is a
 // fork of a single-threaded process, so unlike the plain-boot child it may allocate.
 #pragma once
@@ -41,9 +42,10 @@ struct SpawnFds {
 };
 
 // The plan every child of a template follows. `spec` is the template's own spec: its limits,
-// rlimits, user, workdir and binds are the children's too; `seccomp` (the strict policy) must
-// outlive the plan. Its mounts are BuildForkChildMounts' (the /proc paths are checked against
-// the caller's /proc, so it runs in the template).
+// rlimits, user, workdir and binds are the children's too; `seccomp` must outlive the plan:
+// TemplateToStrictFilter() (fork_seccomp.h), which with the template's own
+// filter below it amounts to strict. Its mounts are BuildForkChildMounts' (the /proc paths are
+// checked against the caller's /proc, so it runs in the template).
 ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp, int cap_last_cap);
 
 // Clone flags of the template's spawn: the namespaces each child gets of its own (the network
