@@ -8,8 +8,8 @@
 //   <staging>/work       overlay work dir
 //   <staging>/root       overlay of lower_dirs + upper; becomes "/" after pivot_root
 //   root/proc            fresh procfs of the sandbox's pid namespace, with masked paths
-//   root/dev             tmpfs with bind-mounted null, zero, full, random, urandom, tty,
-//                        a private devpts instance and /dev/shm; read-only after population
+//   root/dev             <staging>/dev with bind-mounted null, zero, full, random, urandom,
+//                        tty, a private devpts instance and /dev/shm; read-only after population
 //   root/tmp             its own size-capped tmpfs
 //   root/<bind target>   host directories the spec asks for (agent, function code), read-only
 #pragma once
@@ -60,9 +60,10 @@ const std::vector<std::string>& ReadOnlyProcPaths();
 MountPlan BuildMountPlan(const SandboxSpec& spec, const std::string& staging);
 
 // Directories of a sandbox's writable tmpfs (beside upper/ and work/): the empty one that masks
-// /proc directories, and /dev/shm's.
+// /proc directories, /dev/shm's, and /dev's (plain boot).
 inline constexpr const char* kMaskedDir = "/masked";
 inline constexpr const char* kShmDir = "/shm";
+inline constexpr const char* kDevDir = "/dev";
 
 // Where, inside a fork-boot template's root, each child mounts its own writable layer. Empty in
 // the template (its children cover it in their own mount namespaces).

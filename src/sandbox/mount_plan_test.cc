@@ -105,6 +105,24 @@ TEST(MountPlanTest, DevHoldsOnlyTheMinimalDevicesAndEndsReadOnly) {
   EXPECT_EQ(plan.steps[shm].source, std::string("/s") + kShmDir);
   ASSERT_LT(ro, plan.steps.size());
   EXPECT_GT(ro, shm);
+  EXPECT_TRUE(plan.steps[ro].flags & MS_NODEV);
+}
+
+// /dev is a directory of the writable layer, bound before anything is created in it (so nothing
+// lands in the image's /dev through the overlay), and every step that populates it comes after.
+TEST(MountPlanTest, DevIsADirectoryOfTheWritableLayerBoundFirst) {
+  MountPlan plan = BuildMountPlan(TestSpec(), "/s");
+  size_t dir = IndexOf(plan, MountOp::kMkdir, std::string("/s") + kDevDir);
+  size_t bind = IndexOf(plan, MountOp::kMount, "/s/root/dev");
+  ASSERT_LT(bind, plan.steps.size());
+  EXPECT_LT(dir, bind);
+  EXPECT_EQ(plan.steps[bind].source, std::string("/s") + kDevDir);
+  EXPECT_TRUE(plan.steps[bind].flags & MS_BIND);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (plan.steps[i].target.rfind("/s/root/dev/", 0) == 0) {
+      EXPECT_GT(i, bind) << plan.steps[i].target;
+    }
+  }
 }
 
 // Each filesystem mounted costs kernel memory in every memory cgroup on the host (a shrinker per
@@ -118,11 +136,11 @@ TEST(MountPlanTest, ASandboxMountsFewFilesystems) {
     return types;
   };
   EXPECT_EQ(count(BuildMountPlan(TestSpec(), "/s")),
-            (std::vector<std::string>{"tmpfs", "overlay", "proc", "tmpfs", "devpts", "tmpfs"}));
+            (std::vector<std::string>{"tmpfs", "overlay", "proc", "devpts", "tmpfs"}));
   SandboxSpec template_spec = TestSpec();
   template_spec.fork_template = true;
   EXPECT_EQ(count(BuildMountPlan(template_spec, "/s")),
-            (std::vector<std::string>{"tmpfs", "overlay", "proc", "tmpfs", "devpts"}));
+            (std::vector<std::string>{"tmpfs", "overlay", "proc", "devpts"}));
   EXPECT_EQ(count(BuildForkMountPlan(TestSpec())),
             (std::vector<std::string>{"tmpfs", "overlay", "proc", "devpts"}));
 }

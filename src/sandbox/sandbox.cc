@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -52,9 +53,11 @@ Error ReportToError(const ChildReport& report, const ChildPlan& plan) {
   std::string what = ChildStageName(report.stage);
   if (report.stage == ChildStage::kMount && report.step < plan.mounts.steps.size()) {
     const MountStep& step = plan.mounts.steps[report.step];
-    what = step.op == MountOp::kBindReadOnly ? "bind " + step.source + " on " + step.target
-           : step.fstype.empty()             ? "prepare " + step.target
-                                             : "mount " + step.fstype + " on " + step.target;
+    const bool bind = step.op == MountOp::kBindReadOnly ||
+                      (step.op == MountOp::kMount && (step.flags & MS_BIND) != 0);
+    what = bind                  ? "bind " + step.source + " on " + step.target
+           : step.fstype.empty() ? "prepare " + step.target
+                                 : "mount " + step.fstype + " on " + step.target;
     if (step.fstype == "overlay") what += " (" + step.data + ")";
   } else if (report.stage == ChildStage::kExec) {
     std::string reason = report.error == ENOENT   ? "command not found in the image"
