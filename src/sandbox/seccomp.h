@@ -27,11 +27,13 @@ namespace ember::sandbox {
 
 struct BpfProgram {
   std::vector<sock_filter> instructions;
-  // Hex of the 64-bit key over policy version, rendered table, libseccomp version and arch.
+  // Hex of the 64-bit key over the policy (its name and version and the executable's build id,
+  // or, without a build id, the rendered table), libseccomp's version and the arch.
   std::string policy_hash;
 };
 
-// The cache key for a policy on this host; pure apart from asking libseccomp its version.
+// The cache key for a policy on this host; pure apart from asking libseccomp its version and
+// reading the executable's build id (once).
 std::string PolicyHash(SeccompPolicy policy);
 
 // Builds the filter with libseccomp and exports it (through a memfd) as raw BPF.
