@@ -56,9 +56,6 @@ Result<Acquired> Acquire(const RunRequest& request) {
   EMBER_TRY(MakeDirs(request.run_dir + "/staging"));
   EMBER_ASSIGN_OR_RETURN(auto store, image::Store::Open(request.data_dir, /*maintain=*/false));
   const auto linger = ImageLinger();
-  if (auto cleaned = image::CleanupStaleMounts(request.run_dir, linger); !cleaned) {
-    spdlog::warn("{}", cleaned.error().ToString());
-  }
   EMBER_ASSIGN_OR_RETURN(auto record, store.Get(request.image));
   clock.Mark("store");
   EMBER_ASSIGN_OR_RETURN(auto lease,
@@ -86,6 +83,24 @@ Result<Acquired> Acquire(const RunRequest& request) {
   EMBER_ASSIGN_OR_RETURN(auto started, sandbox::Sandbox::Start(spec, std::move(cgroup), options));
   acquired.sandbox.emplace(std::move(started));
   return acquired;
+}
+
+// Upkeep for later runs, done while the command runs (ember only waits then) instead of before
+// the start or after the exit, where it would add to every run's time: unmount images idle past
+// their linger (ours is leased, so it stays), and top the cgroup pool up. Our slot is still
+// claimed, so the pool is filled to one free slot fewer than its target: after our release it
+// holds exactly as many as a fill after the release would leave, and the next start never
+// creates a cgroup.
+void MaintainHost(const RunRequest& request, cgroup::Pool& pool) {
+  if (auto cleaned = image::CleanupStaleMounts(request.run_dir, ImageLinger()); !cleaned) {
+    spdlog::warn("{}", cleaned.error().ToString());
+  }
+  const size_t target = cgroup::PoolOptions{}.target_free;
+  pool.set_target_free(target > 0 ? target - 1 : 0);
+  if (auto filled = pool.Fill(); !filled) {
+    spdlog::warn("refill cgroup pool: {}", filled.error().ToString());
+  }
+  pool.set_target_free(target);
 }
 
 // Signals ember forwards to the sandbox instead of dying from them.
@@ -193,9 +208,10 @@ int RunInSandbox(const RunRequest& request) {
     return ExitCodeForStartError(acquired.error());
   }
   sandbox::Sandbox& sandbox = *acquired->sandbox;
+  auto ran = Clock::now();
+  MaintainHost(request, *acquired->pool);
   if (request.verbose) PrintTimings(*acquired);
 
-  auto ran = Clock::now();
   auto outcome = Supervise(sandbox, signal_fd, request.timeout, request.stop_timeout);
   auto exited = Clock::now();
   ::close(signal_fd);
@@ -228,10 +244,6 @@ int RunInSandbox(const RunRequest& request) {
   }
   if (auto destroyed = sandbox.Destroy(); !destroyed) {
     spdlog::warn("teardown of {}: {}", sandbox.id(), destroyed.error().ToString());
-  }
-  // After the command, not before it: keeps the next start from ever creating a cgroup.
-  if (auto filled = acquired->pool->Fill(); !filled) {
-    spdlog::warn("refill cgroup pool: {}", filled.error().ToString());
   }
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
   if (request.verbose) {
