@@ -48,10 +48,13 @@ bool EnterForkedSandbox(ChildPlan& plan, const std::string& hostname, const Spaw
   if (::unshare(CLONE_NEWCGROUP) != 0) {
     return ChildFailed(report, ChildStage::kUnshareCgroup, errno);
   }
-  uint32_t failed = 0;
-  if (int err = AttachForkRootfs(fds.rootfs_layer, fds.rootfs_root, plan.mounts, &failed);
-      err != 0) {
-    return ChildFailed(report, ChildStage::kMount, err, failed);
+  // Without a prepared rootfs, plan.mounts is BuildForkMountPlan's: the child builds it all.
+  if (fds.rootfs_layer >= 0) {
+    uint32_t failed = 0;
+    if (int err = AttachForkRootfs(fds.rootfs_layer, fds.rootfs_root, plan.mounts, &failed);
+        err != 0) {
+      return ChildFailed(report, ChildStage::kMount, err, failed);
+    }
   }
   plan.hostname = hostname;
   plan.inherited[0] = 0;  // the template's stdin, /dev/null

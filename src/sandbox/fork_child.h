@@ -36,16 +36,18 @@ struct SpawnFds {
   static constexpr size_t kMaxCgroupFds = 4;
   int cgroup_procs[kMaxCgroupFds] = {-1, -1, -1, -1};  // cgroup.procs of each hierarchy
   size_t cgroup_count = 0;
-  // Not the daemon's: the detached trees the template prepared for this child (fork_rootfs.h).
+  // Not the daemon's: the detached trees the template prepared for this child (fork_rootfs.h);
+  // -1 when it could not (an older kernel), and the plan's mounts are BuildForkMountPlan's.
   int rootfs_layer = -1;
   int rootfs_root = -1;
 };
 
 // The plan every child of a template follows. `spec` is the template's own spec: its limits,
 // rlimits, user, workdir and binds are the children's too; `seccomp` must outlive the plan:
-// TemplateToStrictFilter() (fork_seccomp.h), which with the template's own
-// filter below it amounts to strict. Its mounts are BuildForkChildMounts' (the /proc paths are
-// checked against the caller's /proc, so it runs in the template).
+// TemplateToStrictFilter() (fork_seccomp.h), which with the template's own filter below it
+// amounts to strict. Its mounts are BuildForkChildMounts' (the /proc paths are checked against
+// the caller's /proc, so it runs in the template); a template that cannot prepare rootfs trees
+// swaps in BuildForkMountPlan's.
 ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp, int cap_last_cap);
 
 // Clone flags of the template's spawn: the namespaces each child gets of its own (the network
