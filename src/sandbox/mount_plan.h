@@ -70,7 +70,8 @@ inline constexpr const char* kDevDir = "/dev";
 inline constexpr const char* kForkStagingDir = "/.ember-spawn";
 
 // The rootfs of a child forked from a template, built in the child's copy of the template's
-// mount namespace (so paths are as the template sees them):
+// mount namespace (so paths are as the template sees them). Only where the template cannot build
+// it ahead as detached trees (fork_rootfs.h, the same layout; Linux < 6.15):
 //   <kForkStagingDir>        size-capped tmpfs: the child's writable layer
 //   .../root                 overlay: lower = the template's root "/" (its files, /tmp included,
 //                            as they were at freeze, over the image), upper = the child's tmpfs
