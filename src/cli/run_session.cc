@@ -70,7 +70,6 @@ Result<Acquired> Acquire(const RunRequest& request) {
   pool_options.lock_dir = request.run_dir + "/cgroups";
   EMBER_ASSIGN_OR_RETURN(auto pool, cgroup::Pool::Open(hierarchy, pool_options));
   EMBER_ASSIGN_OR_RETURN(auto cgroup, pool.Claim());
-  EMBER_TRY_CTX(cgroup.Apply(request.spec.limits), "apply limits of " + request.spec.id);
   clock.Mark("cgroup");
   EMBER_ASSIGN_OR_RETURN(auto seccomp, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
                                                             request.run_dir + "/seccomp"));
@@ -80,6 +79,8 @@ Result<Acquired> Acquire(const RunRequest& request) {
   sandbox::SandboxSpec spec = request.spec;
   spec.lower_dirs = {acquired.image.lower_dir()};
   sandbox::StartOptions options{request.run_dir + "/staging", &acquired.seccomp};
+  // The limits go on while the child sets up its network namespace (sandbox.h).
+  options.apply_limits = true;
   EMBER_ASSIGN_OR_RETURN(auto started, sandbox::Sandbox::Start(spec, std::move(cgroup), options));
   acquired.sandbox.emplace(std::move(started));
   return acquired;

@@ -59,6 +59,8 @@ const char* ChildStageName(ChildStage stage) {
       return "join the instance's cgroup";
     case ChildStage::kJoinNetwork:
       return "join the pooled network namespace";
+    case ChildStage::kUnshareNetwork:
+      return "unshare network namespace";
   }
   return "unknown stage";
 }
@@ -175,8 +177,12 @@ bool ChildFailed(ChildReport* report, ChildStage stage, int err, uint32_t step) 
 }
 
 bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexcept {
-  // The parent writes our id maps and puts us in our cgroup, then sends one byte. EOF means the
-  // parent gave up (or died): exit quietly.
+  // Meanwhile the parent writes our id maps and puts us in our cgroup. The capabilities this
+  // takes are ours from clone on, in the user namespace clone made, which owns the new one.
+  if (plan.unshare_network && ::unshare(CLONE_NEWNET) != 0) {
+    return ChildFailed(report, ChildStage::kUnshareNetwork, errno);
+  }
+  // Then the parent sends one byte. EOF means it gave up (or died): exit quietly.
   char go = 0;
   ssize_t n;
   do {

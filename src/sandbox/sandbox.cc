@@ -1,6 +1,7 @@
 #include "sandbox/sandbox.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "base/fs.h"
@@ -71,6 +73,26 @@ Error ReportToError(const ChildReport& report, const ChildPlan& plan) {
   return Error::Errno(what, report.error);
 }
 
+// What the parent does to a new child before releasing it: its id maps, its cgroup (v1: the
+// kernel has not placed it there) and, when asked, the cgroup's limits.
+Status PrepareChild(pid_t pid, const SandboxSpec& spec, cgroup::Lease& cgroup, bool apply_limits) {
+  EMBER_TRY(WriteIdMaps(pid, spec.ids));
+  if (cgroup.v2_dir_fd() < 0) EMBER_TRY(cgroup.Attach(pid));
+  if (apply_limits) EMBER_TRY_CTX(cgroup.Apply(spec.limits), "apply limits");
+  return Ok();
+}
+
+// The failure a child has already reported, if any (without waiting).
+std::optional<Error> PendingFailure(int sock, const ChildPlan& plan) {
+  struct pollfd ready = {sock, POLLIN, 0};
+  if (::poll(&ready, 1, 0) != 1 || (ready.revents & POLLIN) == 0) return std::nullopt;
+  ChildReport report{};
+  UniqueFd passed;
+  auto n = ReceiveReport(sock, &report, &passed);
+  if (!n || *n == 0 || report.stage == ChildStage::kSendLayer) return std::nullopt;
+  return ReportToError(report, plan);
+}
+
 }  // namespace
 
 std::string NewSandboxId() {
@@ -99,6 +121,7 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
       options.restore_fds[0], options.restore_fds[1], options.restore_fds[2]};
   ChildPlan plan =
       BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(), inherited);
+  plan.unshare_network = true;
   timings.plan = Since(start);
 
   int socks[2];
@@ -110,8 +133,9 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   auto clone_start = Clock::now();
   int pidfd = -1;
   struct clone_args args {};
-  args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET | CLONE_PIDFD;
+  // No CLONE_NEWNET: the child unshares its network namespace itself (ChildPlan).
+  args.flags =
+      CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   if (int cgroup_fd = cgroup.v2_dir_fd(); cgroup_fd >= 0) {
@@ -129,14 +153,20 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   ChildProcess init(static_cast<pid_t>(pid), UniqueFd(pidfd));
   timings.clone = Since(clone_start);
 
+  // All of this runs while the child sets up its network namespace.
   auto map_start = Clock::now();
-  EMBER_TRY_CTX(WriteIdMaps(init.pid(), spec.ids), "start sandbox " + spec.id);
-  if (cgroup.v2_dir_fd() < 0) {
-    EMBER_TRY_CTX(cgroup.Attach(init.pid()), "start sandbox " + spec.id);
-  }
+  Status prepared = PrepareChild(init.pid(), spec, cgroup, options.apply_limits);
   const char go = 1;
-  if (::write(parent_sock.get(), &go, 1) != 1) {
-    return FailErrno("start sandbox " + spec.id + ": release child");
+  if (prepared && ::write(parent_sock.get(), &go, 1) != 1) {
+    prepared = FailErrno("release child");
+  }
+  if (!prepared) {
+    // A child that failed on its own (unsharing its network namespace) is gone, which is what
+    // the step above ran into; its report names the cause.
+    if (auto early = PendingFailure(parent_sock.get(), plan)) {
+      return Fail(early->Context("start sandbox " + spec.id));
+    }
+    return Fail(std::move(prepared).error().Context("start sandbox " + spec.id));
   }
   timings.id_map_and_cgroup = Since(map_start);
 

@@ -1,9 +1,9 @@
 // A running sandbox, seen from the host: its init process (pid 1 of its namespaces, held by a
 // pidfd), its cgroup lease and its writable layer. Start() clones the child into fresh user,
-// pid, mount, ipc, uts, net and cgroup namespaces, maps its ids, puts it in its cgroup before it
-// runs any code of its own, and returns once the command has been exec'ed (or with the step
-// that failed). Destroying a Sandbox kills its whole process tree, which takes its namespaces
-// and mounts with it, and returns its cgroup to the pool.
+// pid, mount, ipc and uts namespaces (the child then unshares net and cgroup ones), maps its
+// ids, puts it in its cgroup before it runs any code of its own, and returns once the command
+// has been exec'ed (or with the step that failed). Destroying a Sandbox kills its whole process
+// tree, which takes its namespaces and mounts with it, and returns its cgroup to the pool.
 #pragma once
 
 #include <sys/types.h>
@@ -45,6 +45,10 @@ struct StartOptions {
   // spec.restorer only: the plan, the image and the report channel, the sandbox's fds 4, 5, 6
   // (the contract of ember-restore, snapshot/restore_plan.h).
   int restore_fds[3] = {-1, -1, -1};
+  // Apply spec.limits to the cgroup after the clone, while the child sets up its network
+  // namespace, and before it runs anything but ember's own setup. Callers that applied them when
+  // claiming the cgroup leave this false.
+  bool apply_limits = false;
 };
 
 class Sandbox {
