@@ -224,24 +224,37 @@ int MakeBindReadOnly(const char* target) noexcept {
   return SetBindAttrs(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
 }
 
-int ApplyStep(const MountStep& s) noexcept {
-  const char* target = s.target.c_str();
+// `path` as the steps name it once the process works inside the new root: relative when it lies
+// below `root`, unchanged otherwise (host paths such as /dev/null, the staging directory).
+const char* FromRoot(const std::string& path, const std::string& root, bool in_root) noexcept {
+  if (!in_root || path.size() <= root.size() + 1 || path[root.size()] != '/' ||
+      path.compare(0, root.size(), root) != 0) {
+    return path.c_str();
+  }
+  return path.c_str() + root.size() + 1;
+}
+
+int ApplyStep(const MountStep& s, const std::string& root, bool in_root) noexcept {
+  const char* target = FromRoot(s.target, root, in_root);
+  // A symlink's source is its content, not a path to resolve now.
+  const char* source =
+      s.op == MountOp::kSymlink ? s.source.c_str() : FromRoot(s.source, root, in_root);
   switch (s.op) {
     case MountOp::kMount:
-      if (::mount(s.source.c_str(), target, s.fstype.c_str(), s.flags,
+      if (::mount(source, target, s.fstype.c_str(), s.flags,
                   s.data.empty() ? nullptr : s.data.c_str()) != 0) {
         return errno;
       }
       return 0;
     case MountOp::kMaskDir:
-      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) {
+      if (::mount(source, target, nullptr, s.flags, nullptr) != 0) {
         // Masked /proc directories are optional: the host kernel may not have them.
         return errno == ENOENT ? 0 : errno;
       }
       return SetBindAttrs(
           target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
     case MountOp::kBindNoExec:
-      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) return errno;
+      if (::mount(source, target, nullptr, s.flags, nullptr) != 0) return errno;
       return SetBindAttrs(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
     // Exactly `mode` (sticky and world-writable dirs included): ApplyMountPlan clears the umask.
     case MountOp::kMkdir:
@@ -252,15 +265,15 @@ int ApplyStep(const MountStep& s) noexcept {
       if (::mknod(target, S_IFREG | s.mode, 0) != 0) return errno == EEXIST ? 0 : errno;
       return 0;
     case MountOp::kSymlink:
-      if (::symlink(s.source.c_str(), target) != 0 && errno != EEXIST) return errno;
+      if (::symlink(source, target) != 0 && errno != EEXIST) return errno;
       return 0;
     case MountOp::kBindOptional:
-      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) {
+      if (::mount(source, target, nullptr, s.flags, nullptr) != 0) {
         return errno == ENOENT ? 0 : errno;
       }
       return 0;
     case MountOp::kBindReadOnly:
-      if (::mount(s.source.c_str(), target, nullptr, s.flags, nullptr) != 0) return errno;
+      if (::mount(source, target, nullptr, s.flags, nullptr) != 0) return errno;
       return MakeBindReadOnly(target);
     case MountOp::kRemountReadOnly:
       if (::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | s.flags, nullptr) !=
@@ -279,8 +292,20 @@ int ApplyMountPlan(const MountPlan& plan, size_t* failed_step) noexcept {
   // directory. Restored for whatever the process runs next.
   const mode_t umask = ::umask(0);
   int err = 0;
+  bool in_root = false;
   for (size_t i = 0; i < plan.steps.size() && err == 0; ++i) {
-    err = ApplyStep(plan.steps[i]);
+    const MountStep& step = plan.steps[i];
+    err = ApplyStep(step, plan.root, in_root);
+    if (err == 0 && !in_root && step.op == MountOp::kMount && step.target == plan.root) {
+      // The new root is mounted: the steps below it run from inside it, each looking up
+      // "proc/kcore" rather than the whole staging path (two mounts and four directories fewer
+      // to walk per step, ≈60 steps).
+      if (::chdir(plan.root.c_str()) != 0) {
+        err = errno;
+      } else {
+        in_root = true;
+      }
+    }
     if (err != 0) *failed_step = i;
   }
   ::umask(umask);
