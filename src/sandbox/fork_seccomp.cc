@@ -21,7 +21,9 @@ constexpr int kTemplateOnly[] = {SYS_mount,         SYS_umount2,    SYS_pivot_ro
                                  SYS_open_tree,     SYS_move_mount, SYS_unshare,    SYS_setns};
 // The namespace flags `template` lets clone carry (it refuses user, network and cgroup ones).
 constexpr uint32_t kTemplateCloneFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
-// x32 syscall numbers have this bit; x86_64's never do.
+// x32 syscall numbers have this bit; x86_64's never do. Whatever has it is left to the
+// template's filter, which answers it as strict does (libseccomp's x32 check, with its
+// exception for -1, is the same in both).
 constexpr uint32_t kX32SyscallBit = 0x40000000;
 
 sock_filter Statement(uint16_t code, uint32_t k) { return {code, 0, 0, k}; }
@@ -42,7 +44,7 @@ BpfProgram TemplateToStrictFilter() {
   p.push_back(Statement(BPF_RET | BPF_K, kBadArch));
   p.push_back(Statement(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)));
   p.push_back(Jump(BPF_JMP | BPF_JGE | BPF_K, kX32SyscallBit, 0, 1));
-  p.push_back(Statement(BPF_RET | BPF_K, kBadArch));
+  p.push_back(Statement(BPF_RET | BPF_K, kAllow));
   // Each refused number jumps to the deny return, which follows the clone check.
   constexpr size_t kRefused = std::size(kTemplateOnly);
   for (size_t i = 0; i < kRefused; ++i) {

@@ -17,7 +17,8 @@ namespace ember::sandbox {
 
 // The template -> strict filter: EPERM (strict's default errno) for the syscalls `template`
 // adds, for clone with a namespace flag, and for unshare and setns; ENOSYS for a foreign ABI
-// (as both policies); allow for everything else.
+// (as both policies); allow for everything else, x32 numbers included (the template's filter
+// refuses those as strict does).
 BpfProgram TemplateToStrictFilter();
 
 }  // namespace ember::sandbox

@@ -64,6 +64,8 @@ TEST(ForkSeccompTest, TheChildsStackAnswersEverySyscallAsStrict) {
   for (uint32_t nr = 0; nr < 512; ++nr) numbers.push_back(nr);
   for (uint32_t nr : {0u, 1u, 56u, 165u, 272u, 308u, 512u, 547u})
     numbers.push_back(0x40000000 | nr);
+  // Just below the x32 range, and the numbers glibc's syscall(-1) and friends produce.
+  for (uint32_t nr : {0x3fffffffu, 0x7fffffffu, 0xfffffffeu, 0xffffffffu}) numbers.push_back(nr);
   size_t checked = 0, refused = 0;
   for (uint32_t arch :
        {uint32_t{AUDIT_ARCH_X86_64}, uint32_t{AUDIT_ARCH_I386}, uint32_t{AUDIT_ARCH_AARCH64}}) {
@@ -77,8 +79,9 @@ TEST(ForkSeccompTest, TheChildsStackAnswersEverySyscallAsStrict) {
           data.args[1] = a1;
           uint32_t want = Eval(strict, data);
           uint32_t got = Stacked(Eval(fork_template, data), Eval(delta, data));
-          ASSERT_EQ(got, want) << "arch 0x" << std::hex << arch << " nr 0x" << nr << " args 0x"
-                               << a0 << " 0x" << a1;
+          ASSERT_EQ(got, want) << "want 0x" << std::hex << want << " got 0x" << got << " arch 0x"
+                               << std::hex << arch << " nr 0x" << nr << " args 0x" << a0 << " 0x"
+                               << a1;
           ++checked;
           if (want != SCMP_ACT_ALLOW) ++refused;
         }
