@@ -73,11 +73,12 @@ Error ReportToError(const ChildReport& report, const ChildPlan& plan) {
   return Error::Errno(what, report.error);
 }
 
-// What the parent does to a new child before releasing it: its id maps, its cgroup (v1: the
-// kernel has not placed it there) and, when asked, the cgroup's limits.
-Status PrepareChild(pid_t pid, const SandboxSpec& spec, cgroup::Lease& cgroup, bool apply_limits) {
+// What the parent does to a new child before releasing it: its id maps, its cgroup (unless the
+// kernel placed it there at clone) and, when asked, the cgroup's limits.
+Status PrepareChild(pid_t pid, const SandboxSpec& spec, cgroup::Lease& cgroup, bool attach,
+                    bool apply_limits) {
   EMBER_TRY(WriteIdMaps(pid, spec.ids));
-  if (cgroup.v2_dir_fd() < 0) EMBER_TRY(cgroup.Attach(pid));
+  if (attach) EMBER_TRY(cgroup.Attach(pid));
   if (apply_limits) EMBER_TRY_CTX(cgroup.Apply(spec.limits), "apply limits");
   return Ok();
 }
@@ -113,16 +114,22 @@ Status WriteIdMaps(pid_t pid, const IdRange& ids) {
 
 Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
                                const StartOptions& options) {
-  auto start = Clock::now();
+  EMBER_ASSIGN_OR_RETURN(auto launched, Launch(spec, options, cgroup.v2_dir_fd()));
+  return std::move(launched).Release(std::move(cgroup));
+}
+
+Result<LaunchedSandbox> Sandbox::Launch(const SandboxSpec& spec, const StartOptions& options,
+                                        int clone_into_cgroup) {
+  LaunchedSandbox launched;
+  launched.start_ = Clock::now();
   EMBER_TRY(Validate(spec));
-  StartTimings timings;
   const std::array<int, kInheritedFds> inherited = {
       options.stdio[0],       options.stdio[1],       options.stdio[2],      options.control_fd,
       options.restore_fds[0], options.restore_fds[1], options.restore_fds[2]};
-  ChildPlan plan =
+  launched.plan_ =
       BuildChildPlan(spec, options.staging_dir, options.seccomp, CapLastCap(), inherited);
-  plan.unshare_network = true;
-  timings.plan = Since(start);
+  launched.plan_.unshare_network = true;
+  launched.timings_.plan = Since(launched.start_);
 
   int socks[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, socks) != 0) {
@@ -138,37 +145,41 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
       CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
-  if (int cgroup_fd = cgroup.v2_dir_fd(); cgroup_fd >= 0) {
+  if (clone_into_cgroup >= 0) {
     // v2: the kernel places the child in its cgroup atomically with its creation.
     args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+    args.cgroup = static_cast<uint64_t>(clone_into_cgroup);
   }
   long pid = sys::Clone3(&args);
   if (pid < 0) return FailErrno("clone3 sandbox " + spec.id + " into new namespaces");
   if (pid == 0) {
     parent_sock.reset();
-    RunSandboxChild(plan, child_sock.get());
+    RunSandboxChild(launched.plan_, child_sock.get());
   }
   child_sock.reset();
-  ChildProcess init(static_cast<pid_t>(pid), UniqueFd(pidfd));
-  timings.clone = Since(clone_start);
+  launched.init_ = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  launched.timings_.clone = Since(clone_start);
+  launched.spec_ = spec;
+  launched.apply_limits_ = options.apply_limits;
+  launched.in_cgroup_ = clone_into_cgroup >= 0;
+  launched.sock_ = std::move(parent_sock);
+  return launched;
+}
 
-  // All of this runs while the child sets up its network namespace.
+Result<Sandbox> LaunchedSandbox::Release(cgroup::Lease cgroup) && {
+  const std::string context = "start sandbox " + spec_.id;
+  // While the child sets up its network namespace, if it is still at it.
   auto map_start = Clock::now();
-  Status prepared = PrepareChild(init.pid(), spec, cgroup, options.apply_limits);
+  Status prepared = PrepareChild(init_.pid(), spec_, cgroup, !in_cgroup_, apply_limits_);
   const char go = 1;
-  if (prepared && ::write(parent_sock.get(), &go, 1) != 1) {
-    prepared = FailErrno("release child");
-  }
+  if (prepared && ::write(sock_.get(), &go, 1) != 1) prepared = FailErrno("release child");
   if (!prepared) {
     // A child that failed on its own (unsharing its network namespace) is gone, which is what
     // the step above ran into; its report names the cause.
-    if (auto early = PendingFailure(parent_sock.get(), plan)) {
-      return Fail(early->Context("start sandbox " + spec.id));
-    }
-    return Fail(std::move(prepared).error().Context("start sandbox " + spec.id));
+    if (auto early = PendingFailure(sock_.get(), plan_)) return Fail(early->Context(context));
+    return Fail(std::move(prepared).error().Context(context));
   }
-  timings.id_map_and_cgroup = Since(map_start);
+  timings_.id_map_and_cgroup = Since(map_start);
 
   // The child first passes an fd of its writable layer, then either execs (EOF on the
   // socket, which is close-on-exec) or reports the step that failed.
@@ -177,18 +188,18 @@ Result<Sandbox> Sandbox::Start(const SandboxSpec& spec, cgroup::Lease cgroup,
   for (;;) {
     ChildReport report{};
     UniqueFd passed;
-    EMBER_ASSIGN_OR_RETURN(ssize_t n, ReceiveReport(parent_sock.get(), &report, &passed));
+    EMBER_ASSIGN_OR_RETURN(ssize_t n, ReceiveReport(sock_.get(), &report, &passed));
     if (n == 0) break;
     if (report.stage == ChildStage::kSendLayer && report.error == 0) {
       layer = std::move(passed);
       continue;
     }
-    return Fail(ReportToError(report, plan).Context("start sandbox " + spec.id));
+    return Fail(ReportToError(report, plan_).Context(context));
   }
-  timings.child_setup = Since(setup_start);
-  timings.total = Since(start);
-  Sandbox sandbox(spec.id, std::move(init), std::move(cgroup), std::move(layer));
-  sandbox.timings_ = timings;
+  timings_.child_setup = Since(setup_start);
+  timings_.total = Since(start_);
+  Sandbox sandbox(spec_.id, std::move(init_), std::move(cgroup), std::move(layer));
+  sandbox.timings_ = timings_;
   return sandbox;
 }
 
