@@ -2,7 +2,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 
 #include "base/units.h"
 #include "cli/command.h"
@@ -15,7 +14,7 @@ struct DaemonFlags {
   std::string listen;
   std::string agent_dir;
   size_t boot_threads = 2;
-  std::optional<size_t> boot_concurrency;  // default: 2 per CPU
+  size_t boot_concurrency = 0;
   size_t queue_size = 100;
   size_t restore_shells = 16;
   std::string shutdown_grace = "30s";
@@ -32,10 +31,7 @@ Status Run(const GlobalOptions& global, const DaemonFlags& flags) {
   e.launcher.run_dir = global.run_dir;
   e.launcher.cgroup_name = CgroupName();
   e.boot_threads = std::max<size_t>(1, flags.boot_threads);
-  // Two per CPU keep both the daemon's and the sandboxes' side of a boot busy without letting a
-  // burst's boots slow each other down (engine/boot_gate.h).
-  e.boot_concurrency = flags.boot_concurrency.value_or(
-      2 * std::max<size_t>(1, static_cast<size_t>(sysconf(_SC_NPROCESSORS_ONLN))));
+  e.boot_concurrency = flags.boot_concurrency;
   e.queue_limit = flags.queue_size;
   e.restore_shells.max_ready = flags.restore_shells;
   e.restore_shells.min_ready = std::min<size_t>(1, flags.restore_shells);
@@ -68,8 +64,10 @@ void RegisterDaemonCommand(CLI::App& app, GlobalOptions& global, int* exit_code)
                   "threads that boot and tear down instances")
       ->capture_default_str();
   cmd->add_option("--boot-concurrency", flags->boot_concurrency,
-                  "boots in progress at once; the others wait their turn, reported as queueing "
-                  "(default: 2 per CPU; 0: no limit)");
+                  "at most this many boots in progress, the others wait their turn (reported as "
+                  "queueing): bounds a boot storm's memory and each boot's time, at the cost of "
+                  "boots/s on a busy host (0: no limit)")
+      ->capture_default_str();
   cmd->add_option("--queue-size", flags->queue_size,
                   "invocations that may wait per function when all instances are busy (then 429)")
       ->capture_default_str();

@@ -36,7 +36,7 @@ struct EngineOptions {
   LauncherOptions launcher;
   size_t boot_threads = 2;
   // Boots in progress at once (engine/boot_gate.h); 0: no limit.
-  size_t boot_concurrency = 4;
+  size_t boot_concurrency = 0;
   size_t queue_limit = 100;  // per function
   std::chrono::milliseconds queue_timeout{60000};
   uint64_t log_max_bytes = 1 << 20;  // per instance log file, before rotation
