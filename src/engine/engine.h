@@ -195,6 +195,9 @@ class Engine {
                        tl::expected<BootedInstance, BootError> booted,
                        Result<std::shared_ptr<sandbox::NetnsPool>> netns);
   void ForkBoot(const BootRequest& request, BootDone done);
+  // Claims the template's next children's cgroup and sockets ahead, on a boot thread, up to a
+  // few sets (Template::TakePrepared).
+  void PrepareForkResources(const std::shared_ptr<Template>& t, const Manifest& manifest);
   void RetireTemplate(const std::string& function);
   void OnTemplateDead(const std::string& function, Template& dead);
   void StopIdleRetiredTemplates();

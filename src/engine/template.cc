@@ -309,6 +309,13 @@ void Template::OnSpawned(uint64_t request_id, const agent::Frame& frame) {
   pending.done(std::move(booted));
 }
 
+std::optional<ForkResources> Template::TakePrepared() {
+  if (prepared_.empty() || dead_) return std::nullopt;
+  ForkResources resources = std::move(prepared_.front());
+  prepared_.pop_front();
+  return resources;
+}
+
 void Template::Stop() {
   if (dead_) return;
   (void)sandbox_.Signal(SIGKILL);
@@ -326,6 +333,7 @@ void Template::Die(const std::string& why) {
         SpawnError(Error(ErrorCode::kUnavailable, "template " + id_ + " died (" + why + ")"))));
   }
   out_.clear();
+  prepared_.clear();  // their cgroup slots go back to the pool
   boost::system::error_code ignored;
   control_.close(ignored);
   DrainChildrenLog();

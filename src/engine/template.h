@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -67,6 +68,14 @@ class Template : public std::enable_shared_from_this<Template> {
   // boot thread); `done` runs on the io thread with the child, or why there is none.
   void Spawn(const std::string& instance_id, ForkResources resources, UniqueFd netns,
              std::chrono::steady_clock::time_point started, SpawnDone done);
+  // Fork resources claimed ahead for this template's next children (Engine::PrepareForkResources),
+  // so that a spawn needs no boot-thread round trip. Released with the template.
+  std::optional<ForkResources> TakePrepared();
+  void AddPrepared(ForkResources resources) { prepared_.push_back(std::move(resources)); }
+  size_t prepared() const { return prepared_.size(); }
+  // Whether a preparation is under way on a boot thread (one at a time).
+  bool preparing() const { return preparing_; }
+  void set_preparing(bool preparing) { preparing_ = preparing; }
   // Kills the template (and so every child still alive).
   void Stop();
   // After on_dead: the sandbox, for teardown off the io thread.
@@ -123,6 +132,8 @@ class Template : public std::enable_shared_from_this<Template> {
   std::map<std::string, pid_t> children_;    // live children: instance id -> host pid
   std::map<pid_t, std::string> child_pids_;  // the reverse
   uint64_t spawned_ = 0;
+  std::deque<ForkResources> prepared_;
+  bool preparing_ = false;
   bool dead_ = false;
   std::chrono::system_clock::time_point started_;
 };

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "base/error.h"
 #include "base/unique_fd.h"
@@ -58,6 +59,9 @@ class NetnsPool {
   // An O_RDONLY|O_CLOEXEC fd of a fresh network namespace owned by the owner's user namespace.
   // Thread-safe. On a miss, creates one synchronously (and raises the target).
   Result<UniqueFd> Take();
+  // A ready one, or nullopt at once (nothing counted as a miss): for the io thread, which must
+  // not wait for a creation.
+  std::optional<UniqueFd> TryTake();
   NetnsPoolStats Stats() const;
 
   class Impl;
