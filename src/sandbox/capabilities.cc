@@ -38,7 +38,17 @@ uint64_t TemplateCapabilities() {
          (1ULL << CAP_SETPCAP) | (1ULL << CAP_DAC_OVERRIDE);
 }
 
-int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep) noexcept {
+uint64_t ReadBoundingSet(int cap_last_cap) noexcept {
+  uint64_t set = 0;
+  for (int cap = 0; cap <= cap_last_cap && cap < 64; ++cap) {
+    // 0: not in the set; -1 (EINVAL): a number this kernel does not know.
+    if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) > 0) set |= 1ULL << cap;
+  }
+  return set;
+}
+
+int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep,
+                        uint64_t bounding) noexcept {
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
 
   // NO_SETUID_FIXUP stays off (locked): the kernel's clearing of caps on a uid change is wanted.
@@ -53,7 +63,7 @@ int DropAllCapabilities(int cap_last_cap, const IdSwitch* ids, uint64_t keep) no
   if (::prctl(PR_SET_SECUREBITS, securebits, 0, 0, 0) != 0) return errno;
 
   for (int cap = 0; cap <= cap_last_cap; ++cap) {
-    if ((keep >> cap) & 1) continue;
+    if ((keep >> cap) & 1 || (cap < 64 && ((bounding >> cap) & 1) == 0)) continue;
     // EINVAL: a number this kernel does not know (cap_last_cap from another kernel); harmless.
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
   }

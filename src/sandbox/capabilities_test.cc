@@ -1,6 +1,7 @@
 #include "sandbox/capabilities.h"
 
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,7 +34,9 @@ TEST(CapabilitiesTest, ReadCapLastCapRejectsGarbage) {
 
 // Runs DropAllCapabilities in a forked child and returns the child's /proc/self/status Cap*
 // lines (plus "rc" and "uid"), passed back through a pipe.
-std::map<std::string, std::string> DropInChild(const IdSwitch* ids) {
+// `hinted`: the child first drops CAP_NET_RAW from its bounding set, then drops everything with
+// the bounding set it reads (ReadBoundingSet) as the hint, as a fork-boot child does.
+std::map<std::string, std::string> DropInChild(const IdSwitch* ids, bool hinted = false) {
   auto last = ReadCapLastCap();
   EXPECT_TRUE(last);
   int fds[2];
@@ -41,8 +44,14 @@ std::map<std::string, std::string> DropInChild(const IdSwitch* ids) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fds[0]);
-    int rc = DropAllCapabilities(last.value_or(40), ids);
+    uint64_t bounding = ~uint64_t{0};
+    if (hinted) {
+      (void)::prctl(PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0);
+      bounding = ReadBoundingSet(last.value_or(40));
+    }
+    int rc = DropAllCapabilities(last.value_or(40), ids, 0, bounding);
     std::string out = "rc:\t" + std::to_string(rc) + "\n";
+    out += "hint:\t" + std::to_string(bounding) + "\n";
     out += "uid:\t" + std::to_string(::getuid()) + "\n";
     out += "securebits:\t" + std::to_string(::prctl(PR_GET_SECUREBITS, 0, 0, 0, 0)) + "\n";
     out += "nnp_independent:\t0\n";
@@ -88,6 +97,18 @@ TEST(CapabilitiesTest, DropAllLeavesNothing) {
   int bits = std::stoi(f["securebits"]);
   EXPECT_TRUE(bits & (1 << 0)) << "SECBIT_NOROOT not set: " << bits;
   EXPECT_TRUE(bits & (1 << 1)) << "SECBIT_NOROOT_LOCKED not set: " << bits;
+}
+
+TEST(CapabilitiesTest, DropAllWithTheBoundingSetReadBeforeLeavesNothing) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_SETPCAP) to drop the bounding set";
+  auto f = DropInChild(nullptr, /*hinted=*/true);
+  ASSERT_EQ(f["rc"], "0") << "errno " << f["rc"];
+  uint64_t hint = std::stoull(f["hint"]);
+  EXPECT_EQ(hint & (1ULL << CAP_NET_RAW), 0U) << "the dropped capability was read back";
+  EXPECT_NE(hint & (1ULL << CAP_SYS_ADMIN), 0U) << "root's bounding set read as empty";
+  for (const char* set : {"CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"}) {
+    EXPECT_EQ(f[set], "0000000000000000") << set;
+  }
 }
 
 TEST(CapabilitiesTest, DropAllWithIdSwitch) {

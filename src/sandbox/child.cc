@@ -244,7 +244,8 @@ bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) n
     }
   }
   IdSwitch ids{plan.uid, plan.gid, /*clear_groups=*/false};
-  if (int err = DropAllCapabilities(plan.cap_last_cap, &ids, plan.keep_caps); err != 0) {
+  if (int err = DropAllCapabilities(plan.cap_last_cap, &ids, plan.keep_caps, plan.bounding);
+      err != 0) {
     return ChildFailed(report, ChildStage::kCapabilities, err);
   }
   // As the sandbox's user, so that permissions are checked as that user.

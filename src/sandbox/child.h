@@ -67,6 +67,9 @@ struct ChildPlan {
   const BpfProgram* seccomp = nullptr;
   int cap_last_cap = 40;
   uint64_t keep_caps = 0;  // templates: TemplateCapabilities(), restorers: RestorerCapabilities()
+  // What may be in the bounding set when the child drops it (capabilities.h): all, unless the
+  // caller read its own (a fork-boot template for its children).
+  uint64_t bounding = ~uint64_t{0};
   // fds of the parent that become the sandbox's 0, 1, 2 and, when >= 0, 3 (the control
   // socket) and 4..6 (a restore's plan, image and report channel: snapshot/restore_plan.h).
   int inherited[kInheritedFds] = {0, 1, 2, -1, -1, -1, -1};
