@@ -34,7 +34,7 @@ Instance::Instance(asio::io_context& io, std::string id, std::string version, Ma
       started_(std::chrono::system_clock::now()),
       last_used_(Clock::now()),
       last_used_wall_(started_),
-      awaiting_ready_(sandbox_.adopted()),
+      awaiting_ready_(sandbox_.adopted() || booted.awaiting_ready),
       created_(Clock::now()) {
   // A forked instance has no pidfd of ours: its template reports its exit (NotifyExit).
   if (!sandbox_.adopted()) exit_watch_.assign(::dup(sandbox_.pidfd()));
@@ -163,8 +163,8 @@ void Instance::OnReady(const agent::Frame& frame) {
     auto info = agent::DecodeError(frame.payload);
     why = info ? info->type + ": " + info->message : info.error().ToString();
   }
-  Kill(InvokeStatus::kCrashed, "fork boot of instance " + id_ + " of " + manifest_.name +
-                                   " failed before it was ready: " + why);
+  Kill(InvokeStatus::kCrashed, std::string(BootModeName(mode_)) + " boot of instance " + id_ +
+                                   " of " + manifest_.name + " failed before it was ready: " + why);
 }
 
 void Instance::OnFrame(agent::Frame frame) {

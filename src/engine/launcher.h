@@ -80,6 +80,8 @@ struct BootedInstance {
   std::string ready;  // the agent's kReady payload (a template's says whether it can fork)
   // A fork boot's place in the engine's boot gate, held until the child reports ready.
   BootSlot boot_slot;
+  // Fork and restore boots: the agent's kReady is still to come, on `control` (Instance).
+  bool awaiting_ready = false;
 };
 
 // What a fork boot takes from the pools before it asks the template (sandbox/fork_child.h).

@@ -226,17 +226,16 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
 
   // The restored agent is where it was checkpointed: reading its next frame. The first one
   // gives it its identity and runs the runtime's after-fork hooks (reseeding).
-  auto hooks_start = Clock::now();
   std::string payload = "{\"instance_id\":\"" + request.instance_id + "\"}";
   if (auto sent = agent::WriteFrame(booted.control.get(), agent::FrameType::kRestored, 1, payload);
       !sent) {
     return tl::unexpected(context(sent.error()));
   }
   ::fcntl(booted.log.get(), F_SETFL, O_NONBLOCK);
-  if (auto ready = AwaitReady(booted, request, deadline); !ready) {
-    return tl::unexpected(std::move(ready).error());
-  }
-  booted.timings.init = Since(hooks_start);
+  // Its ready comes to the Instance, as a fork-boot child's does: the first invocation is
+  // written behind kRestored at once, and the hooks run while it travels (Instance::OnReady
+  // times them as `init`).
+  booted.awaiting_ready = true;
   return booted;
 }
 
