@@ -51,16 +51,15 @@ TEST_F(WorkingSetTest, OnlyTouchedPagesOfTheImageMappingAreRecorded) {
   };
   EXPECT_TRUE(has(start + 3 * 4096));
   EXPECT_TRUE(has(start + 7 * 4096));
-  // A read fault may map cached neighbours in its 16-page window (fault-around), never a page
-  // far from both touches, nor anything outside the image's mapping. The window is aligned on
-  // the virtual address, not on the mapping's start, so it may reach up to 16 pages past the
-  // read page (a bound of start + 16 pages failed when mmap returned an address just below a
-  // 64 KiB boundary).
-  EXPECT_FALSE(has(start + 60 * 4096));
+  // A read fault may map cached neighbours too: its 16-page fault-around window, or the whole
+  // large folio the page cache holds the page in (6.x maps a file's large folio at once; after
+  // readahead under load one reached 43 pages past the read), so how far is the kernel's
+  // choice. What must hold: nothing outside the image's mapping, not the file-less page.
   for (uint64_t page : *pages) {
     EXPECT_GE(page, start);
-    EXPECT_LT(page, start + (3 + 16) * 4096);
+    EXPECT_LT(page, start + kLen);
   }
+  EXPECT_FALSE(has(reinterpret_cast<uint64_t>(other)));
   ::munmap(mapped, kLen);
   ::munmap(other, 4096);
 }
