@@ -36,7 +36,16 @@ void Engine::Invoke(InvokeCall call) {
   call.done = [this, function, done = std::move(call.done)](InvokeReply reply) {
     CountInvocation(function, reply);
     MaybeRecordWorkingSet(function, reply);
+    bool restored = reply.boot_mode == BootMode::kCold || reply.boot_mode == BootMode::kWarm;
+    bool fresh = reply.timings.sandbox.count() > 0;  // 0: the instance was reused
     done(std::move(reply));
+    // A restored instance has answered its first invocation: the shell it used can be replaced
+    // now without slowing that answer down (engine_snapshots.cc, RestoreBoot).
+    if (restored && fresh) {
+      if (auto s = schedulers_.find(function); s != schedulers_.end()) {
+        RefillRestoreShells(s->second->function());
+      }
+    }
   };
   it->second->Invoke(std::move(call));
 }
