@@ -180,6 +180,12 @@ class Engine {
   // it touched as the snapshot's working set (cold boots prefetch them), then reopens it.
   void MaybeRecordWorkingSet(const std::string& function, const InvokeReply& reply);
   void RestoreBoot(const BootRequest& request, BootDone done);
+  // A warm boot handed to a parked shell: reads ember-restore's report on the io thread.
+  void AwaitRestoreReport(const BootRequest& request, std::shared_ptr<SnapshotSource> source,
+                          const FunctionVersion& function, Launcher::ShellRestore handed,
+                          BootDone done);
+  // Replaces the shells a restore used, after a pause (engine_snapshots.cc: RestoreBoot).
+  void RefillRestoreShellsLater(const FunctionVersion& function);
   tl::expected<BootedInstance, BootError> RestoreOnBootThread(const BootRequest& request,
                                                               const SnapshotSource& source,
                                                               const std::string& version);

@@ -32,6 +32,7 @@
 #include "sandbox/sandbox.h"
 #include "sandbox/seccomp.h"
 #include "snapshot/process_state.h"
+#include "snapshot/restore_plan_format.h"
 
 namespace ember::engine {
 
@@ -135,6 +136,20 @@ class Launcher {
                                                   std::optional<RestoreShell> shell = std::nullopt);
   // A restore shell for `request`'s function (its instance_id names the shell until handoff).
   Result<RestoreShell> BuildRestoreShell(const BootRequest& request);
+  // Restore in two halves, for a caller that waits for ember-restore's report itself (the
+  // engine's io thread): RestoreInShell hands `shell` its instance (one sendmsg) and returns it
+  // with the report channel; FinishRestore checks the report read from it and gives the agent
+  // its identity (one small write). Restore() is both with a blocking wait between.
+  struct ShellRestore {
+    BootedInstance booted;
+    UniqueFd report;  // read a snapshot::RestoreReport from it
+    std::chrono::steady_clock::time_point start;
+  };
+  Result<ShellRestore> RestoreInShell(const BootRequest& request, const SnapshotSource& source,
+                                      RestoreShell shell);
+  tl::expected<BootedInstance, BootError> FinishRestore(
+      const BootRequest& request, const SnapshotSource& source, BootedInstance booted,
+      const snapshot::RestoreReport& report, std::chrono::steady_clock::time_point start);
 
   // Drops the daemon's hold on every image (at shutdown), and returns unused cgroup slots.
   void Shutdown();

@@ -58,10 +58,7 @@ Status AwaitRestoreReport(int report_fd, sandbox::Sandbox& sandbox, Clock::time_
                 "ember-restore " + (status ? "exited (" + status->Describe() + ")" : "exited") +
                     " without a report");
   }
-  if (report->magic != snapshot::kReportMagic) {
-    return Fail(ErrorCode::kCorrupt, "ember-restore's report has a bad magic");
-  }
-  return snapshot::CheckRestoreReport(*report);
+  return Ok();
 }
 
 }  // namespace
@@ -183,11 +180,10 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
   std::optional<BootedInstance> instance;
   UniqueFd report_read;
   if (shell) {
-    auto handed = HandOff(*shell, request.instance_id, source.plan_fd(cold), source.image_fd());
+    auto handed = RestoreInShell(request, source, std::move(*shell));
     if (handed) {
-      report_read = std::move(*handed);
-      instance = std::move(shell->booted);
-      instance->sandbox.Rename(request.instance_id);
+      report_read = std::move(handed->report);
+      instance = std::move(handed->booted);
     } else {
       // A shell that died parked (killed, or its cgroup's OOM) is not the instance's problem.
       spdlog::warn("{} (restoring {} into a new sandbox)", handed.error().ToString(),
@@ -214,6 +210,35 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
   if (auto restored = AwaitRestoreReport(report_read.get(), booted.sandbox, deadline, &report);
       !restored) {
     return tl::unexpected(context(restored.error()));
+  }
+  return FinishRestore(request, source, std::move(booted), report, start);
+}
+
+Result<Launcher::ShellRestore> Launcher::RestoreInShell(const BootRequest& request,
+                                                        const SnapshotSource& source,
+                                                        RestoreShell shell) {
+  auto start = Clock::now();
+  bool cold = request.mode == BootMode::kCold;
+  EMBER_ASSIGN_OR_RETURN(UniqueFd report, HandOff(shell, request.instance_id, source.plan_fd(cold),
+                                                  source.image_fd()));
+  shell.booted.sandbox.Rename(request.instance_id);
+  return ShellRestore{std::move(shell.booted), std::move(report), start};
+}
+
+tl::expected<BootedInstance, BootError> Launcher::FinishRestore(
+    const BootRequest& request, const SnapshotSource& source, BootedInstance booted,
+    const snapshot::RestoreReport& report, Clock::time_point start) {
+  auto context = [&](Error e) {
+    return Failed(std::move(e).Context(std::string("restore (") + BootModeName(request.mode) +
+                                       " boot) instance " + request.instance_id + " of " +
+                                       request.manifest.name + " from " + source.path()));
+  };
+  if (report.magic != snapshot::kReportMagic) {
+    return tl::unexpected(
+        context(Error(ErrorCode::kCorrupt, "ember-restore's report has a bad magic")));
+  }
+  if (auto ok = snapshot::CheckRestoreReport(report); !ok) {
+    return tl::unexpected(context(ok.error()));
   }
   booted.timings.sandbox = Since(start);
   auto us = [&](uint32_t phase) { return report.phase_ns[phase] / 1000; };
