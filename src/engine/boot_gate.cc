@@ -29,7 +29,12 @@ std::shared_ptr<BootGate> BootGate::Create(asio::io_context& io, size_t limit,
 }
 
 void BootGate::Enter(Start start) {
-  if (limit_ == 0 || (held_.size() < limit_ && waiting_.empty())) {
+  // Off (the default): no slot to track, no timer per boot on the hot path.
+  if (limit_ == 0) {
+    start(BootSlot());
+    return;
+  }
+  if (held_.size() < limit_ && waiting_.empty()) {
     start(Take());
     return;
   }
@@ -59,7 +64,7 @@ void BootGate::Release(uint64_t id) {
 void BootGate::StartWaiting() {
   // Posted, never called here: Release runs inside whatever dropped the slot (a destructor, a
   // scheduler callback), which must not see another boot start underneath it.
-  while (!waiting_.empty() && (limit_ == 0 || held_.size() < limit_)) {
+  while (!waiting_.empty() && held_.size() < limit_) {
     Start start = std::move(waiting_.front());
     waiting_.pop_front();
     asio::post(io_, [slot = std::make_shared<BootSlot>(Take()), start = std::move(start)] {

@@ -51,7 +51,7 @@ class BootGate : public std::enable_shared_from_this<BootGate> {
  public:
   using Start = std::function<void(BootSlot)>;
 
-  // limit 0: no limit (every boot starts at once, as without a gate).
+  // limit 0: no limit (every boot starts at once with an empty slot, nothing is tracked).
   static std::shared_ptr<BootGate> Create(boost::asio::io_context& io, size_t limit,
                                           std::chrono::milliseconds hold_limit);
 
