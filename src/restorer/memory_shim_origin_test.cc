@@ -60,6 +60,26 @@ char* MapLikeTheRestorer(const NamedPatternFile& original, const PatternFile& im
   return p;
 }
 
+// The shim over MapLikeTheRestorer's area at p, as the restorer installs it: pages [1, 3) from
+// the image, all four formerly `original`'s. The shim keeps pointers to these arrays, so this
+// lives as long as the shim is used.
+struct FormerFileShim {
+  AddressRange ranges[1];
+  FileOrigin origins[1];
+  int Install(char* p, const NamedPatternFile& original, const PatternFile& image) {
+    const auto start = reinterpret_cast<uint64_t>(p);
+    ranges[0] = {start + kPage, start + 3 * kPage};
+    origins[0] = {start, start + 4 * kPage, 0, original.path.c_str()};
+    MemoryShimConfig config = image.Config();
+    config.image_ranges = ranges;
+    config.image_range_count = 1;
+    config.file_origins = origins;
+    config.file_origin_count = 1;
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    return InstallMemoryShim(config);
+  }
+};
+
 TEST(MemoryShimOrigin, DontneedOnFormerlyFileBackedPagesBringsBackTheFile) {
   NamedPatternFile original(4, kOriginSalt);
   PatternFile image(4);
@@ -68,16 +88,8 @@ TEST(MemoryShimOrigin, DontneedOnFormerlyFileBackedPagesBringsBackTheFile) {
     char* p = MapLikeTheRestorer(original, image);
     CHECK_IN_CHILD(c, p != nullptr);
     if (p == nullptr) return;
-    const auto start = reinterpret_cast<uint64_t>(p);
-    const AddressRange ranges[] = {{start + kPage, start + 3 * kPage}};
-    const FileOrigin origins[] = {{start, start + 4 * kPage, 0, original.path.c_str()}};
-    MemoryShimConfig config = image.Config();
-    config.image_ranges = ranges;
-    config.image_range_count = 1;
-    config.file_origins = origins;
-    config.file_origin_count = 1;
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    CHECK_IN_CHILD(c, InstallMemoryShim(config) == 0);
+    FormerFileShim shim;
+    CHECK_IN_CHILD(c, shim.Install(p, original, image) == 0);
     CHECK_IN_CHILD(c, PageIs(p + kPage, 1) && PageIs(p + 2 * kPage, 2));
     p[3 * kPage] = 9;  // the file's own private copy, outside the image: the kernel's business
     CHECK_IN_CHILD(c, madvise(p, 4 * kPage, MADV_DONTNEED) == 0);
@@ -98,16 +110,8 @@ TEST(MemoryShimOrigin, FreeIsRefusedAndMremapKeepsTheFileBehind) {
     char* p = MapLikeTheRestorer(original, image);
     CHECK_IN_CHILD(c, p != nullptr);
     if (p == nullptr) return;
-    const auto start = reinterpret_cast<uint64_t>(p);
-    const AddressRange ranges[] = {{start + kPage, start + 3 * kPage}};
-    const FileOrigin origins[] = {{start, start + 4 * kPage, 0, original.path.c_str()}};
-    MemoryShimConfig config = image.Config();
-    config.image_ranges = ranges;
-    config.image_range_count = 1;
-    config.file_origins = origins;
-    config.file_origin_count = 1;
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    CHECK_IN_CHILD(c, InstallMemoryShim(config) == 0);
+    FormerFileShim shim;
+    CHECK_IN_CHILD(c, shim.Install(p, original, image) == 0);
     errno = 0;
     CHECK_IN_CHILD(c, madvise(p + kPage, kPage, MADV_FREE) == -1 && errno == EINVAL);
     CHECK_IN_CHILD(c, PageIs(p + kPage, 1));
