@@ -22,7 +22,9 @@ packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  # Output captured, not piped into grep -q: under pipefail, grep quitting early fails the pipe.
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != *"install ok installed"* ]]; then
     missing+=("$p")
   fi
 done
@@ -40,7 +42,8 @@ if ! apt-get update -qq >/tmp/ember-apt-update.log 2>&1; then
   exit 1
 fi
 for p in "${missing[@]}"; do
-  if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+  policy=$(apt-cache policy "$p" 2>/dev/null || true)
+  if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
     echo "install-deps: package '$p' is not available from the configured apt sources" >&2
     exit 1
   fi
