@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 EMBER := $(BUILD_DIR)/bin/ember
 
-.PHONY: all deps build test unit demo bench bench-quick format tidy clean
+.PHONY: all deps build test unit demo bench bench-quick format tidy tidy-all clean
 
 all: build
 
@@ -36,8 +36,14 @@ bench-quick: build
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h' '*.c')
 
+# clang-tidy on the files changed since their recorded clean run, adding them to the record
+# (scripts/tidy-clean.txt; commit it). tidy-all checks and records every file (~20 min on 2 cores);
+# with TIDY_FULL=1 both check everything with the costliest checks too, and record nothing.
 tidy: build
-	@bash scripts/tidy.sh $(BUILD_DIR)
+	@bash scripts/tidy.sh $(BUILD_DIR) $(if $(filter 1,$(TIDY_FULL)),--all,--update)
+
+tidy-all: build
+	@bash scripts/tidy.sh $(BUILD_DIR) $(if $(filter 1,$(TIDY_FULL)),--all,--record)
 
 clean:
 	@rm -rf $(BUILD_DIR)
