@@ -7,7 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <random>
+
+#include "base/units.h"
 
 namespace ember {
 
@@ -72,8 +73,7 @@ Status RenameDurably(const std::string& from, const std::string& to) {
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
-  std::random_device rd;
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + RandomHex();
   {
     EMBER_ASSIGN_OR_RETURN(auto fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, mode));
     auto written = WriteAll(fd.get(), data, tmp);

@@ -1,5 +1,7 @@
 #include "base/units.h"
 
+#include <sys/random.h>
+
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -152,9 +154,15 @@ std::string FormatRfc3339(std::chrono::system_clock::time_point t) {
 }
 
 std::string RandomHex() {
-  std::random_device rd;
+  // getrandom, not std::random_device: the latter's setup asks the CPU (cpuid) whether it has
+  // rdrand, and in a VM every cpuid exits to the hypervisor.
+  uint64_t bits = 0;
+  if (::getrandom(&bits, sizeof bits, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof bits)) {
+    std::random_device rd;
+    bits = (static_cast<uint64_t>(rd()) << 32) | rd();
+  }
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(bits));
   return buf;
 }
 
