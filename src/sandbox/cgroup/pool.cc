@@ -135,24 +135,25 @@ Result<size_t> Pool::CountFree() const {
 }
 
 Result<std::pair<std::string, SlotLock>> Pool::CreateSlot() {
-  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
-  std::set<long> taken;
-  for (const auto& s : slots) taken.insert(SlotNumber(s));
-  for (long n = 0;; ++n) {
-    if (taken.count(n)) continue;
+  // From next_number_ up rather than from a listing of the pool: listing a cgroup directory of a
+  // thousand slots (and sorting it) on every creation made a burst's claims quadratic. Fill,
+  // which lists the pool anyway, moves next_number_ back to the lowest gap.
+  for (long n = next_number_;; ++n) {
     std::string slot = SlotName(n);
-    // Another process creating a slot at the same moment holds this number's lock: try the next.
+    // Another process creating or holding this number: try the next.
     auto lock = TryLock(slot);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;
       return Fail(std::move(lock).error().Context("create cgroup slot"));
     }
+    SlotDirs dirs = DirsOfSlot(slot);
+    if (PathExists(dirs.Distinct().front())) continue;  // an existing slot, free: not ours to make
     // Recorded first, so a crash between the mkdirs below leaves a slot marked for reset.
     EMBER_TRY(WriteSlotState(LockPath(slot), kStateCreating));
-    SlotDirs dirs = DirsOfSlot(slot);
     for (const std::string& dir : dirs.Distinct()) {
       EMBER_TRY(MakeCgroupDir(dir, options_.after_mkdir));
     }
+    next_number_ = n + 1;
     return std::pair<std::string, SlotLock>(slot, std::move(*lock));
   }
 }
@@ -237,10 +238,15 @@ Result<Lease> Pool::Claim(bool* created_slot) {
     EMBER_ASSIGN_OR_RETURN(auto lease, TryClaim(slot));
     if (lease) return std::move(*lease);
   }
-  EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
-  for (const std::string& slot : slots) {
-    EMBER_ASSIGN_OR_RETURN(auto lease, TryClaim(slot));
-    if (lease) return std::move(*lease);
+  // A daemon's pool (exclusive) has its free slots in the hint, put there by Fill, so a scan of
+  // every slot (a lock attempt each: quadratic over a burst) would find at most a slot released
+  // since, which the next Fill hints anyway.
+  if (!options_.exclusive) {
+    EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
+    for (const std::string& slot : slots) {
+      EMBER_ASSIGN_OR_RETURN(auto lease, TryClaim(slot));
+      if (lease) return std::move(*lease);
+    }
   }
   spdlog::debug("cgroup pool {} was empty: creating a slot on the hot path", options_.name);
   EMBER_ASSIGN_OR_RETURN(auto created, CreateSlot());
@@ -252,7 +258,12 @@ Result<size_t> Pool::Fill() {
   EMBER_ASSIGN_OR_RETURN(auto slots, Slots());
   size_t free = 0;
   std::deque<std::string> hint;
+  // The lowest slot number free after this pass, where CreateSlot starts: the first gap in the
+  // (sorted) listing, or a slot removed below if lower, so that the next burst makes the same
+  // slots again and finds their state records.
+  next_number_ = 0;
   for (const std::string& slot : slots) {
+    if (SlotNumber(slot) == next_number_) ++next_number_;
     auto lock = TryLock(slot);
     if (!lock) {
       if (lock.error().code() == ErrorCode::kBusy) continue;
@@ -266,11 +277,13 @@ Result<size_t> Pool::Fill() {
       continue;
     }
     // Free beyond the target (a burst is over): each v1 memory cgroup holds ~0.5 MiB of kernel
-    // memory, so extra ones go. The lock file goes last, while we still hold it.
+    // memory, so extra ones go. Their state records stay (marked free): the next burst makes the
+    // same slots again, and creating a file on ext4 right after deleting many cost ~0.2 ms each
+    // (the allocator skips recently deleted inodes one by one), a quarter of the daemon's CPU in
+    // a burst of fork boots.
     SlotDirs dirs = DirsOfSlot(slot);
-    bool removed = true;
-    for (const std::string& dir : dirs.Distinct()) removed = removed && RemoveCgroupDir(dir);
-    if (removed) ::unlink(LockPath(slot).c_str());
+    for (const std::string& dir : dirs.Distinct()) (void)RemoveCgroupDir(dir);
+    next_number_ = std::min(next_number_, SlotNumber(slot));
   }
   size_t made = 0;
   for (; free + made < options_.target_free; ++made) {
@@ -326,6 +339,15 @@ Status Pool::Destroy() {
   }
   for (const std::string& root : Roots()) {
     EMBER_TRY(RemoveCgroupDir(root + "/" + options_.name));
+  }
+  // The records Fill kept of slots it removed.
+  EMBER_ASSIGN_OR_RETURN(auto files, ListDirectory(options_.lock_dir));
+  for (const std::string& file : files) {
+    constexpr std::string_view kSuffix = ".lock";
+    if (file.size() > kSuffix.size() && file.ends_with(kSuffix) &&
+        SlotNumber(file.substr(0, file.size() - kSuffix.size())) >= 0) {
+      ::unlink((options_.lock_dir + "/" + file).c_str());
+    }
   }
   return Ok();
 }

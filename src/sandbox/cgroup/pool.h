@@ -164,6 +164,7 @@ class Pool {
   // all (a lock attempt each) on every claim would make the hot path grow with the pool. A hint
   // may be stale (another process claimed it); Claim then falls back to the scan.
   std::deque<std::string> free_hint_;
+  long next_number_ = 0;  // where CreateSlot starts looking for an unused slot number
 };
 
 }  // namespace ember::cgroup

@@ -193,6 +193,29 @@ TEST_P(CgroupFixture, ClaimTakesAPreCreatedSlotAndCreatesOnlyWhenEmpty) {
   EXPECT_EQ(d->slot(), "pool-0");
 }
 
+TEST_P(CgroupFixture, FillTrimsABurstsSlotsAndTheNextBurstMakesTheSameOnesAgain) {
+  Pool pool = OpenPool(1);
+  ASSERT_TRUE(pool.Fill());
+  {
+    std::vector<Lease> burst;
+    for (int i = 0; i < 4; ++i) {
+      auto lease = pool.Claim();
+      ASSERT_TRUE(lease) << lease.error().ToString();
+      burst.push_back(std::move(*lease));
+    }
+  }  // released
+  ASSERT_TRUE(pool.Fill());
+  EXPECT_EQ(*pool.Slots(), (std::vector<std::string>{"pool-0"}));  // one free kept
+  EXPECT_EQ(State("pool-3"), "free");  // a removed slot's record stays for the next burst
+  std::vector<Lease> again;
+  for (int i = 0; i < 4; ++i) {
+    auto lease = pool.Claim();
+    ASSERT_TRUE(lease) << lease.error().ToString();
+    again.push_back(std::move(*lease));
+  }
+  EXPECT_EQ(*pool.Slots(), (std::vector<std::string>{"pool-0", "pool-1", "pool-2", "pool-3"}));
+}
+
 TEST_P(CgroupFixture, TwoPoolsCompeteThroughLocks) {
   Pool first = OpenPool(2);
   Pool second = OpenPool(2);
