@@ -35,7 +35,7 @@ uint64_t RestorerCapabilities() {
 
 uint64_t TemplateCapabilities() {
   return (1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID) |
-         (1ULL << CAP_SETPCAP) | (1ULL << CAP_DAC_OVERRIDE);
+         (1ULL << CAP_SETPCAP) | (1ULL << CAP_DAC_OVERRIDE) | (1ULL << CAP_SYS_CHROOT);
 }
 
 uint64_t ReadBoundingSet(int cap_last_cap) noexcept {

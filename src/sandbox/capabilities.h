@@ -52,7 +52,9 @@ uint64_t ReadBoundingSet(int cap_last_cap) noexcept;
 // What a fork-boot template keeps: CAP_SYS_ADMIN (new pid/mount/ipc/uts namespaces, mounts,
 // pivot_root, setns into a pooled network namespace, sethostname), CAP_SETUID/CAP_SETGID (the
 // child's switch to the function's user), CAP_SETPCAP (the child's own drop of these) and
-// CAP_DAC_OVERRIDE (overlayfs refuses to set up the child's work dir without it).
+// CAP_DAC_OVERRIDE (overlayfs refuses to set up the child's work dir without it) and
+// CAP_SYS_CHROOT (setns into a mount namespace requires it: the child's join of the namespaces
+// its template made ahead, fork_shell.h; pivot_root, which CAP_SYS_ADMIN already allows, is more).
 // All of them act only inside the template's user namespace.
 uint64_t TemplateCapabilities();
 

@@ -209,6 +209,13 @@ bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexc
   return FinishSandbox(plan, sync_fd, report);
 }
 
+bool PivotIntoAndDetach(const char* root) noexcept {
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
+  // the new tree, with no path back to the old one.
+  return ::chdir(root) == 0 && sys::PivotRoot(".", ".") == 0 && ::umount2(".", MNT_DETACH) == 0 &&
+         ::chdir("/") == 0;
+}
+
 bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) noexcept {
   size_t failed_step = 0;
   if (int err = ApplyMountPlan(plan.mounts, &failed_step); err != 0) {
@@ -219,10 +226,7 @@ bool FinishSandbox(const ChildPlan& plan, int layer_sink, ChildReport* report) n
       return ChildFailed(report, ChildStage::kSendLayer, err);
     }
   }
-  // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
-  // the sandbox's tree, with no path back to the host's.
-  if (::chdir(plan.mounts.root.c_str()) != 0 || sys::PivotRoot(".", ".") != 0 ||
-      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
+  if (plan.pivot_root && !PivotIntoAndDetach(plan.mounts.root.c_str())) {
     return ChildFailed(report, ChildStage::kPivotRoot, errno);
   }
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {

@@ -58,6 +58,9 @@ struct ChildPlan {
   // writes the id maps and fills in the cgroup instead of before.
   bool unshare_network = false;
   MountPlan mounts;
+  // false: the process is already in its own mount namespace with its root as "/" (a fork-boot
+  // child that joined a namespace shell, fork_shell.h), so there is nothing to pivot into.
+  bool pivot_root = true;
   std::string hostname;
   uint32_t uid = 0;
   uint32_t gid = 0;
@@ -93,6 +96,11 @@ ChildPlan BuildChildPlan(const SandboxSpec& spec, const std::string& staging,
 // performs every isolation step up to (not including) the exec. Returns true on success; on
 // failure fills *report.
 bool EnterSandbox(const ChildPlan& plan, int sync_fd, ChildReport* report) noexcept;
+
+// Makes `root` (a mount point in the caller's own mount namespace) its "/" and cwd, and detaches
+// the old root. Allocation-free; false with errno set on failure. The lazy unmount waits for an
+// RCU grace period.
+bool PivotIntoAndDetach(const char* root) noexcept;
 
 // The steps after the namespaces and the cgroup are in place, shared by plain and fork boot:
 // mounts, pivot_root, hostname, loopback, rlimits, capabilities and ids, workdir, inherited

@@ -9,14 +9,10 @@
 #include "sandbox/fork_rootfs.h"
 
 namespace ember::sandbox {
-namespace {
-
-bool PathExists(const char* path) {
+bool ProcPathExists(const char* path) {
   struct stat st {};
   return ::stat(path, &st) == 0;
 }
-
-}  // namespace
 
 ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp, int cap_last_cap) {
   SandboxSpec child = spec;
@@ -26,11 +22,21 @@ ChildPlan BuildForkChildPlan(const SandboxSpec& spec, const BpfProgram* seccomp,
   if (child.argv.empty()) child.argv = {"/.ember/ember-agent"};
   const std::array<int, kInheritedFds> unused_fds = {0, 1, 2, -1, -1, -1, -1};
   ChildPlan plan = BuildChildPlan(child, "", seccomp, cap_last_cap, unused_fds);
-  plan.mounts = BuildForkChildMounts(&PathExists);
+  plan.mounts = BuildForkChildMounts(&ProcPathExists);
   return plan;
 }
 
-unsigned long ForkCloneFlags() { return CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS; }
+ChildPlan ForkShellChildPlan(const ChildPlan& plan) {
+  ChildPlan shell = plan;
+  shell.mounts = MountPlan{};
+  shell.mounts.root = "/";
+  shell.pivot_root = false;
+  return shell;
+}
+
+unsigned long ForkCloneFlags(bool with_shell) {
+  return with_shell ? CLONE_NEWPID : CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+}
 
 bool EnterForkedSandbox(ChildPlan& plan, const std::string& hostname, const SpawnFds& fds,
                         ChildReport* report) noexcept {
@@ -49,7 +55,12 @@ bool EnterForkedSandbox(ChildPlan& plan, const std::string& hostname, const Spaw
     return ChildFailed(report, ChildStage::kUnshareCgroup, errno);
   }
   // Without a prepared rootfs, plan.mounts is BuildForkMountPlan's: the child builds it all.
-  if (fds.rootfs_layer >= 0) {
+  if (fds.shell.mnt >= 0) {
+    uint32_t failed = 0;
+    if (int err = JoinNamespaceShell(fds.shell, *fds.shell_proc, &failed); err != 0) {
+      return ChildFailed(report, ChildStage::kMount, err, failed);
+    }
+  } else if (fds.rootfs_layer >= 0) {
     uint32_t failed = 0;
     if (int err = AttachForkRootfs(fds.rootfs_layer, fds.rootfs_root, plan.mounts, &failed);
         err != 0) {

@@ -2,7 +2,8 @@
 //
 // A child inherits the template's filter (policy `template`: strict plus what sandboxing a child
 // takes: mount syscalls, sethostname, clone into new pid/mount/ipc/uts namespaces, unshare of the
-// cgroup namespace, setns into a network namespace). Seccomp stacks filters and the most
+// cgroup namespace, setns into a network namespace and into the mount, ipc and uts namespaces
+// made ahead, fork_shell.h). Seccomp stacks filters and the most
 // restrictive answer wins, so the child does not need all of strict again on top (≈450 BPF
 // instructions, whose conversion and JIT took ≈150 µs of every fork boot): it needs a filter
 // that refuses exactly what `template` allows beyond strict, and allows the rest, which the

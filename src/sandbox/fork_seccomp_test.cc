@@ -59,7 +59,8 @@ TEST(ForkSeccompTest, TheChildsStackAnswersEverySyscallAsStrict) {
     first.push_back(ns);
     first.push_back(ns | SIGCHLD);
   }
-  const std::vector<uint64_t> second = {0, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, SOCK_STREAM};
+  const std::vector<uint64_t> second = {
+      0, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWUSER, SOCK_STREAM};
   std::vector<uint32_t> numbers;
   for (uint32_t nr = 0; nr < 512; ++nr) numbers.push_back(nr);
   for (uint32_t nr : {0u, 1u, 56u, 165u, 272u, 308u, 512u, 547u})

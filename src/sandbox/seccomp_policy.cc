@@ -193,7 +193,11 @@ PolicyTable MakeTemplate() {
   t.rules.push_back(
       {"clone", SCMP_ACT_ALLOW, {{0, SCMP_CMP_MASKED_EQ, 0, kTemplateForbiddenCloneFlags}}});
   t.rules.push_back({"unshare", SCMP_ACT_ALLOW, {Low32Eq(0, CLONE_NEWCGROUP)}});
-  t.rules.push_back({"setns", SCMP_ACT_ALLOW, {Low32Eq(1, CLONE_NEWNET)}});
+  // A child joins its pooled network namespace, and the mount, ipc and uts namespaces its
+  // template made ahead for it (sandbox/fork_shell.h). Never a user, pid or cgroup one.
+  for (int type : {CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS}) {
+    t.rules.push_back({"setns", SCMP_ACT_ALLOW, {Low32Eq(1, static_cast<uint32_t>(type))}});
+  }
   std::erase_if(t.denied, [](const std::string& name) {
     return name == "unshare" || name == "setns" ||
            std::find(kTemplateExtras.begin(), kTemplateExtras.end(), name) != kTemplateExtras.end();

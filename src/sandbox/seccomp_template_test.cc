@@ -56,10 +56,13 @@ TEST(SeccompTemplateTest, UnshareAndSetnsAreNarrowed) {
        {CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWCGROUP | CLONE_NEWNET}) {
     EXPECT_EQ(EvalTemplate(SYS_unshare, {flags}), kEperm) << std::hex << flags;
   }
-  EXPECT_EQ(EvalTemplate(SYS_setns, {3, CLONE_NEWNET}), kAllow);
-  // nstype 0 would let any namespace type through.
-  for (uint64_t type :
-       {uint64_t{0}, uint64_t{CLONE_NEWUSER}, uint64_t{CLONE_NEWNS}, uint64_t{CLONE_NEWPID}}) {
+  // The pooled network namespace, and the mount, ipc and uts namespaces made ahead (fork_shell.h).
+  for (uint64_t type : {CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS}) {
+    EXPECT_EQ(EvalTemplate(SYS_setns, {3, type}), kAllow) << std::hex << type;
+  }
+  // nstype 0 would let any namespace type through (a pidfd's included).
+  for (uint64_t type : {uint64_t{0}, uint64_t{CLONE_NEWUSER}, uint64_t{CLONE_NEWPID},
+                        uint64_t{CLONE_NEWCGROUP}, uint64_t{CLONE_NEWNS | CLONE_NEWIPC}}) {
     EXPECT_EQ(EvalTemplate(SYS_setns, {3, type}), kEperm) << std::hex << type;
   }
 }
