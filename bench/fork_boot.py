@@ -7,11 +7,14 @@ bench/peers/scenarios.py with fork-boot templates, and measures, in one run:
 
   1. latency: `?boot=fork` invocations, each a fresh fork-booted instance, interleaved round by
      round with the raw floor (bench/peers/fork_floor.py: host python3.11 forking on request),
-     `?boot=plain` and the cold starts of crun, runc and runsc; p50/p99/min, ratios, targets,
-     the mean of each Server-Timing phase;
+     the isolated floor (the same, each child entering a cgroup, new mount/ipc/uts/net/cgroup
+     namespaces, a tmpfs + overlay of the image and a /proc before it answers), `?boot=plain`
+     and the cold starts of crun, runc and runsc; p50/p99/min, ratios, targets, the mean of
+     each Server-Timing phase;
   2. density: N idle fork-booted instances (and a few plain-boot ones, and idle crun
      containers): PSS and MemAvailable drop per instance, the template's PSS;
-  3. burst: B forced fork boots written at once: boots/s, p50/p99 of boot and latency.
+  3. burst: B forced fork boots written at once: boots/s, p50/p99 of boot and latency; the same
+     burst against the raw and the isolated floor.
 
     fork_boot.py --ember BIN --rootfs DIR [--quick] [--density N] [--burst B] [--write-docs]
 
@@ -40,7 +43,7 @@ from peers.fork_burst import run_burst
 from peers.results import remove_scratch, save_results
 from peers.fork_density import PidMax, live_pids, measure_instances
 from peers.fork_floor import FloorError, FloorServer, floor_burst
-from peers.fork_latency import (FLOOR, FORK, PLAIN, ForcedBootVariant, FloorVariant,
+from peers.fork_latency import (FLOOR, FORK, ISO_FLOOR, PLAIN, ForcedBootVariant, FloorVariant,
                                 measure_handler)
 from peers.fork_peer_idle import crun_idle, quoted
 from peers.fork_report import BEGIN_MARK, END_MARK, markdown, write_docs
@@ -84,6 +87,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--parts", default=",".join(PARTS), help="subset of latency,burst,density")
     ap.add_argument("--functions", help="latency handlers: subset of light,heavy")
     ap.add_argument("--tools", help="latency peers: subset of crun,runc,runsc")
+    ap.add_argument("--no-isolated-floor", dest="isolated_floor", action="store_false",
+                    help="leave the isolated floor out of the latency rounds and the burst")
     ap.add_argument("--boot-threads", type=int, help="the daemon's --boot-threads")
     ap.add_argument("--cgroup-parent", help="cgroup of the OCI runtimes' containers")
     ap.add_argument("--ember-error", help="report ember as unable to run, with this reason")
@@ -140,6 +145,7 @@ class Run:
         self.host_python, self.workdir, self.floors = host_python, workdir, floors
         self.pid_max, self.ids, self.tool_errors, self.log = pid_max, ids, tool_errors, log
         self.functions: list[str] = []  # deployed
+        self.rootfs, self.cgroup_parent = "", ""  # the image's root; the peers' cgroup parent
         self.warnings: list[str] = []
 
     def fresh_daemon(self) -> None:
@@ -161,65 +167,100 @@ def latency_part(ctx: Run, results: dict) -> None:
     scenarios = {s["name"]: s for s in SCENARIOS}
     for kind in [k for k in ("light", "heavy") if not a.functions or k in a.functions.split(",")]:
         fn = kinds[kind]
-        floor_error = None
-        if ctx.host_python.error:
-            floor_error = f"no host python: {ctx.host_python.error}"
-        else:
-            ctx.floors[kind] = FloorServer(ctx.host_python.python, fn["module"], ctx.workdir,
-                                           kind)
-            try:
-                ctx.floors[kind].start()
-            except (FloorError, OSError) as e:
-                floor_error = str(e)
-                ctx.tool_errors[f"{FLOOR} {kind}"] = floor_error
+        floor_error = start_floor(ctx, kind, fn["module"], isolated=False)
+        iso_error = start_floor(ctx, kind, fn["module"], isolated=True) \
+            if a.isolated_floor else None
         variants: list[Variant] = []
         for name, mode, count in ((FORK, "fork", a.per_round), (PLAIN, "plain", 1)):
             variants.append(
                 Variant(name, f"ember daemon: {ctx.daemon_error}") if ctx.daemon_error
                 else ForcedBootVariant(name, ctx.client, f"fork-{kind}", mode, count))
         variants.append(FloorVariant(FLOOR, ctx.floors.get(kind), a.per_round, floor_error))
+        if a.isolated_floor:
+            variants.append(FloorVariant(ISO_FLOOR, ctx.floors.get(f"{kind}-isolated"),
+                                         a.per_round, iso_error))
         variants += [PeerVariant(t, scenarios[fn["peer_scenario"]], ctx.ids) for t in ctx.peers]
         ctx.log(f"latency, {fn['title']}: {a.rounds} rounds × "
                 f"{sum(1 for v in variants if v.error is None)} variants")
         r = measure_handler(variants, a.rounds, a.warmups, kind, a.verbose)
         results["latency"][kind] = dict(r, title=fn["title"], function=f"fork-{kind}",
                                         peer_command=scenarios[fn["peer_scenario"]]["argv"])
-        if kind in ctx.floors:
-            ctx.floors.pop(kind).stop()
+        for key in (kind, f"{kind}-isolated"):
+            if key in ctx.floors:
+                stop_floor(ctx, ctx.floors.pop(key))
+
+
+def start_floor(ctx: Run, kind: str, module: str, isolated: bool) -> str | None:
+    """Starts the raw (or isolated) floor's fork server as ctx.floors[kind(-isolated)]; the
+    reason when it cannot run."""
+    name = ISO_FLOOR if isolated else FLOOR
+    if ctx.host_python.error:
+        return f"no host python: {ctx.host_python.error}"
+    key = f"{kind}-isolated" if isolated else kind
+    ctx.floors[key] = FloorServer(ctx.host_python.python, module, ctx.workdir, kind,
+                                  **isolation_args(ctx, isolated))
+    try:
+        ctx.floors[key].start()
+    except (FloorError, OSError) as e:
+        stop_floor(ctx, ctx.floors.pop(key))
+        ctx.tool_errors[f"{name} {kind}"] = str(e)
+        return str(e)
+    return None
+
+
+def isolation_args(ctx: Run, isolated: bool) -> dict:
+    return {"lower": ctx.rootfs, "cgroup_parent": ctx.cgroup_parent} if isolated else {}
+
+
+def stop_floor(ctx: Run, server: FloorServer) -> None:
+    server.stop()
+    ctx.warnings += server.warnings
 
 
 def burst_part(ctx: Run, results: dict) -> None:
-    if ctx.daemon_error:
-        return
     a = ctx.a
-    fns = ctx.light_names[:math.ceil(a.burst / MAX_INSTANCES_CAP)]
-    ctx.fresh_daemon()
-    time.sleep(BURST_SETTLE_S)
-    ctx.log(f"burst: {a.burst} forced fork boots at once over {len(fns)} function(s)")
-    burst = run_burst(ctx.daemon.socket, fns, a.burst)
-    made = burst.pop("ids", [])
-    burst["target"] = check_burst_target(burst) if "error" not in burst else None
-    results["burst"] = burst
-    delete_instances(ctx.client, made, timeout_s=max(120.0, len(made) * 0.05))
-    burst["floor"] = floor_burst_part(ctx, a.burst)
+    if ctx.daemon_error:
+        # The floors' bursts do not need ember: they still say what the machine can do.
+        burst = {"error": f"ember daemon: {ctx.daemon_error}", "requested": a.burst}
+        results["burst"] = burst
+    else:
+        fns = ctx.light_names[:math.ceil(a.burst / MAX_INSTANCES_CAP)]
+        ctx.fresh_daemon()
+        time.sleep(BURST_SETTLE_S)
+        ctx.log(f"burst: {a.burst} forced fork boots at once over {len(fns)} function(s)")
+        burst = run_burst(ctx.daemon.socket, fns, a.burst)
+        made = burst.pop("ids", [])
+        burst["target"] = check_burst_target(burst) if "error" not in burst else None
+        results["burst"] = burst
+        delete_instances(ctx.client, made, timeout_s=max(120.0, len(made) * 0.05))
+    burst["floor"] = floor_burst_part(ctx, a.burst, isolated=False)
+    if a.isolated_floor:
+        time.sleep(BURST_SETTLE_S)  # the raw floor's children are gone
+        burst["isolated_floor"] = floor_burst_part(ctx, a.burst, isolated=True)
+        # The kernel tears the children's network namespaces down later, in a workqueue
+        # (cleanup_net): let it finish before the next part is measured.
+        time.sleep(2 * BURST_SETTLE_S)
 
 
-def floor_burst_part(ctx: Run, n: int) -> dict:
-    """The same burst against the raw floor (an unsandboxed fork server), in the same run."""
+def floor_burst_part(ctx: Run, n: int, isolated: bool) -> dict:
+    """The same burst against the raw floor (an unsandboxed fork server), or the isolated
+    floor (the same, each child doing the minimum isolation), in the same run."""
     if ctx.host_python.error:
         return {"error": f"no host python: {ctx.host_python.error}", "requested": n}
     light = {f["kind"]: f for f in FUNCTIONS}["light"]
-    server = FloorServer(ctx.host_python.python, light["module"], ctx.workdir, "burst")
+    server = FloorServer(ctx.host_python.python, light["module"], ctx.workdir, "burst",
+                         **isolation_args(ctx, isolated))
     try:
         server.start()
         for _ in range(WARMUPS_FLOOR_BURST):
             server.request(EVENT.encode())
-        ctx.log(f"burst: {n} requests at once to the raw fork floor")
+        ctx.log(f"burst: {n} requests at once to the {'isolated' if isolated else 'raw'} "
+                "fork floor")
         return floor_burst(server, EVENT.encode(), n, json.loads(EXPECTED_ANSWER))
     except (FloorError, OSError) as e:
         return {"error": str(e), "requested": n}
     finally:
-        server.stop()
+        stop_floor(ctx, server)
 
 
 def density_part(ctx: Run, results: dict) -> None:
@@ -327,11 +368,15 @@ def main() -> int:
         results["machine"] = machine_info(peers)
         results["machine"]["versions"] = {"ember daemon": daemon.version(),
                                           "raw floor": host_python.version,
+                                          **({"isolated floor": f"{host_python.version}, "
+                                              "unshare(NS|IPC|UTS|NET|CGROUP) per child"}
+                                             if a.isolated_floor else {}),
                                           **results["machine"]["versions"]}
 
         ctx = Run(a, client, daemon, daemon_error, root, light_names, peers, crun, host_python,
                   workdir, floors, pid_max, ids, tool_errors, log)
         ctx.functions = list(results.get("deploys", {}))
+        ctx.rootfs, ctx.cgroup_parent = rootfs, cgroup_parent
         for name, part in (("latency", latency_part), ("burst", burst_part),
                            ("density", density_part)):
             if name not in a.parts:
@@ -350,6 +395,7 @@ def main() -> int:
     finally:
         for f in floors.values():
             f.stop()
+            warnings += f.warnings
         if client is not None:
             client.close()
         for t in peers + ([crun] if crun not in peers else []):

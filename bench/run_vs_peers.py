@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Start -> exit of `ember run` against crun, runc, gVisor runsc and an unshare+chroot baseline.
+"""Start -> exit of `ember run` against crun, runc, gVisor runsc and two floors: unshare+chroot,
+and unshare+overlay+cgroup (the same namespaces with issue 2's mandated rootfs and cgroup).
 
 Every tool runs the same command on the same read-only root filesystem (the python3.11 image,
 mounted by bench/run.sh), in the same process of this script, interleaved round by round, so
@@ -35,7 +36,8 @@ from peers.measure import run_tool_once
 from peers.report import check_target, markdown, write_docs
 from peers.scenarios import MEMORY_FLAG, PYTHON_IN_IMAGE, SCENARIOS
 from peers.stats import summarize
-from peers.tools import Baseline, Crun, Ember, HostPython, Runc, Runsc, Tool, ToolError
+from peers.tools import (Baseline, Crun, Ember, HostPython, IsoFloor, Runc, Runsc, Tool,
+                         ToolError)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -152,6 +154,7 @@ def main() -> int:
         Ember(os.path.realpath(args.ember) if os.path.exists(args.ember) else args.ember,
               args.image),
         Baseline(rootfs),
+        IsoFloor(rootfs, workdir, cgroup_parent),
         Crun(rootfs, workdir, cgroup_parent),
         Runc(rootfs, workdir, cgroup_parent),
         Runsc(rootfs, workdir, cgroup_parent),

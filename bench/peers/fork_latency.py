@@ -5,6 +5,9 @@ Variants of one handler, interleaved round by round by invoke_variants.run_group
   * ember fork boot   `POST …/invoke?boot=fork`, each a freshly forked instance (checked);
   * ember plain boot  `POST …/invoke?boot=plain`, the same handler booted from nothing;
   * raw floor         the fork server of fork_floor.py: request → fork → the child answers;
+  * isolated floor    the same fork server with --isolate: each child first enters a cgroup,
+                      unshares mount/ipc/uts/net/cgroup namespaces, mounts a tmpfs, an overlay
+                      of the image and a /proc (the minimum issue 4 mandates, no pid namespace);
   * crun, runc, runsc the handler started cold (the peer scenarios of run_vs_peers.py).
 
 The instances a round made are deleted after the round's samples (untimed, and waited for), so
@@ -26,6 +29,7 @@ from .tools import ToolError
 FORK = "ember fork boot"
 PLAIN = "ember plain boot"
 FLOOR = "raw floor (fork server)"
+ISO_FLOOR = "isolated floor (fork server)"
 TARGET_FLOOR_RATIO = 1.5  # fork p50 / floor p50, at most
 TARGET_CRUN_RATIO = {"light": 15.0, "heavy": 60.0}  # crun p50 / fork p50, at least
 
@@ -128,6 +132,13 @@ def checks(kind: str, summary: dict) -> dict:
     out["fork p50 / raw floor p50"] = {
         "value": ratio, "target": f"≤ {TARGET_FLOOR_RATIO}",
         "met": None if ratio is None else ratio <= TARGET_FLOOR_RATIO}
+    # No targets: how far fork boot is from the isolation it must do, and what that costs.
+    iso = _p50(summary, ISO_FLOOR)
+    if iso is not None or ISO_FLOOR in summary:
+        out["fork p50 / isolated floor p50"] = {
+            "value": fork / iso if fork and iso else None, "target": "", "met": None}
+        out["isolated floor p50 / raw floor p50"] = {
+            "value": iso / floor if iso and floor else None, "target": "", "met": None}
     for peer in ("crun", "runc", "runsc", PLAIN):
         p = _p50(summary, peer)
         r = p / fork if p and fork else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .fork_latency import FLOOR, FORK, PLAIN
+from .fork_latency import FLOOR, FORK, ISO_FLOOR, PLAIN
 from .invoke_report import PHASES, fmt_small
 from .report import _one_line
 
@@ -33,13 +33,24 @@ pools.
 * **Latency.** 3 warm-up rounds, then 40 interleaved rounds (10 with `--quick`), each starting
   one variant later than the previous, of: 10 (5) `POST …/invoke?boot=fork`, each answered by a
   fresh fork-booted instance (a new `X-Ember-Instance` with `X-Ember-Boot-Mode: fork` is
-  checked); 10 (5) requests to the **raw floor**; one `?boot=plain`; one cold start each of
-  crun, runc and runsc (as in the sections above). The raw floor is `bench/peers/fork_floor.py`:
-  the host's python3.11, no sandbox, the same handler module imported and `gc.freeze()`d,
-  forking on each request line read from a unix socket, the child answering on it. Client wall
-  time over a connection made beforehand, as for the invocations. The instances a round made
-  are deleted after it (untimed, waited for). Targets: fork p50 ≤ 1.5 × floor p50; crun p50 ≥
-  15 × fork p50 (light), ≥ 60 × (heavy).
+  checked); 10 (5) requests to the **raw floor**; 10 (5) to the **isolated floor**; one
+  `?boot=plain`; one cold start each of crun, runc and runsc (as in the sections above). The
+  raw floor is `bench/peers/fork_floor.py`: the host's python3.11, no sandbox, the same handler
+  module imported and `gc.freeze()`d, forking on each request line read from a unix socket, the
+  child answering on it. The isolated floor is the same server with `--isolate`: each child,
+  right after the fork and before it answers, does the kernel work issue 4 mandates for every
+  fork-booted instance, at its minimum: it writes itself into a memory+cpu+pids cgroup made
+  once per run (through `cgroup.procs` fds the server opened once; memory 1 GiB and 4,096 pids,
+  as all the children share it), `unshare`s mount, ipc, uts, network and cgroup namespaces
+  (`CLONE_NEWNET` included, ≈0.7 ms and serialized in the kernel; no pid namespace: a new one
+  only applies to the caller's children, so it would take a second fork), makes `/` rprivate,
+  mounts a 64 MiB tmpfs, an overlay with the image as lower and the tmpfs as upper, and a
+  `/proc` on it (no pivot_root, seccomp, capability drop or `/dev`); the mounts and namespaces
+  go with the child. Client wall time over a connection made beforehand, as for the
+  invocations. The instances a round made are deleted after it (untimed, waited for).
+  Targets: fork p50 ≤ 1.5 × floor p50; crun p50 ≥ 15 × fork p50 (light), ≥ 60 × (heavy).
+  Printed with them, without a target: fork p50 / isolated floor p50 and isolated / raw floor
+  p50.
 * **Density.** N idle fork-booted instances of the light handler (`--density N`: 2000, 200 with
   `--quick`; up to 10,000, with `kernel.pid_max` raised for the run if needed and restored),
   started by forced invocations over 8 connections; the run stops early, and says so, when the
@@ -52,7 +63,11 @@ pools.
 * **Burst.** 1,000 (200) invocations with `?boot=fork` written back to back on as many
   connections opened beforehand; wall time from the first write to the last answer, boots/s,
   p50/p99 of the boot (`Server-Timing` sandbox + init), of the queue wait, of the daemon's
-  total and of the client's latency. Target ≥ 1,000 boots/s on 2 cores, p99 boot ≤ 10 ms.
+  total and of the client's latency. Then the same number of request lines written at once to
+  the raw floor's fork server and to the isolated floor's (20 warm-up requests each, one
+  forking process as one template): answers per second over the time from the write to the
+  last answer. Printed: boots/s of ember, the raw floor and the isolated floor, ember / isolated
+  floor and isolated / raw floor. Target ≥ 1,000 boots/s on 2 cores, p99 boot ≤ 10 ms.
 
 Reproduce: `bash bench/run.sh build/bin/ember --only fork-boot [--quick] [--write-docs]`;
 `-- --density 10000` for the full density target, `-- --parts burst --burst 1000` for one part.
@@ -209,8 +224,10 @@ def density_lines(d: dict) -> list[str]:
 def burst_lines(b: dict) -> list[str]:
     if not b:
         return []
-    if "error" in b:
-        return [f"**Burst**: failed: {_one_line(b['error'])}", ""]
+    if "error" in b:  # ember's burst failed; the floors' (measured without ember) still show
+        lines = [f"**Burst**: failed: {_one_line(b['error'])}", ""]
+        lines += floor_burst_lines(b)
+        return lines + [""] if len(lines) > 2 else lines
 
     def pair(key: str) -> str:
         v = b.get(key, {})
@@ -225,19 +242,57 @@ def burst_lines(b: dict) -> list[str]:
              f"{pair('server_total_ms')} | {pair('client_ms')} |", ""]
     for why, n in b.get("failures", {}).items():
         lines.append(f"* {n} failed: {_one_line(why, 200)}")
-    floor = b.get("floor") or {}
-    if floor.get("error"):
-        lines.append(f"* raw floor burst: failed: {_one_line(floor['error'], 200)}")
-    elif floor.get("forks_per_s"):
-        ratio = (b.get("boots_per_s") or 0) / floor["forks_per_s"]
-        lines.append(f"* raw floor, the same burst to an unsandboxed fork server (one forking "
-                     f"process, as one template): {floor['ok']} of {floor['requested']} answered "
-                     f"in {floor['wall_ms']:.0f} ms = {floor['forks_per_s']:.0f} forks/s; ember "
-                     f"reaches {ratio:.2f}× of it")
+    lines += floor_burst_lines(b)
     if b.get("target"):
         lines.append(f"* target (≥ 1,000 boots/s, p99 boot ≤ 10 ms): {b['target']}")
     lines.append("")
     return lines
+
+
+def floor_burst_lines(b: dict) -> list[str]:
+    """The raw and the isolated floor's bursts, and boots/s of ember against both."""
+    lines: list[str] = []
+    floor = b.get("floor") or {}
+    if floor.get("error"):
+        lines.append(f"* raw floor burst: failed: {_one_line(floor['error'], 200)}")
+    elif floor.get("forks_per_s"):
+        reach = (f"; ember reaches {b['boots_per_s'] / floor['forks_per_s']:.2f}× of it"
+                 if b.get("boots_per_s") else "")
+        lines.append(f"* raw floor, the same burst to an unsandboxed fork server (one forking "
+                     f"process, as one template): {floor['ok']} of {floor['requested']} answered "
+                     f"in {floor['wall_ms']:.0f} ms = {floor['forks_per_s']:.0f} forks/s{reach}")
+    iso = b.get("isolated_floor") or {}
+    if iso.get("error"):
+        lines.append(f"* isolated floor burst: failed: {_one_line(iso['error'], 200)}")
+    elif iso.get("forks_per_s"):
+        lines.append(f"* isolated floor, the same burst to the fork server whose children each "
+                     f"enter a cgroup, unshare mount/ipc/uts/net/cgroup namespaces and mount a "
+                     f"tmpfs, an overlay and /proc: {iso['ok']} of {iso['requested']} answered "
+                     f"in {iso['wall_ms']:.0f} ms = {iso['forks_per_s']:.0f} forks/s"
+                     + (f" ({iso['wrong']} wrong answers)" if iso.get("wrong") else ""))
+    rates = burst_rates(b)
+    if rates["isolated floor"] is not None:
+        lines.append("* boots/s, ember / raw floor / isolated floor: "
+                     + " / ".join(f"{v:.0f}" if v else "–" for v in
+                                  (rates["ember"], rates["raw floor"], rates["isolated floor"]))
+                     + "; ember / isolated floor " + _ratio(rates["ember / isolated floor"])
+                     + ", isolated / raw floor " + _ratio(rates["isolated / raw floor"]))
+    return lines
+
+
+def burst_rates(b: dict) -> dict:
+    """boots/s of ember, of the raw and of the isolated floor in the same burst, and their
+    ratios (None when a figure is missing)."""
+    def rate(r: dict | None) -> float | None:
+        if not isinstance(r, dict) or r.get("error"):
+            return None
+        return r.get("forks_per_s") or r.get("boots_per_s") or None
+
+    ember, raw, iso = rate(b), rate(b.get("floor")), rate(b.get("isolated_floor"))
+    return {"ember": ember, "raw floor": raw, "isolated floor": iso,
+            "ember / raw floor": ember / raw if ember and raw else None,
+            "ember / isolated floor": ember / iso if ember and iso else None,
+            "isolated / raw floor": iso / raw if iso and raw else None}
 
 
 def markdown(results: dict) -> str:
@@ -275,4 +330,5 @@ def write_docs(table: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["BEGIN_MARK", "END_MARK", "FLOOR", "FORK", "PLAIN", "markdown", "write_docs"]
+__all__ = ["BEGIN_MARK", "END_MARK", "FLOOR", "FORK", "ISO_FLOOR", "PLAIN", "burst_rates",
+           "markdown", "write_docs"]

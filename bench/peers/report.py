@@ -85,6 +85,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {r['n']} | {fmt_ms(r['min_ms'])} | "
                          f"{fmt_ms(r['median_ms'])} | {fmt_ms(r['p99_ms'])} | {ratio} |")
         lines.append("")
+    lines += floor_lines(results)
     if results.get("tool_errors"):
         lines.append("Tools that could not run:")
         lines.append("")
@@ -93,6 +94,44 @@ def markdown(results: dict) -> str:
         lines.append("")
     lines.append(f"Target: {results['target']['text']}")
     return "\n".join(lines) + "\n"
+
+
+BASELINE = "unshare+chroot"
+ISO_FLOOR = "unshare+overlay+cgroup"
+
+
+def floor_gaps(per_tool: dict) -> dict:
+    """ember's median minus each floor's, and what the mandated rootfs and cgroup add to the
+    bare floor (None when a figure is missing)."""
+    def p50(name):
+        r = per_tool.get(name, {})
+        return None if "error" in r else r.get("median_ms")
+
+    ember, base, iso = p50("ember"), p50(BASELINE), p50(ISO_FLOOR)
+    return {"ember - unshare+chroot": None if None in (ember, base) else ember - base,
+            "ember - floor with the mandated rootfs and cgroup":
+                None if None in (ember, iso) else ember - iso,
+            "mandated rootfs and cgroup - unshare+chroot":
+                None if None in (iso, base) else iso - base}
+
+
+def floor_lines(results: dict) -> list[str]:
+    """Per scenario: ember − unshare+chroot, ember − floor with the mandated rootfs and cgroup
+    (unshare+overlay+cgroup), and what that rootfs and cgroup add to the bare floor."""
+    rows = []
+    for sc in SCENARIOS:
+        per_tool = results["scenarios"].get(sc["name"])
+        if per_tool is None or ISO_FLOOR not in per_tool:
+            continue
+        gaps = floor_gaps(per_tool)
+        rows.append(f"| {sc['title']} | " + " | ".join(
+            "–" if v is None else f"{v:+.1f}" for v in gaps.values()) + " |")
+    if not rows:
+        return []
+    return ["Isolation floors — differences of medians, ms:", "",
+            "| scenario | ember − unshare+chroot | ember − floor with the mandated rootfs and "
+            "cgroup | rootfs and cgroup − unshare+chroot |",
+            "| --- | ---: | ---: | ---: |", *rows, ""]
 
 
 def _one_line(s: str, limit: int = 300) -> str:
@@ -118,6 +157,11 @@ def check_target(results: dict) -> dict:
     else:
         met = False
         parts.append("unshare+chroot baseline missing")
+    iso = light.get(ISO_FLOOR, {})
+    if "median_ms" in iso:
+        # Not a target: how far ember is from what its mandated rootfs and cgroup cost alone.
+        parts.append(f"ember − floor with the mandated rootfs and cgroup "
+                     f"{e - iso['median_ms']:+.1f} ms (that floor {iso['median_ms']:.1f})")
     if "median_ms" in crun:
         ok = e < crun["median_ms"]
         met &= ok

@@ -114,6 +114,12 @@ def fork_rows(data: dict) -> list[dict]:
                          f"{_fmt(fork, ' ms')} / {_fmt(stat(variants.get('raw floor (fork server)')), ' ms')}"
                          f" = {_fmt(floor_c.get('value'), '×')}",
                          floor_c.get("target", "≤ 1.5"), floor_c.get("met")))
+        iso_c = checks.get("fork p50 / isolated floor p50")
+        if iso_c is not None:  # no target: the floor with the namespaces issue 4 mandates
+            iso = stat(variants.get("isolated floor (fork server)"))
+            rows.append(_row(f"fork p50 / isolated floor p50 ({handler})",
+                             f"{_fmt(fork, ' ms')} / {_fmt(iso, ' ms')}"
+                             f" = {_fmt(iso_c.get('value'), '×')}", "—", None))
         crun_c = checks.get("crun p50 / fork p50", {})
         rows.append(_row(f"crun p50 / fork p50 ({handler})",
                          f"{_fmt(stat(variants.get('crun')), ' ms')} / {_fmt(fork, ' ms')}"
@@ -139,17 +145,29 @@ def fork_rows(data: dict) -> list[dict]:
         floor = (b.get("floor") or {}).get("forks_per_s")
         if floor:
             rows.append(_row(f"burst of {n}: raw fork floor forks/s (ember / floor)",
-                             f"{floor:.0f} ({(rate or 0) / floor:.2f}×)", "—", None))
+                             f"{floor:.0f} ({_fmt(rate and rate / floor, '×')})", "—", None))
+        iso = (b.get("isolated_floor") or {}).get("forks_per_s")
+        if iso:
+            rows.append(_row(f"burst of {n}: isolated fork floor forks/s (ember / floor)",
+                             f"{iso:.0f} ({_fmt(rate and rate / iso, '×')})", "—", None))
     return rows
 
 
 def run_rows(data: dict) -> list[dict]:
-    """`ember run` with the light handler against the unshare+chroot floor (+1 ms) and crun."""
+    """`ember run` with the light handler against the unshare+chroot floor (+1 ms), the floor
+    with the mandated rootfs and cgroup (unshare+overlay+cgroup, when measured) and crun."""
     light = (data.get("scenarios") or {}).get("python-light", {})
     ember, floor, crun = (stat(light.get(t)) for t in ("ember", "unshare+chroot", "crun"))
     met = None if None in (ember, floor) else ember <= floor + 1
     rows = [_row("ember run p50 vs unshare+chroot p50 (light)",
                  f"{_fmt(ember, ' ms')} vs {_fmt(floor, ' ms')}", "≤ floor + 1 ms", met)]
+    iso = stat(light.get("unshare+overlay+cgroup"))
+    if iso is not None or "unshare+overlay+cgroup" in light:
+        # No target of its own: the floor with the rootfs and cgroup issue 2 mandates.
+        gap = None if None in (ember, iso) else ember - iso
+        rows.append(_row("ember run p50 − floor with the mandated rootfs and cgroup (light)",
+                         f"{_fmt(ember, ' ms')} − {_fmt(iso, ' ms')} = "
+                         f"{'n/a' if gap is None else f'{gap:+.2f} ms'}", "—", None))
     rows.append(_row("ember run p50 vs crun p50 (light)",
                      f"{_fmt(ember, ' ms')} vs {_fmt(crun, ' ms')}", "< crun",
                      None if None in (ember, crun) else ember < crun))
