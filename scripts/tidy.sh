@@ -41,8 +41,10 @@ if [ "$mode" = --record ] || [ "$mode" = --update ] && [ "${TIDY_FULL:-0}" = 1 ]
   exit 2
 fi
 # What a verdict depends on besides the files: the checks and the tool (not this script's
-# mechanics, so that editing them keeps the record).
-seed="$(cat .clang-tidy; clang-tidy --version; echo "$analyzed $ci_only")"
+# mechanics, so that editing them keeps the record). Only the version line of the tool: the rest
+# of `clang-tidy --version` names the host's CPU, which differs between machines.
+tool_version=$(clang-tidy --version)
+seed="$(cat .clang-tidy; grep -m1 -i 'version' <<<"$tool_version"; echo "$analyzed $ci_only")"
 all_files=$(git ls-files 'src/*.cc' | grep -v '_test\.cc$')
 fingerprints=$(/usr/bin/python3 scripts/tidy_fingerprint.py "$build" "$seed" $all_files)
 if { [ "$mode" = changed ] || [ "$mode" = --update ]; } && [ -f "$record" ]; then

@@ -182,8 +182,12 @@ class Engine {
   void RestoreBoot(const BootRequest& request, BootDone done);
   // A warm boot handed to a parked shell: reads ember-restore's report on the io thread.
   void AwaitRestoreReport(const BootRequest& request, std::shared_ptr<SnapshotSource> source,
-                          const FunctionVersion& function, Launcher::ShellRestore handed,
-                          BootDone done);
+                          const FunctionVersion& function, const std::string& version,
+                          Launcher::ShellRestore handed, BootDone done);
+  // A restore on a boot thread (into a parked shell if one is left, else a new sandbox).
+  void RestoreOnBootPool(const BootRequest& request, std::shared_ptr<SnapshotSource> source,
+                         const FunctionVersion& function, const std::string& version,
+                         BootDone done);
   // Replaces the shells a restore used, after a pause (engine_snapshots.cc: RestoreBoot).
   void RefillRestoreShellsLater(const FunctionVersion& function);
   tl::expected<BootedInstance, BootError> RestoreOnBootThread(const BootRequest& request,

@@ -221,7 +221,7 @@ void Engine::RestoreBoot(const BootRequest& request, BootDone done) {
                                           ShellPool<RestoreShell>::Clock::now())) {
       auto handed = launcher_->RestoreInShell(request, *source, std::move(*shell));
       if (handed) {
-        AwaitRestoreReport(request, source, function, std::move(*handed), std::move(done));
+        AwaitRestoreReport(request, source, function, version, std::move(*handed), std::move(done));
         return;
       }
       // A shell that died parked is not the instance's problem: a new sandbox, below.
@@ -229,6 +229,12 @@ void Engine::RestoreBoot(const BootRequest& request, BootDone done) {
                    request.instance_id);
     }
   }
+  RestoreOnBootPool(request, std::move(source), function, version, std::move(done));
+}
+
+void Engine::RestoreOnBootPool(const BootRequest& request, std::shared_ptr<SnapshotSource> source,
+                               const FunctionVersion& function, const std::string& version,
+                               BootDone done) {
   asio::post(boot_pool_,
              [this, source, request, function, version, done = std::move(done)]() mutable {
                auto result = std::make_shared<tl::expected<BootedInstance, BootError>>(
@@ -252,8 +258,8 @@ void Engine::RefillRestoreShellsLater(const FunctionVersion& function) {
 }
 
 void Engine::AwaitRestoreReport(const BootRequest& request, std::shared_ptr<SnapshotSource> source,
-                                const FunctionVersion& function, Launcher::ShellRestore handed,
-                                BootDone done) {
+                                const FunctionVersion& function, const std::string& version,
+                                Launcher::ShellRestore handed, BootDone done) {
   struct Waiting {
     Waiting(asio::io_context& io, Launcher::ShellRestore h)
         : handed(std::move(h)), pipe(io, handed.report.release()), deadline(io) {}
@@ -269,7 +275,7 @@ void Engine::AwaitRestoreReport(const BootRequest& request, std::shared_ptr<Snap
   });
   asio::async_read(
       waiting->pipe, asio::buffer(&waiting->report, sizeof waiting->report),
-      [this, waiting, request, source, function, done = std::move(done)](
+      [this, waiting, request, source, function, version, done = std::move(done)](
           const boost::system::error_code& ec, size_t) mutable {
         waiting->deadline.cancel();
         if (!ec) {
@@ -282,6 +288,7 @@ void Engine::AwaitRestoreReport(const BootRequest& request, std::shared_ptr<Snap
             ec == asio::error::operation_aborted
                 ? "ember-restore sent no report in time"
                 : "ember-restore closed its report channel without a report (" + ec.message() + ")";
+        bool dropped_unread = waiting->handed.DroppedUnread();
         // Its sandbox is torn down (killed, reaped) off the io thread.
         auto doomed = std::make_shared<sandbox::Sandbox>(std::move(waiting->handed.booted.sandbox));
         asio::post(boot_pool_, [doomed] {
@@ -289,6 +296,14 @@ void Engine::AwaitRestoreReport(const BootRequest& request, std::shared_ptr<Snap
             spdlog::warn("teardown of {}: {}", doomed->id(), destroyed.error().ToString());
           }
         });
+        if (dropped_unread) {
+          spdlog::warn(
+              "restore shell of {} died before it read its handoff: {} (restoring {} into "
+              "a new sandbox)",
+              request.manifest.name, why, request.instance_id);
+          RestoreOnBootPool(request, std::move(source), function, version, std::move(done));
+          return;
+        }
         done(tl::unexpected(
             BootError{Error(ErrorCode::kUnavailable, why)
                           .Context("restore (warm boot) instance " + request.instance_id + " of " +

@@ -144,6 +144,13 @@ class Launcher {
     BootedInstance booted;
     UniqueFd report;  // read a snapshot::RestoreReport from it
     std::chrono::steady_clock::time_point start;
+    UniqueFd go;  // the handoff socket, kept to tell a shell that never read its handoff
+    // After the report channel closed without a report: whether the shell died with the handoff
+    // still unread (killed in the instant of the handoff: its memory already gone, so no longer
+    // "parked" to an observer, its files not yet closed, so the sendmsg succeeded). The kernel
+    // marks our end ECONNRESET when the peer closes with data queued. Such an instance is restored
+    // into a new sandbox; a restorer that read it and then failed is the instance's failure.
+    bool DroppedUnread() const;
   };
   Result<ShellRestore> RestoreInShell(const BootRequest& request, const SnapshotSource& source,
                                       RestoreShell shell);

@@ -177,41 +177,34 @@ tl::expected<BootedInstance, BootError> Launcher::Restore(const BootRequest& req
                                        " boot) instance " + request.instance_id + " of " + m.name +
                                        " from " + source.path()));
   };
-  std::optional<BootedInstance> instance;
-  UniqueFd report_read;
-  if (shell) {
-    auto handed = RestoreInShell(request, source, std::move(*shell));
-    if (handed) {
-      report_read = std::move(handed->report);
-      instance = std::move(handed->booted);
-    } else {
-      // A shell that died parked (killed, or its cgroup's OOM) is not the instance's problem.
-      spdlog::warn("{} (restoring {} into a new sandbox)", handed.error().ToString(),
-                   request.instance_id);
-    }
-  }
-  if (!instance) {
-    auto prepared = PrepareRestore(request, /*parked=*/false);
-    if (!prepared) return tl::unexpected(context(prepared.error()));
-    auto report = ReportPipe();
-    if (!report) return tl::unexpected(context(report.error()));
-    report_read = std::move(report->first);
-    UniqueFd report_write = std::move(report->second);
-    // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
-    auto started = StartInstance(prepared->spec, std::move(prepared->cgroup), nullptr,
-                                 {source.plan_fd(cold), source.image_fd(), report_write.get()});
-    if (!started) return tl::unexpected(context(started.error()));
-    instance = std::move(*started);
-  }
-  BootedInstance booted = std::move(*instance);
-
   auto deadline = start + options_.init_timeout;
   snapshot::RestoreReport report{};
-  if (auto restored = AwaitRestoreReport(report_read.get(), booted.sandbox, deadline, &report);
+  if (shell) {
+    auto handed = RestoreInShell(request, source, std::move(*shell));
+    Status restored =
+        handed ? AwaitRestoreReport(handed->report.get(), handed->booted.sandbox, deadline, &report)
+               : Status(tl::unexpected(handed.error()));
+    if (restored) return FinishRestore(request, source, std::move(handed->booted), report, start);
+    if (handed && !handed->DroppedUnread()) return tl::unexpected(context(restored.error()));
+    // A shell that died parked (killed, or its cgroup's OOM) is not the instance's problem.
+    spdlog::warn("{} (restoring {} into a new sandbox)", restored.error().ToString(),
+                 request.instance_id);
+  }
+  auto prepared = PrepareRestore(request, /*parked=*/false);
+  if (!prepared) return tl::unexpected(context(prepared.error()));
+  auto pipe = ReportPipe();
+  if (!pipe) return tl::unexpected(context(pipe.error()));
+  auto& [report_read, report_write] = *pipe;
+  // The restorer installs the seccomp filter itself, as its last step (RestoreSettings).
+  auto started = StartInstance(prepared->spec, std::move(prepared->cgroup), nullptr,
+                               {source.plan_fd(cold), source.image_fd(), report_write.get()});
+  if (!started) return tl::unexpected(context(started.error()));
+  report_write.reset();
+  if (auto restored = AwaitRestoreReport(report_read.get(), started->sandbox, deadline, &report);
       !restored) {
     return tl::unexpected(context(restored.error()));
   }
-  return FinishRestore(request, source, std::move(booted), report, start);
+  return FinishRestore(request, source, std::move(*started), report, start);
 }
 
 Result<Launcher::ShellRestore> Launcher::RestoreInShell(const BootRequest& request,
@@ -222,7 +215,11 @@ Result<Launcher::ShellRestore> Launcher::RestoreInShell(const BootRequest& reque
   EMBER_ASSIGN_OR_RETURN(UniqueFd report, HandOff(shell, request.instance_id, source.plan_fd(cold),
                                                   source.image_fd()));
   shell.booted.sandbox.Rename(request.instance_id);
-  return ShellRestore{std::move(shell.booted), std::move(report), start};
+  return ShellRestore{std::move(shell.booted), std::move(report), start, std::move(shell.go)};
+}
+
+bool Launcher::ShellRestore::DroppedUnread() const {
+  return sys::PeerClosedWithDataUnread(go.get());
 }
 
 tl::expected<BootedInstance, BootError> Launcher::FinishRestore(

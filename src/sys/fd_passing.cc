@@ -69,4 +69,10 @@ ssize_t ReceiveWithFds(int sock, void* data, size_t size, int* fds, size_t max_f
   return n;
 }
 
+bool PeerClosedWithDataUnread(int sock) noexcept {
+  int error = 0;
+  socklen_t length = sizeof error;
+  return ::getsockopt(sock, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == ECONNRESET;
+}
+
 }  // namespace ember::sys

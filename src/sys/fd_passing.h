@@ -24,4 +24,9 @@ ssize_t SendWithFds(int sock, const void* data, size_t size, const int* fds, siz
 ssize_t ReceiveWithFds(int sock, void* data, size_t size, int* fds, size_t max_fds,
                        size_t* fd_count, bool* truncated, int flags = 0) noexcept;
 
+// For a connected stream or seqpacket socket whose peer has closed: whether the peer closed with
+// data of ours still unread (the kernel then sets ECONNRESET on our end; reading SO_ERROR clears
+// it, so ask once). A closed peer that had read everything leaves no error.
+bool PeerClosedWithDataUnread(int sock) noexcept;
+
 }  // namespace ember::sys
