@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Start -> exit of `ember run` against crun, runc, gVisor runsc and two floors: unshare+chroot,
-and unshare+overlay+cgroup (the same namespaces with issue 2's mandated rootfs and cgroup).
+"""Start -> exit of `ember run` against crun, runc, gVisor runsc and three floors: unshare+chroot,
+unshare+overlay+cgroup (the same namespaces with issue 2's mandated rootfs and cgroup), and
+full mandate (C) (all the kernel work issue 2 mandates for a sandbox, in one small C program).
 
 Every tool runs the same command on the same read-only root filesystem (the python3.11 image,
 mounted by bench/run.sh), in the same process of this script, interleaved round by round, so
@@ -36,8 +37,8 @@ from peers.measure import run_tool_once
 from peers.report import check_target, markdown, write_docs
 from peers.scenarios import MEMORY_FLAG, PYTHON_IN_IMAGE, SCENARIOS
 from peers.stats import summarize
-from peers.tools import (Baseline, Crun, Ember, HostPython, IsoFloor, Runc, Runsc, Tool,
-                         ToolError)
+from peers.tools import (Baseline, Crun, Ember, FullFloor, HostPython, IsoFloor, Runc, Runsc,
+                         Tool, ToolError)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -120,7 +121,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="15 rounds instead of 60")
     ap.add_argument("--iterations", type=int, help="interleaved rounds per scenario")
     ap.add_argument("--warmups", type=int, default=WARMUPS)
-    ap.add_argument("--tools", help="comma-separated subset, e.g. ember,crun")
+    ap.add_argument("--tools", help="comma-separated subset, e.g. ember,crun (full mandate (C): "
+                    "fullfloor)")
     ap.add_argument("--scenarios", help="comma-separated subset of true,python-light,python-heavy")
     ap.add_argument("--cgroup-parent", help="cgroup under which the OCI runtimes put containers "
                     "(default /ember-bench/<pid>; removed at exit)")
@@ -150,11 +152,12 @@ def main() -> int:
     # bench/run.sh stops the script with SIGTERM: unwind so the finally blocks clean up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    ember_bin = os.path.realpath(args.ember) if os.path.exists(args.ember) else args.ember
     tools: list[Tool] = [
-        Ember(os.path.realpath(args.ember) if os.path.exists(args.ember) else args.ember,
-              args.image),
+        Ember(ember_bin, args.image),
         Baseline(rootfs),
         IsoFloor(rootfs, workdir, cgroup_parent),
+        FullFloor(ember_bin, args.image, rootfs, workdir, cgroup_parent),
         Crun(rootfs, workdir, cgroup_parent),
         Runc(rootfs, workdir, cgroup_parent),
         Runsc(rootfs, workdir, cgroup_parent),
@@ -162,7 +165,8 @@ def main() -> int:
     ]
     if args.tools:
         wanted = set(args.tools.split(","))
-        tools = [t for t in tools if t.name in wanted or t.name.split()[0] in wanted]
+        tools = [t for t in tools if t.name in wanted or t.name.split()[0] in wanted
+                 or getattr(t, "key", None) in wanted]
     scenarios = SCENARIOS
     if args.scenarios:
         wanted = set(args.scenarios.split(","))

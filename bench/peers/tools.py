@@ -1,5 +1,5 @@
-"""How each tool is set up and run: ember, unshare+chroot, unshare+overlay+cgroup, crun, runc,
-runsc and host python.
+"""How each tool is set up and run: ember, unshare+chroot, unshare+overlay+cgroup, full mandate
+(C), crun, runc, runsc and host python.
 
 A Tool turns a scenario's command into the argv that runs it under that tool, and owns what
 must happen around the timed spawn (crun's mount namespace) and after it (container deletion).
@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -207,6 +208,122 @@ class IsoFloor(Baseline):
         problem = self.cgroup.remove()
         if problem:
             raise ToolError(problem)
+
+
+# ember's /proc masks (src/sandbox/mount_plan.cc): files bound over with /dev/null, directories
+# bound over with an empty read-only one, subtrees made read-only.
+PROC_MASKED_FILES = ("kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug",
+                     "sysrq-trigger", "kallsyms", "kpagecount", "kpageflags", "kpagecgroup",
+                     "config.gz")
+PROC_MASKED_DIRS = ("acpi", "scsi", "driver")
+PROC_READ_ONLY = ("sys", "bus", "fs", "irq", "asound")
+
+
+def proc_mask_args(proc_root: str = "/proc") -> list[str]:
+    """The three lists of ember's /proc masks this kernel has, as the full floor's helper takes
+    them: comma-separated names, "-" for an empty list. Decided once per benchmark run (ember
+    tries every path in every run and skips the absent ones on ENOENT)."""
+    def present(names):
+        have = [n for n in names if os.path.lexists(os.path.join(proc_root, n))]
+        return ",".join(have) or "-"
+    return [present(PROC_MASKED_FILES), present(PROC_MASKED_DIRS), present(PROC_READ_ONLY)]
+
+
+def newest_seccomp_filter(run_dir: str) -> Path | None:
+    """The compiled strict filter ember caches in RUN_DIR/seccomp (seccomp.cc LoadSeccomp), the
+    newest when builds with other policy keys left theirs."""
+    files = sorted(Path(run_dir, "seccomp").glob("*.bpf"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
+
+
+class FullFloor(Tool):
+    """The floor of everything issue 2 mandates for a sandbox, in one small C program
+    (bench/peers/fullfloor_exec.c) started as host root, with no abstraction and in ember's
+    order: clone3 into new user, mount, pid, ipc and uts namespaces (the child unshares its
+    network namespace), id maps and the pre-created memory+cpu+pids cgroup written by the parent;
+    in the child ember's mount plan (tmpfs layer, overlay on the image, masked /proc, minimal
+    read-only /dev, /tmp), pivot_root, hostname, loopback, rlimits, every capability dropped,
+    no_new_privs and ember's own compiled seccomp filter; exec. The parent waits and exits with
+    the command's status, as `ember run` does."""
+    name = "full mandate (C)"
+    key = "fullfloor"  # for --tools, without the spaces
+    HELPER_SOURCE = Path(__file__).resolve().parent / "fullfloor_exec.c"
+
+    def __init__(self, ember_binary: str, image: str, rootfs: str, workdir: Path,
+                 cgroup_parent: str, ember_run_dir: str | None = None):
+        super().__init__()
+        self.ember_binary, self.image, self.rootfs = ember_binary, image, rootfs
+        self.dir = workdir / "fullfloor"
+        self.helper = self.dir / "fullfloor-exec"
+        self.bpf = self.dir / "strict.bpf"
+        self.cgroup = FloorCgroup(floor_cgroup_path(cgroup_parent, "fullfloor"))
+        self.ember_run_dir = ember_run_dir or os.environ.get("EMBER_RUN_DIR", "/run/ember")
+        # The writable layer's mount point: walked by the child as host uid 100000, so not in
+        # the benchmark's 0700 workdir. Made in setup, removed in teardown.
+        self.scratch: Path | None = None
+        self.proc_masks = ["-", "-", "-"]
+        self.cap_last_cap = "40"
+
+    def staging(self) -> Path:
+        return (self.scratch or Path("/run/ember-bench-fullfloor-unset")) / "staging"
+
+    def setup(self):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            raise ToolError("no C compiler (cc) to build the full floor's helper")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # Dynamically linked, as the other floors' helpers and chroot(1).
+        built = run_checked([cc, "-O2", "-o", str(self.helper), str(self.HELPER_SOURCE)],
+                            timeout=120)
+        if built.returncode != 0:
+            raise ToolError(f"building {self.HELPER_SOURCE.name}: {built.stderr.strip()[-300:]}")
+        # ember compiles its filter and caches it on its first run; one run here makes sure
+        # this binary's is there (a rebuild with another policy key writes a new file).
+        ran = run_checked([self.ember_binary, "run", "--image", self.image, "--", "/bin/true"],
+                          timeout=120)
+        src = newest_seccomp_filter(self.ember_run_dir)
+        if src is None:
+            raise ToolError(f"no compiled seccomp filter in {self.ember_run_dir}/seccomp: "
+                            f"`ember run -- /bin/true` exited {ran.returncode}: "
+                            f"{ran.stderr.strip()[-200:]}")
+        shutil.copyfile(src, self.bpf)
+        self.proc_masks = proc_mask_args()
+        self.cap_last_cap = Path("/proc/sys/kernel/cap_last_cap").read_text().strip()
+        self.scratch = Path(tempfile.mkdtemp(prefix="ember-bench-fullfloor-", dir="/run"))
+        self.scratch.chmod(0o755)
+        self.staging().mkdir(mode=0o755)
+        try:
+            self.cgroup.create()
+        except FloorCgroupError as e:
+            self.cgroup.remove()
+            raise ToolError(str(e)) from e
+        insns = (self.bpf.stat().st_size - 32) // 8
+        self.version = (f"helper built with {Path(cc).name}; ember's seccomp filter {src.name} "
+                        f"({insns} instructions)")
+
+    def argv(self, cmd, run_id):
+        return [str(self.helper), str(self.bpf), self.rootfs, str(self.staging()),
+                self.cap_last_cap, *self.proc_masks, *self.cgroup.procs_files(), "--", *cmd]
+
+    def teardown(self):
+        # Every mount the helper makes lives in its child's private mount namespace and goes
+        # with it; what is left on the host is the cgroup and the scratch dirs.
+        problems = []
+        problem = self.cgroup.remove()
+        if problem:
+            problems.append(problem)
+        if self.scratch is not None:
+            try:
+                if self.staging().exists():
+                    self.staging().rmdir()  # EBUSY if a mount were left on it
+                self.scratch.rmdir()
+            except OSError as e:
+                problems.append(f"scratch dir {self.scratch}: {e.strerror}")
+            else:
+                self.scratch = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            raise ToolError("; ".join(problems))
 
 
 class HostPython(Tool):

@@ -1,10 +1,11 @@
-"""The isolation floors on synthetic results: unshare+overlay+cgroup in run-vs-peers' report and
-the suite, the isolated fork floor in fork-boot's checks, burst lines and the suite, and the
+"""The isolation floors on synthetic results: unshare+overlay+cgroup and full mandate (C) in
+run-vs-peers' report and the suite, the isolated fork floor in fork-boot's checks, burst lines and the suite, and the
 command lines both floors are started with (nothing here needs root or touches a cgroup).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import unittest
@@ -17,7 +18,8 @@ from peers import fork_report, report, suite  # noqa: E402
 from peers.floor_cgroup import FloorCgroup, floor_cgroup_path  # noqa: E402
 from peers.fork_floor import FloorServer  # noqa: E402
 from peers.fork_latency import FLOOR, FORK, ISO_FLOOR, checks  # noqa: E402
-from peers.tools import IsoFloor  # noqa: E402
+from peers.tools import (FullFloor, IsoFloor, newest_seccomp_filter,  # noqa: E402
+                         proc_mask_args)
 
 MACHINE = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0", "cpus": 2,
            "cpu_model": "Test CPU", "memory_gib": 23.5, "cgroups": "v1",
@@ -84,6 +86,103 @@ class RunVsPeersFloor(unittest.TestCase):
                                       "64M"])
         self.assertEqual(argv[-2:], ["--", "/bin/true"])
         self.assertEqual(len(argv), 12 + len(tool.cgroup.procs_files()) + 2)
+
+
+def with_full(iso: dict | None, full: dict | None) -> dict:
+    results = run_result(iso)
+    if full is not None:
+        results["scenarios"]["python-light"]["full mandate (C)"] = full
+    return results
+
+
+class FullMandateFloor(unittest.TestCase):
+    def test_gaps_of_medians(self):
+        gaps = report.floor_gaps(with_full(entry(21.0), entry(21.5))["scenarios"]["python-light"])
+        self.assertAlmostEqual(gaps["ember - full mandate (C)"], 1.3)
+        self.assertAlmostEqual(gaps["full mandate - unshare+chroot"], 2.2)
+        self.assertAlmostEqual(gaps["ember - floor with the mandated rootfs and cgroup"], 1.8)
+
+    def test_failed_or_missing_full_floor_has_no_gap(self):
+        for full in ({"error": "no seccomp filter", "n": 0}, None):
+            gaps = report.floor_gaps(with_full(entry(21.0), full)["scenarios"]["python-light"])
+            self.assertIsNone(gaps["ember - full mandate (C)"])
+            self.assertIsNone(gaps["full mandate - unshare+chroot"])
+
+    def test_markdown_adds_two_columns(self):
+        results = with_full(entry(21.0), entry(21.5))
+        results["target"] = report.check_target(results)
+        md = report.markdown(results)
+        self.assertIn("| scenario | ember − unshare+chroot | ember − floor with the mandated rootfs "
+                      "and cgroup | rootfs and cgroup − unshare+chroot | ember − full mandate (C) "
+                      "| full mandate − unshare+chroot |\n| --- | ---: | ---: | ---: | ---: | ---: |",
+                      md)
+        self.assertIn("| light Python handler | +3.5 | +1.8 | +1.7 | +1.3 | +2.2 |", md)
+        self.assertIn("ember − full mandate (C) +1.3 ms (that floor 21.5)",
+                      results["target"]["text"])
+
+    def test_markdown_without_the_full_floor_keeps_the_old_table(self):
+        results = run_result(entry(21.0))
+        results["target"] = report.check_target(results)
+        md = report.markdown(results)
+        self.assertIn("| rootfs and cgroup − unshare+chroot |\n| --- | ---: | ---: | ---: |\n"
+                      "| light Python handler | +3.5 | +1.8 | +1.7 |\n", md)
+        self.assertNotIn("full mandate", md)
+
+    def test_markdown_with_only_the_full_floor(self):
+        results = with_full(None, entry(21.5))
+        results["target"] = report.check_target(results)
+        self.assertIn("| light Python handler | +3.5 | – | – | +1.3 | +2.2 |",
+                      report.markdown(results))
+        results = with_full(None, {"error": "exit status 125", "n": 0})
+        results["target"] = report.check_target(results)
+        self.assertIn("| light Python handler | +3.5 | – | – | – | – |",
+                      report.markdown(results))
+        self.assertNotIn("full mandate", results["target"]["text"])
+
+    def test_suite_row(self):
+        rows = {r["figure"]: r for r in suite.run_rows(with_full(entry(21.0), entry(21.5)))}
+        row = rows["ember run p50 − full mandate floor (C) (light)"]
+        self.assertEqual(row["value"], "22.80 ms − 21.50 ms = +1.30 ms")
+        self.assertIsNone(row["met"])
+        failed = with_full(None, {"error": "x", "n": 0})
+        self.assertEqual({r["figure"]: r for r in suite.run_rows(failed)}
+                         ["ember run p50 − full mandate floor (C) (light)"]["value"],
+                         "22.80 ms − n/a = n/a")
+        self.assertNotIn("ember run p50 − full mandate floor (C) (light)",
+                         {r["figure"] for r in suite.run_rows(run_result(None))})
+
+    def test_argv(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tool = FullFloor("/bin/ember", "python3.11", "/img", Path(tmp), "/ember-bench/sh-1")
+            tool.proc_masks = ["keys,kallsyms", "-", "sys,fs"]
+            tool.cap_last_cap = "40"
+            tool.scratch = Path("/run/ember-bench-fullfloor-x")
+            argv = tool.argv(["/bin/true"], "x-1")
+        self.assertEqual(argv[:8], [f"{tmp}/fullfloor/fullfloor-exec",
+                                    f"{tmp}/fullfloor/strict.bpf", "/img",
+                                    "/run/ember-bench-fullfloor-x/staging", "40",
+                                    "keys,kallsyms", "-", "sys,fs"])
+        self.assertEqual(argv[8:-2], tool.cgroup.procs_files())
+        self.assertEqual(argv[-2:], ["--", "/bin/true"])
+        self.assertIn("/fullfloor-", tool.cgroup.procs_files()[0])
+        self.assertEqual(tool.key, "fullfloor")
+
+    def test_proc_masks_only_what_the_kernel_has(self):
+        with tempfile.TemporaryDirectory() as proc:
+            for name in ("keys", "kallsyms", "sys", "irq"):
+                os.mkdir(os.path.join(proc, name))
+            open(os.path.join(proc, "config.gz"), "w").close()
+            self.assertEqual(proc_mask_args(proc), ["keys,kallsyms,config.gz", "-", "sys,irq"])
+
+    def test_newest_seccomp_filter(self):
+        with tempfile.TemporaryDirectory() as run:
+            self.assertIsNone(newest_seccomp_filter(run))
+            os.mkdir(os.path.join(run, "seccomp"))
+            for name, mtime in (("aa.bpf", 200), ("bb.bpf", 100), ("cc.tmp", 300)):
+                path = os.path.join(run, "seccomp", name)
+                open(path, "w").close()
+                os.utime(path, (mtime, mtime))
+            self.assertEqual(newest_seccomp_filter(run).name, "aa.bpf")
 
 
 class CgroupPaths(unittest.TestCase):
