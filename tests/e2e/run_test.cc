@@ -30,6 +30,24 @@ TEST_F(RunTest, StreamsStdioAndExitsWithTheCommandsStatus) {
   EXPECT_EQ(code.err, "err\n");
 }
 
+// `ember run` builds only its own command's options (main.cc): help, another command after
+// global options, and an unknown command still see every command.
+TEST_F(RunTest, HelpListsEveryCommandAndRunHelpItsOptions) {
+  auto help = testing::RunCommand({testing::EmberBinary(), "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  for (const char* command : {"run", "image", "daemon", "snapshot", "doctor", "cleanup"}) {
+    EXPECT_NE(help.out.find(std::string("  ") + command + " "), std::string::npos)
+        << command << " missing from: " << help.out;
+  }
+  auto run_help = testing::RunCommand({testing::EmberBinary(), "run", "--help"});
+  EXPECT_EQ(run_help.exit_code, 0) << run_help.err;
+  EXPECT_NE(run_help.out.find("--tmpfs-size"), std::string::npos) << run_help.out;
+  auto other = env_->Ember({"image", "ls"});  // after --data-dir/--run-dir and their values
+  EXPECT_EQ(other.exit_code, 0) << other.err;
+  auto unknown = testing::RunCommand({testing::EmberBinary(), "no-such-command"});
+  EXPECT_NE(unknown.exit_code, 0);
+}
+
 TEST_F(RunTest, SignalDeathIs128PlusTheSignal) {
   // pid 1 cannot be killed from inside its namespace, so a child shell kills itself and its
   // parent passes the status on.
