@@ -1,12 +1,14 @@
 // Restore shells through the daemon: once a function has a snapshot, the daemon keeps restore
 // sandboxes built and parked (ember-restore --parked), so a cold or warm boot only hands one its
-// instance. A restore takes a shell and the pool is refilled; a shell that died parked is
-// replaced by a new sandbox for that restore; removing the function leaves no shell behind.
+// instance. A restore takes a shell and the pool is refilled; a shell that died parked, or that
+// died with its handoff unread, is replaced by a new sandbox for that restore; removing the
+// function leaves no shell behind.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -122,6 +124,30 @@ TEST_F(RestoreShellTest, AShellThatDiedParkedIsReplacedByANewSandbox) {
   EXPECT_EQ(Body(r)["host"], Header(r, "X-Ember-Instance")) << r.body;
   EXPECT_NE(daemon_->Output().find("into a new sandbox"), std::string::npos)
       << "the dead shell's handoff failure is logged: " << daemon_->Output();
+}
+
+// A shell killed in the instant of its handoff (its memory already gone, its files not yet
+// closed) takes the handoff's sendmsg and then drops it unread; CI saw that once. A stopped shell
+// makes the instant last: the message queues on its socket, nobody reads it, and the kill drops
+// it. The daemon must tell that from a restore that failed, and restore into a new sandbox.
+TEST_F(RestoreShellTest, AShellKilledWithItsHandoffUnreadIsReplacedByANewSandbox) {
+  ASSERT_NO_FATAL_FAILURE(DeployAndSnapshot("dropped"));
+  ASSERT_GE(WaitForShells("dropped", 1).value("ready", 0u), 1u);
+  std::vector<pid_t> parked = ParkedShells(daemon_->pid());
+  ASSERT_FALSE(parked.empty());
+  for (pid_t pid : parked) ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  auto pending =
+      std::async(std::launch::async, [this] { return Invoke("dropped", "{}", "?boot=warm"); });
+  // The daemon hands a shell its instance within milliseconds of the request (one sendmsg on
+  // the io thread); a second is ample even on a loaded machine.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  for (pid_t pid : parked) ASSERT_EQ(::kill(pid, SIGKILL), 0);
+
+  auto r = pending.get();
+  ASSERT_EQ(r.status, 200) << r.body << "\ndaemon: " << daemon_->Output();
+  EXPECT_EQ(Body(r)["host"], Header(r, "X-Ember-Instance")) << r.body;
+  EXPECT_NE(daemon_->Output().find("died before it read its handoff"), std::string::npos)
+      << daemon_->Output();
 }
 
 }  // namespace
