@@ -38,8 +38,7 @@ TEST_F(MakeDirsTest, AFileInTheWayIsAnErrorNamingIt) {
   ASSERT_TRUE(WriteFileAtomic(file, "x", 0600));
   auto at_file = MakeDirs(file, 0700);
   ASSERT_FALSE(at_file);
-  EXPECT_NE(at_file.error().ToString().find(file), std::string::npos)
-      << at_file.error().ToString();
+  EXPECT_NE(at_file.error().ToString().find(file), std::string::npos) << at_file.error().ToString();
   auto below_file = MakeDirs(file + "/sub", 0700);
   ASSERT_FALSE(below_file);
   EXPECT_NE(below_file.error().ToString().find(file), std::string::npos)
