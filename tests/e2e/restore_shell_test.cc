@@ -64,6 +64,22 @@ class RestoreShellTest : public testing::ForkFixture {
     return shells;
   }
 
+  // Deploys and snapshots `name`, waits for its pool to park a shell; the parked shells' pids.
+  void ParkShells(const std::string& name, std::vector<pid_t>* parked) {
+    ASSERT_NO_FATAL_FAILURE(DeployAndSnapshot(name));
+    ASSERT_GE(WaitForShells(name, 1).value("ready", 0u), 1u);
+    *parked = ParkedShells(daemon_->pid());
+    ASSERT_FALSE(parked->empty());
+  }
+
+  // A warm boot that the daemon had to move into a new sandbox: it answers as its own instance,
+  // and the daemon's log says why (`logged`).
+  void ExpectRestoredInANewSandbox(const daemon::HttpResponse& r, const std::string& logged) {
+    ASSERT_EQ(r.status, 200) << r.body << "\ndaemon: " << daemon_->Output();
+    EXPECT_EQ(Body(r)["host"], Header(r, "X-Ember-Instance")) << r.body;
+    EXPECT_NE(daemon_->Output().find(logged), std::string::npos) << daemon_->Output();
+  }
+
   void DeployAndSnapshot(const std::string& name) {
     Deploy(PythonBundle(name,
                         "import os, socket\n"
@@ -109,21 +125,15 @@ TEST_F(RestoreShellTest, ARestoreTakesAParkedShellAndThePoolIsRefilled) {
 }
 
 TEST_F(RestoreShellTest, AShellThatDiedParkedIsReplacedByANewSandbox) {
-  ASSERT_NO_FATAL_FAILURE(DeployAndSnapshot("fragile"));
-  ASSERT_GE(WaitForShells("fragile", 1).value("ready", 0u), 1u);
-  std::vector<pid_t> parked = ParkedShells(daemon_->pid());
-  ASSERT_FALSE(parked.empty());
+  std::vector<pid_t> parked;
+  ASSERT_NO_FATAL_FAILURE(ParkShells("fragile", &parked));
   // Our daemon's shells, found by their parent: killed as an OOM kill or an admin would.
   for (pid_t pid : parked) ASSERT_EQ(::kill(pid, SIGKILL), 0);
   for (int i = 0; i < 100 && !ParkedShells(daemon_->pid()).empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
-  auto r = Invoke("fragile", "{}", "?boot=warm");
-  ASSERT_EQ(r.status, 200) << r.body << "\ndaemon: " << daemon_->Output();
-  EXPECT_EQ(Body(r)["host"], Header(r, "X-Ember-Instance")) << r.body;
-  EXPECT_NE(daemon_->Output().find("into a new sandbox"), std::string::npos)
-      << "the dead shell's handoff failure is logged: " << daemon_->Output();
+  ExpectRestoredInANewSandbox(Invoke("fragile", "{}", "?boot=warm"), "into a new sandbox");
 }
 
 // A shell killed in the instant of its handoff (its memory already gone, its files not yet
@@ -131,10 +141,8 @@ TEST_F(RestoreShellTest, AShellThatDiedParkedIsReplacedByANewSandbox) {
 // makes the instant last: the message queues on its socket, nobody reads it, and the kill drops
 // it. The daemon must tell that from a restore that failed, and restore into a new sandbox.
 TEST_F(RestoreShellTest, AShellKilledWithItsHandoffUnreadIsReplacedByANewSandbox) {
-  ASSERT_NO_FATAL_FAILURE(DeployAndSnapshot("dropped"));
-  ASSERT_GE(WaitForShells("dropped", 1).value("ready", 0u), 1u);
-  std::vector<pid_t> parked = ParkedShells(daemon_->pid());
-  ASSERT_FALSE(parked.empty());
+  std::vector<pid_t> parked;
+  ASSERT_NO_FATAL_FAILURE(ParkShells("dropped", &parked));
   for (pid_t pid : parked) ASSERT_EQ(::kill(pid, SIGSTOP), 0);
   auto pending =
       std::async(std::launch::async, [this] { return Invoke("dropped", "{}", "?boot=warm"); });
@@ -143,11 +151,7 @@ TEST_F(RestoreShellTest, AShellKilledWithItsHandoffUnreadIsReplacedByANewSandbox
   std::this_thread::sleep_for(std::chrono::seconds(1));
   for (pid_t pid : parked) ASSERT_EQ(::kill(pid, SIGKILL), 0);
 
-  auto r = pending.get();
-  ASSERT_EQ(r.status, 200) << r.body << "\ndaemon: " << daemon_->Output();
-  EXPECT_EQ(Body(r)["host"], Header(r, "X-Ember-Instance")) << r.body;
-  EXPECT_NE(daemon_->Output().find("died before it read its handoff"), std::string::npos)
-      << daemon_->Output();
+  ExpectRestoredInANewSandbox(pending.get(), "died before it read its handoff");
 }
 
 }  // namespace
