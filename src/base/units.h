@@ -29,7 +29,7 @@ std::string FormatDuration(std::chrono::milliseconds ms);  // -> "10s", "250ms"
 // RFC 3339 in UTC, to the second: "2026-11-21T16:55:15Z".
 std::string FormatRfc3339(std::chrono::system_clock::time_point t);
 inline std::string NowRfc3339() { return FormatRfc3339(std::chrono::system_clock::now()); }
-// 16 random hex digits, for names of temporary files and directories.
+// 16 random hex digits (getrandom), for ids and names of temporary files and directories.
 std::string RandomHex();
 
 }  // namespace ember

@@ -5,16 +5,15 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <optional>
-#include <random>
 
 #include "base/fs.h"
+#include "base/units.h"
 #include "sandbox/capabilities.h"
 #include "sandbox/child.h"
 #include "sys/fd_passing.h"
@@ -98,17 +97,10 @@ std::optional<Error> PendingFailure(int sock, const ChildPlan& plan) {
 }  // namespace
 
 std::string NewSandboxId() {
-  // getrandom rather than std::random_device, whose setup asks the CPU (cpuid) whether it has
-  // rdrand: in a VM every cpuid exits to the hypervisor (≈20 us per `ember run` here).
-  uint64_t bits = 0;
-  if (::getrandom(&bits, sizeof bits, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof bits)) {
-    static std::mt19937_64 rng{std::random_device{}()};
-    bits = rng();
-  }
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "sb-%012llx",
-                static_cast<unsigned long long>(bits & 0xffffffffffffULL));
-  return buf;
+  // RandomHex: getrandom, not std::random_device (whose set-up runs cpuid, a VM exit here).
+  std::string id = "sb-";
+  id.append(RandomHex(), 0, 12);
+  return id;
 }
 
 Status WriteIdMaps(pid_t pid, const IdRange& ids) {

@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <random>
 #include <vector>
 
 #include "base/fs.h"
+#include "base/units.h"
 #include "snapshot/format.h"
 #include "snapshot/image_layout.h"
 #include "snapshot/image_reader.h"
@@ -26,10 +26,9 @@ constexpr size_t Index(SectionKind kind) { return static_cast<size_t>(kind); }
 class AtomicFile {
  public:
   static Result<AtomicFile> Create(const std::string& path, mode_t mode) {
-    std::random_device rd;
     AtomicFile f;
     f.path_ = path;
-    f.temp_ = fmt::format("{}.tmp.{}.{}", path, ::getpid(), rd());
+    f.temp_ = fmt::format("{}.tmp.{}.{}", path, ::getpid(), RandomHex());
     EMBER_ASSIGN_OR_RETURN(f.fd_, OpenFile(f.temp_, O_RDWR | O_CREAT | O_EXCL, mode));
     return f;
   }
