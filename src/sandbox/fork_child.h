@@ -14,10 +14,9 @@
 //      (fork_rootfs.h: the template's files as the lower layer of an overlay on a fresh tmpfs,
 //      /dev with fresh /dev/pts and /dev/shm, the binds), and mounts a fresh /proc; without a
 //      shell it attaches that rootfs itself, mounts /proc and pivots into it. It sets its
-//      hostname, rlimits, drops every
-//      capability, switches to the function's user, installs its fds (0: the template's
-//      /dev/null, 1-2: its log, 3: its control socket) and a seccomp filter that, on
-//      top of the template's, leaves exactly strict (fork_seccomp.h).
+//      hostname, rlimits, drops every capability, switches to the function's user, installs its
+//      fds (0: the template's /dev/null, 1-2: its log, 3: its control socket) and a seccomp
+//      filter that, on top of the template's, leaves exactly strict (fork_seccomp.h).
 // Everything comes from a ChildPlan computed in the template before it froze. The child is a
 // fork of a single-threaded process, so unlike the plain-boot child it may allocate.
 #pragma once

@@ -162,7 +162,8 @@ class Pool {
   UniqueFd owner_;  // the parent cgroup, flocked, when options_.exclusive
   // Slots Fill last saw free, tried first by Claim: with thousands of slots held, scanning them
   // all (a lock attempt each) on every claim would make the hot path grow with the pool. A hint
-  // may be stale (another process claimed it); Claim then falls back to the scan.
+  // may be stale (another process claimed it); Claim then falls back to the scan, or, in an
+  // exclusive pool (whose free slots are all hinted), creates a slot.
   std::deque<std::string> free_hint_;
   long next_number_ = 0;  // where CreateSlot starts looking for an unused slot number
 };
