@@ -229,11 +229,14 @@ def proc_mask_args(proc_root: str = "/proc") -> list[str]:
     return [present(PROC_MASKED_FILES), present(PROC_MASKED_DIRS), present(PROC_READ_ONLY)]
 
 
-def newest_seccomp_filter(run_dir: str) -> Path | None:
-    """The compiled strict filter ember caches in RUN_DIR/seccomp (seccomp.cc LoadSeccomp), the
-    newest when builds with other policy keys left theirs."""
-    files = sorted(Path(run_dir, "seccomp").glob("*.bpf"), key=lambda p: p.stat().st_mtime)
-    return files[-1] if files else None
+def seccomp_filter_named(ember_stderr: str) -> Path | None:
+    """The compiled strict filter `ember run -v` says its sandbox got ("ember: seccomp filter
+    PATH (N instructions)"), None when it says none."""
+    for line in ember_stderr.splitlines():
+        match = re.match(r"ember: seccomp filter (\S+) \(\d+ instructions\)$", line)
+        if match:
+            return Path(match.group(1))
+    return None
 
 
 class FullFloor(Tool):
@@ -250,14 +253,13 @@ class FullFloor(Tool):
     HELPER_SOURCE = Path(__file__).resolve().parent / "fullfloor_exec.c"
 
     def __init__(self, ember_binary: str, image: str, rootfs: str, workdir: Path,
-                 cgroup_parent: str, ember_run_dir: str | None = None):
+                 cgroup_parent: str):
         super().__init__()
         self.ember_binary, self.image, self.rootfs = ember_binary, image, rootfs
         self.dir = workdir / "fullfloor"
         self.helper = self.dir / "fullfloor-exec"
         self.bpf = self.dir / "strict.bpf"
         self.cgroup = FloorCgroup(floor_cgroup_path(cgroup_parent, "fullfloor"))
-        self.ember_run_dir = ember_run_dir or os.environ.get("EMBER_RUN_DIR", "/run/ember")
         # The writable layer's mount point: walked by the child as host uid 100000, so not in
         # the benchmark's 0700 workdir. Made in setup, removed in teardown.
         self.scratch: Path | None = None
@@ -277,15 +279,13 @@ class FullFloor(Tool):
                             timeout=120)
         if built.returncode != 0:
             raise ToolError(f"building {self.HELPER_SOURCE.name}: {built.stderr.strip()[-300:]}")
-        # ember compiles its filter and caches it on its first run; one run here makes sure
-        # this binary's is there (a rebuild with another policy key writes a new file).
-        ran = run_checked([self.ember_binary, "run", "--image", self.image, "--", "/bin/true"],
-                          timeout=120)
-        src = newest_seccomp_filter(self.ember_run_dir)
-        if src is None:
-            raise ToolError(f"no compiled seccomp filter in {self.ember_run_dir}/seccomp: "
-                            f"`ember run -- /bin/true` exited {ran.returncode}: "
-                            f"{ran.stderr.strip()[-200:]}")
+        # The filter this ember installs, as it names it (compiled and cached on its first run).
+        ran = run_checked([self.ember_binary, "run", "-v", "--image", self.image, "--",
+                           "/bin/true"], timeout=120)
+        src = seccomp_filter_named(ran.stderr)
+        if ran.returncode != 0 or src is None or not src.is_file():
+            raise ToolError(f"no compiled seccomp filter from `ember run -v -- /bin/true` "
+                            f"(exit {ran.returncode}): {ran.stderr.strip()[-200:]}")
         shutil.copyfile(src, self.bpf)
         self.proc_masks = proc_mask_args()
         self.cap_last_cap = Path("/proc/sys/kernel/cap_last_cap").read_text().strip()

@@ -18,7 +18,7 @@ from peers import fork_report, report, suite  # noqa: E402
 from peers.floor_cgroup import FloorCgroup, floor_cgroup_path  # noqa: E402
 from peers.fork_floor import FloorServer  # noqa: E402
 from peers.fork_latency import FLOOR, FORK, ISO_FLOOR, checks  # noqa: E402
-from peers.tools import (FullFloor, IsoFloor, newest_seccomp_filter,  # noqa: E402
+from peers.tools import (FullFloor, IsoFloor, seccomp_filter_named,  # noqa: E402
                          proc_mask_args)
 
 MACHINE = {"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0", "cpus": 2,
@@ -174,15 +174,12 @@ class FullMandateFloor(unittest.TestCase):
             open(os.path.join(proc, "config.gz"), "w").close()
             self.assertEqual(proc_mask_args(proc), ["keys,kallsyms,config.gz", "-", "sys,irq"])
 
-    def test_newest_seccomp_filter(self):
-        with tempfile.TemporaryDirectory() as run:
-            self.assertIsNone(newest_seccomp_filter(run))
-            os.mkdir(os.path.join(run, "seccomp"))
-            for name, mtime in (("aa.bpf", 200), ("bb.bpf", 100), ("cc.tmp", 300)):
-                path = os.path.join(run, "seccomp", name)
-                open(path, "w").close()
-                os.utime(path, (mtime, mtime))
-            self.assertEqual(newest_seccomp_filter(run).name, "aa.bpf")
+    def test_seccomp_filter_named_by_ember_run_v(self):
+        err = ("ember: seccomp filter /run/ember/seccomp/22b006af88a1c40a.bpf (444 instructions)\n"
+               "ember: host side (us): store 67, image mount 36\n")
+        self.assertEqual(seccomp_filter_named(err),
+                         Path("/run/ember/seccomp/22b006af88a1c40a.bpf"))
+        self.assertIsNone(seccomp_filter_named("ember: host side (us): store 67\n"))
 
 
 class CgroupPaths(unittest.TestCase):

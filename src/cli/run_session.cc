@@ -24,6 +24,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+std::string SeccompCacheDir(const RunRequest& request) { return request.run_dir + "/seccomp"; }
+
 // Everything a sandbox holds on the host, acquired in order and released in reverse.
 struct Acquired {
   std::optional<cgroup::Pool> pool;
@@ -61,7 +63,7 @@ Result<Acquired> Acquire(const RunRequest& request) {
                                                              request.run_dir, ImageLinger()));
   clock.Mark("image mount");
   EMBER_ASSIGN_OR_RETURN(acquired.seccomp, sandbox::LoadSeccomp(sandbox::SeccompPolicy::kStrict,
-                                                                request.run_dir + "/seccomp"));
+                                                                SeccompCacheDir(request)));
   clock.Mark("seccomp");
   sandbox::SandboxSpec spec = request.spec;
   spec.lower_dirs = {acquired.image.lower_dir()};
@@ -171,7 +173,11 @@ Result<Outcome> Supervise(sandbox::Sandbox& sandbox, int signal_fd,
   }
 }
 
-void PrintTimings(const Acquired& acquired) {
+void PrintTimings(const RunRequest& request, const Acquired& acquired) {
+  // The compiled filter the sandbox got (bench/peers/tools.py's full-mandate floor installs it).
+  std::fprintf(stderr, "ember: seccomp filter %s (%zu instructions)\n",
+               sandbox::SeccompCachePath(SeccompCacheDir(request), acquired.seccomp).c_str(),
+               acquired.seccomp.instructions.size());
   std::string host;
   for (const auto& [name, us] : acquired.phases) {
     host += std::string(host.empty() ? "" : ", ") + name + " " + std::to_string(us);
@@ -214,7 +220,7 @@ int RunInSandbox(const RunRequest& request) {
   sandbox::Sandbox& sandbox = *acquired->sandbox;
   auto ran = Clock::now();
   MaintainHost(request, *acquired->pool);
-  if (request.verbose) PrintTimings(*acquired);
+  if (request.verbose) PrintTimings(request, *acquired);
 
   auto outcome = Supervise(sandbox, signal_fd, request.timeout, request.stop_timeout);
   auto exited = Clock::now();

@@ -163,6 +163,10 @@ Result<BpfProgram> ParseBpf(std::string_view data, const std::string& expected_h
   return program;
 }
 
+std::string SeccompCachePath(const std::string& cache_dir, const BpfProgram& program) {
+  return cache_dir + "/" + program.policy_hash + ".bpf";
+}
+
 Result<BpfProgram> LoadSeccomp(SeccompPolicy policy, const std::string& cache_dir) {
   const std::string hash = PolicyHash(policy);
   const std::string path = cache_dir + "/" + hash + ".bpf";

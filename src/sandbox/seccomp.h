@@ -41,6 +41,8 @@ Result<BpfProgram> CompileSeccomp(SeccompPolicy policy);
 
 // The cached program for `policy`, compiling and storing it on a miss or a bad file.
 Result<BpfProgram> LoadSeccomp(SeccompPolicy policy, const std::string& cache_dir);
+// Where LoadSeccomp keeps `program` in `cache_dir`.
+std::string SeccompCachePath(const std::string& cache_dir, const BpfProgram& program);
 
 // Cache file (de)serialisation; exposed for tests.
 std::string SerializeBpf(const BpfProgram& program);
