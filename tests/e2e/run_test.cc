@@ -2,6 +2,7 @@
 // dir, and after every test a check that no mount, cgroup process or file was left behind.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -46,6 +47,23 @@ TEST_F(RunTest, HelpListsEveryCommandAndRunHelpItsOptions) {
   EXPECT_EQ(other.exit_code, 0) << other.err;
   auto unknown = testing::RunCommand({testing::EmberBinary(), "no-such-command"});
   EXPECT_NE(unknown.exit_code, 0);
+}
+
+// -v names the sandbox, its start timings and the compiled seccomp filter it got (a file of
+// raw BPF in the run dir's cache: what bench/peers/tools.py's full-mandate floor installs).
+TEST_F(RunTest, VerboseNamesTheSandboxAndItsSeccompFilter) {
+  auto r = Run({"-v", "--", "true"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("started in"), std::string::npos) << r.err;
+  const std::string prefix = "ember: seccomp filter ";
+  size_t at = r.err.find(prefix);
+  ASSERT_NE(at, std::string::npos) << r.err;
+  size_t start = at + prefix.size();
+  std::string path = r.err.substr(start, r.err.find(' ', start) - start);
+  EXPECT_EQ(path.rfind(env_->run_dir() + "/seccomp/", 0), 0u) << path;
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+  EXPECT_GT(st.st_size, 0) << path;
 }
 
 TEST_F(RunTest, SignalDeathIs128PlusTheSignal) {
